@@ -1,0 +1,142 @@
+"""`workbench check MODEL ...`: export, run on sample images, and report parity with PyTorch.
+
+Exit 0 when every compared output is within tolerance, 1 when parity fails (or a format could not be
+produced), 2 for bad input or usage, with a one-line message and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from pathlib import Path
+
+from .errors import WorkbenchError
+
+REPO_IMAGES = Path(__file__).resolve().parents[1] / "sample_images"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2: the contract for usage errors
+        print(f"workbench: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="workbench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    check = sub.add_parser("check", help="export a model and compare every format with PyTorch on images")
+    check.add_argument("model", help="torchvision:NAME, file.py:factory, model.pt/.pth, ...")
+    check.add_argument("--weights", default="DEFAULT",
+                       help="torchvision weights name, 'DEFAULT', or 'none' for random weights; for "
+                            "file.py:factory, a state_dict file")
+    check.add_argument("--factory", help="file.py:name that builds the model, for a state_dict MODEL file")
+    check.add_argument("--trust-pickle", action="store_true",
+                       help="allow a fully pickled model file: this RUNS CODE FROM THE FILE; only for files you trust")
+    check.add_argument("--images", type=Path, help=f"folder of sample images (default: {REPO_IMAGES.name}/)")
+    check.add_argument("--to", default="onnx,coreml,torchscript", help="formats, comma-separated")
+    norm = check.add_mutually_exclusive_group()
+    norm.add_argument("--preset", help="unit, half, imagenet, caffe, raw, gray, gray_raw")
+    norm.add_argument("--mean", type=float, nargs="+", metavar="M", help="Normalize mean (0-1 units)")
+    check.add_argument("--std", type=float, nargs="+", metavar="S", help="Normalize std, with --mean")
+    check.add_argument("--bgr", action="store_true", help="the model takes BGR channel order")
+    check.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="input size")
+    check.add_argument("--task", choices=["classification", "segmentation", "image", "generic"])
+    check.add_argument("--labels", type=Path, help="text file, one class name per line")
+    check.add_argument("--out", type=Path, help="output folder (default: a new temporary folder)")
+    check.add_argument("--overwrite", action="store_true", help="replace existing artifacts in --out")
+    check.add_argument("--target", default="iOS16", help="Core ML minimum deployment target (iOS13/14: neural network)")
+    check.add_argument("--precision", choices=["fp16", "fp32"], default="fp16", help="Core ML compute precision")
+    check.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    return parser
+
+
+def _preprocess(args):
+    from .preprocess import Preprocess
+
+    if args.std is not None and args.mean is None:
+        raise WorkbenchError("--std needs --mean (Normalize(mean, std))")
+    if args.mean is not None:
+        if args.std is None:
+            raise WorkbenchError("--mean needs --std (Normalize(mean, std))")
+        return Preprocess.from_normalize(args.mean, args.std, bgr=args.bgr, grayscale=len(args.mean) == 1)
+    if args.preset:
+        pre = Preprocess.preset(args.preset)
+        return pre.replace(bgr=True) if args.bgr and not pre.bgr else pre
+    return None
+
+
+def check(args) -> int:
+    from .session import Session
+    from .tasks import read_labels
+
+    images = args.images or REPO_IMAGES
+    formats = [f.strip() for f in args.to.split(",") if f.strip()]
+    labels = read_labels(args.labels) if args.labels else None
+    session = Session(args.model, images, preprocess=_preprocess(args), task=args.task, labels=labels,
+                      size=args.size, weights=None if args.weights == "none" else args.weights,
+                      factory=args.factory, trust=args.trust_pickle)
+    options = {"coreml": {"target": args.target, "precision": args.precision}}
+    report = session.check(formats, args.out, overwrite=args.overwrite, options=options)
+    if args.json:
+        print(json.dumps(_finite(report.to_dict()), indent=2))
+    else:
+        print(render(report))
+    return 0 if report.passed else 1
+
+
+def _finite(obj):
+    """JSON has no inf/nan: PSNR of identical outputs is reported as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def render(report) -> str:
+    lines = [f"model    {report.model}", f"images   {len(report.images)}: {', '.join(report.images)}",
+             f"preproc  {report.preprocess.describe()}", f"task     {report.task}"]
+    lines += [f"note     {n}" for n in report.notes]
+    head = f"{'format':<12}{'status':<9}{'max abs':>10}{'mean abs':>10}{'PSNR dB':>9}{'cosine':>10}{'top-1/mIoU':>12}  path"
+    lines += ["", head, "-" * len(head)]
+    for name, r in report.formats.items():
+        status = {True: "PASS", False: "FAIL", None: "NOT RUN"}[r.passed]
+        w = r.comparison.worst() if r.comparison else {}
+        task = w.get("top1_agreement", w.get("miou"))
+        cells = [f"{w['max_abs']:>10.3g}", f"{w['mean_abs']:>10.3g}",
+                 f"{w['psnr']:>9.1f}" if math.isfinite(w["psnr"]) else f"{'inf':>9}",
+                 f"{w['cosine']:>10.6f}"] if w else [f"{'-':>10}", f"{'-':>10}", f"{'-':>9}", f"{'-':>10}"]
+        cells.append(f"{task:>12.3f}" if task is not None else f"{'-':>12}")
+        path = r.artifact.path if r.artifact else "-"
+        lines.append(f"{name:<12}{status:<9}{''.join(cells)}  {path}")
+        for text in (r.error, r.skipped):
+            if text:
+                lines.append(f"{'':<12}{text}")
+        if r.comparison:
+            lines += [f"{'':<12}{f}" for f in r.comparison.failures[:5]]
+        if r.artifact:
+            lines += [f"{'':<12}({n})" for n in r.artifact.notes]
+    lines += ["", "parity: " + ("PASS" if report.passed else "FAIL")]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore")
+    try:
+        return check(args)
+    except WorkbenchError as exc:
+        print(f"workbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("workbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

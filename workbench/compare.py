@@ -1,0 +1,177 @@
+"""The one comparison: a converted model's outputs against the PyTorch reference, with numbers.
+
+Per output and per image: max abs, mean abs, max rel, PSNR, cosine similarity, plus the task's own
+metrics (top-1/top-5 agreement, pixel agreement and mIoU). Pass/fail is decided per output by a
+`Tolerance` scaled to the reference's range, so a logit vector and a 0-255 image are judged alike.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .errors import WorkbenchError
+from .tasks import Task
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Pass when ``max_abs <= atol + rel * range(reference)`` and task metrics reach their minimum.
+
+    `min_top1` applies to classification outputs, `min_miou` to segmentation outputs.
+    """
+
+    rel: float = 1e-4
+    atol: float = 0.0
+    min_top1: float | None = None
+    min_miou: float | None = None
+
+    def limit(self, ref_range: float) -> float:
+        return self.atol + self.rel * ref_range
+
+
+# Defaults per precision: fp32 runtimes agree to float rounding; fp16 keeps ~3 significant digits, and the
+# error grows with depth, so 1% of the range is what fp16 parity means in practice.
+DEFAULT_TOLERANCES = {"fp32": Tolerance(rel=1e-4), "fp16": Tolerance(rel=1e-2)}
+
+
+@dataclass
+class OutputMetrics:
+    output: str
+    image: str
+    max_abs: float
+    mean_abs: float
+    max_rel: float
+    psnr: float
+    cosine: float
+    range: float
+    limit: float
+    passed: bool
+    task: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Comparison:
+    """One candidate (a format) against the reference: rows per output and image."""
+
+    name: str
+    rows: list[OutputMetrics]
+    failures: list[str]
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and not self.failures
+
+    def worst(self) -> dict[str, float]:
+        """Worst case over images and outputs: the figures a summary reports."""
+        if not self.rows:
+            return {}
+        out = {
+            "max_abs": max(r.max_abs for r in self.rows),
+            "mean_abs": max(r.mean_abs for r in self.rows),
+            "max_rel": max(r.max_rel for r in self.rows),
+            "psnr": min(r.psnr for r in self.rows),
+            "cosine": min(r.cosine for r in self.rows),
+        }
+        for key in ("top1_agreement", "top5_agreement", "pixel_agreement", "miou"):
+            values = [r.task[key] for r in self.rows if key in r.task]
+            if values:
+                out[key] = float(np.mean(values)) if key.endswith("agreement") else min(values)
+        return out
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "error": self.error, "failures": self.failures, **self.worst(),
+                "rows": [asdict(r) for r in self.rows]}
+
+
+def _psnr(ref: np.ndarray, diff: np.ndarray, ref_range: float) -> float:
+    mse = float(np.mean(diff ** 2))
+    if mse == 0:
+        return math.inf
+    peak = ref_range if ref_range > 0 else float(np.max(np.abs(ref))) or 1.0
+    return 10 * math.log10(peak ** 2 / mse)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 and nb == 0:
+        return 1.0
+    if na == 0 or nb == 0:
+        return 0.0
+    return float(np.dot(a, b) / (na * nb))
+
+
+def compare(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], *,
+            task: Task | None = None, tolerance: Tolerance | Mapping[str, Tolerance] | None = None,
+            images: Sequence[str] | None = None, name: str = "candidate") -> Comparison:
+    """Compare `candidate`'s outputs with `reference`'s, per output and per image.
+
+    Both map output names to arrays whose first axis is the image. `tolerance` is one Tolerance or a
+    mapping from output name to Tolerance where "" is the default. Outputs are matched by name, or by
+    position when the names differ (converters rename outputs). Raises WorkbenchError when an output is
+    missing or shapes differ.
+    """
+    task = task or Task()
+    tols = tolerance if isinstance(tolerance, Mapping) else {"": tolerance or DEFAULT_TOLERANCES["fp32"]}
+    pairs = _match(reference, candidate, name)
+    rows, failures = [], []
+    for out_name, ref, cand in pairs:
+        tol = tols.get(out_name, tols.get("", DEFAULT_TOLERANCES["fp32"]))
+        ref = np.asarray(ref, np.float64)
+        cand = np.asarray(cand, np.float64)
+        if ref.shape != cand.shape:
+            if ref.size == cand.size and ref.shape[0] == cand.shape[0]:
+                cand = cand.reshape(ref.shape)  # (N, K) vs (N, K, 1, 1): same values, other layout
+            else:
+                raise WorkbenchError(
+                    f"output {out_name!r}: {name} gives shape {cand.shape}, the reference {ref.shape}")
+        main = out_name == task.main_output({n: None for n, _, _ in pairs})
+        for i in range(ref.shape[0]):
+            r, c = ref[i].ravel(), cand[i].ravel()
+            d = np.abs(r - c)
+            finite = np.isfinite(c).all()
+            rng = float(r.max() - r.min()) if r.size else 0.0
+            metrics = task.metrics(ref[i:i + 1], cand[i:i + 1]) if main else {}
+            limit = tol.limit(rng)
+            max_abs = float(d.max()) if finite else math.inf
+            passed = finite and max_abs <= limit
+            why = []
+            if not finite:
+                why.append("non-finite values")
+            elif max_abs > limit:
+                why.append(f"max abs {max_abs:.3g} > {limit:.3g} (atol {tol.atol:g} + rel {tol.rel:g} x range {rng:.3g})")
+            if tol.min_top1 is not None and metrics.get("top1_agreement", 1) < tol.min_top1:
+                passed = False
+                why.append(f"top-1 agreement {metrics['top1_agreement']:.0%} < {tol.min_top1:.0%}")
+            if tol.min_miou is not None and metrics.get("miou", 1) < tol.min_miou:
+                passed = False
+                why.append(f"mIoU {metrics['miou']:.3f} < {tol.min_miou:.3f}")
+            image = images[i] if images is not None else str(i)
+            if why:
+                failures.append(f"{name} output {out_name!r} on {image}: " + "; ".join(why))
+            rows.append(OutputMetrics(
+                output=out_name, image=image, max_abs=max_abs,
+                mean_abs=float(d.mean()) if finite else math.inf,
+                max_rel=float((d / np.maximum(np.abs(r), 1e-6 * max(rng, 1e-12))).max()) if finite else math.inf,
+                psnr=_psnr(r, r - c, rng) if finite else -math.inf,
+                cosine=_cosine(r, c) if finite else 0.0,
+                range=rng, limit=limit, passed=passed, task=metrics))
+    return Comparison(name=name, rows=rows, failures=failures)
+
+
+def _match(reference, candidate, name):
+    ref_names, cand_names = list(reference), list(candidate)
+    if set(ref_names) <= set(cand_names):
+        return [(n, reference[n], candidate[n]) for n in ref_names]
+    if len(ref_names) == len(cand_names):
+        return [(n, reference[n], candidate[c]) for n, c in zip(ref_names, cand_names)]
+    raise WorkbenchError(f"{name} has outputs {cand_names}; the reference has {ref_names}")
+
+
+def failed(name: str, error: str) -> Comparison:
+    """A comparison for a format that could not be produced or run."""
+    return Comparison(name=name, rows=[], failures=[], error=error)

@@ -1,0 +1,32 @@
+"""The workbench's one user-error family.
+
+Everything a user can cause (a bad file, an unsupported op, a shape mismatch, a missing optional package)
+raises `WorkbenchError`, whose message names the thing involved and says what to do. Anything else that
+escapes is a bug in the workbench.
+"""
+
+from __future__ import annotations
+
+
+class WorkbenchError(Exception):
+    """A problem the user can fix; the message names the file, op, output or shape and the fix."""
+
+
+class ConversionError(WorkbenchError):
+    """A model could not be exported to a format; the message names the op or module and the known fixes."""
+
+
+class RuntimeUnavailable(WorkbenchError):
+    """A runtime cannot run on this machine (for example Core ML's own predict off macOS)."""
+
+
+def require(module: str, install: str):
+    """Import an optional heavy dependency, or raise a WorkbenchError that gives the install command."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise WorkbenchError(
+            f"{module} is not installed ({exc}); install it with: pip install {install}"
+        ) from exc

@@ -1,0 +1,315 @@
+"""Load a model from its many sources, safely by default.
+
+Sources: an ``nn.Module``; ``torchvision:NAME`` (with ``weights=``); ``path/to/file.py:factory``; a
+state_dict ``.pth`` with a factory; a TorchScript ``.pt``; a fully pickled model (only with ``trust=True``);
+``.onnx``; ``.mlpackage`` / ``.mlmodel``. Files are read with ``torch.load(weights_only=True)`` unless the
+caller explicitly trusts them: a pickle can run any code when loaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import WorkbenchError
+from .preprocess import Preprocess
+
+TORCH_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".pkl"}
+
+
+@dataclass
+class LoadedModel:
+    """A model and what is known about it.
+
+    kind: "torch" (an eager nn.Module), "torchscript", "onnx" or "coreml". `module` is set for the first
+    two. `preprocess` is the training preprocessing when the source says it (torchvision weights), `labels`
+    the class names when known, `task` a hint ("classification", "segmentation", "image"), `notes` things
+    the user must know (random weights).
+    """
+
+    source: str
+    kind: str
+    module: Any = None
+    path: Path | None = None
+    preprocess: Preprocess | None = None
+    labels: list[str] | None = None
+    task: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def parameters(self) -> int | None:
+        if self.module is None:
+            return None
+        return sum(p.numel() for p in self.module.parameters())
+
+
+def load_model(source, *, weights: str | Path | None = "DEFAULT", factory: str | Callable | None = None,
+               trust: bool = False) -> LoadedModel:
+    """Load `source` (see the module docstring) and put torch models in eval mode.
+
+    weights: for ``torchvision:NAME``, "DEFAULT", a weights name (``IMAGENET1K_V2``) or "none"/None for
+    random weights; for a ``file.py:factory`` source, an optional state_dict file.
+    factory: for a state_dict file, what builds the model (``file.py:name`` or a callable).
+    trust: allow unpickling arbitrary objects from .pt/.pth files. It runs code from the file.
+    Raises WorkbenchError naming the file and the fix.
+    """
+    import torch
+
+    if isinstance(source, torch.nn.Module):
+        return _eval(LoadedModel(source=type(source).__name__, kind="torch", module=source))
+    if not isinstance(source, (str, Path)):
+        raise WorkbenchError(f"cannot load a model from {type(source).__name__}; pass an nn.Module or a path")
+    text = str(source)
+    if text.startswith("torchvision:"):
+        return _eval(_torchvision(text.split(":", 1)[1], weights))
+    path_part, sep, name = text.rpartition(":")
+    if sep and path_part.endswith(".py"):
+        module = _call_factory(_factory_from_file(Path(path_part), name), f"{path_part}:{name}")
+        loaded = LoadedModel(source=text, kind="torch", module=module)
+        if weights not in (None, "DEFAULT", "none"):
+            _load_state_dict(module, _read_state_dict(Path(weights), trust), Path(weights))
+            loaded.source += f" + {weights}"
+        return _eval(loaded)
+
+    path = Path(text)
+    if not path.exists():
+        raise WorkbenchError(f"model file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return LoadedModel(source=text, kind="onnx", path=path, notes=[_check_onnx(path)])
+    if suffix in (".mlpackage", ".mlmodel"):
+        return LoadedModel(source=text, kind="coreml", path=path)
+    if suffix in TORCH_SUFFIXES:
+        return _eval(_torch_file(path, factory, trust))
+    raise WorkbenchError(
+        f"{path}: unknown model type {suffix!r}; use a .pt/.pth, .onnx, .mlpackage or .mlmodel file, "
+        "torchvision:NAME, or file.py:factory"
+    )
+
+
+def _eval(loaded: LoadedModel) -> LoadedModel:
+    loaded.module.eval()
+    return loaded
+
+
+# -- torchvision --------------------------------------------------------------------------------------
+def _torchvision(name: str, weights) -> LoadedModel:
+    import torchvision
+
+    try:
+        builder = torchvision.models.get_model_builder(name)
+    except ValueError:
+        known = ", ".join(sorted(torchvision.models.list_models())[:8])
+        raise WorkbenchError(f"torchvision has no model {name!r}; names look like {known}, ...") from None
+    enum = _weights_enum(name)
+    chosen = None
+    if weights not in (None, "none"):
+        if enum is None:
+            raise WorkbenchError(f"torchvision:{name} has no pretrained weights; pass weights='none'")
+        try:
+            chosen = enum.DEFAULT if weights == "DEFAULT" else enum[str(weights)]
+        except KeyError:
+            raise WorkbenchError(
+                f"torchvision:{name} has no weights {weights!r}; choose one of "
+                f"{', '.join(w.name for w in enum)} or 'none'") from None
+    meta_weights = chosen or (enum.DEFAULT if enum is not None else None)
+    task = "segmentation" if name in torchvision.models.list_models(torchvision.models.segmentation) else (
+        "classification")
+    loaded = LoadedModel(source=f"torchvision:{name}", kind="torch", task=task)
+    if meta_weights is not None:
+        loaded.preprocess = _preprocess_from_weights(meta_weights)
+        loaded.labels = list(meta_weights.meta.get("categories") or []) or None
+    if chosen is None:
+        kwargs = {"aux_loss": False} if task == "segmentation" else {}
+        if "weights_backbone" in inspect.signature(builder).parameters:
+            kwargs["weights_backbone"] = None  # random means random: no backbone download either
+        loaded.module = builder(weights=None, **kwargs)
+        loaded.notes.append(
+            f"random weights (weights='none'): outputs are meaningless, but conversion parity still holds"
+        )
+        return loaded
+    try:
+        loaded.module = builder(weights=chosen)
+    except Exception as exc:  # the hub raises URLError, HTTPError, RuntimeError... all mean "no weights"
+        raise WorkbenchError(
+            f"could not get the weights {chosen} for torchvision:{name} ({type(exc).__name__}: {exc}). "
+            f"Offline? Put the file {Path(chosen.url).name} in {_hub_dir()}, or pass weights='none' "
+            "(--weights none) to check the conversion with random weights"
+        ) from exc
+    loaded.source += f" ({chosen.name})"
+    return loaded
+
+
+def _weights_enum(name: str):
+    import torchvision
+
+    try:
+        return torchvision.models.get_model_weights(name)
+    except (ValueError, KeyError):
+        return None
+
+
+def _preprocess_from_weights(weights) -> Preprocess:
+    """The preprocessing of a torchvision weights' own transforms (mean, std, crop and resize sizes)."""
+    t = weights.transforms()
+    resize = getattr(t, "resize_size", None)
+    resize = resize[0] if resize else None
+    crop = getattr(t, "crop_size", None)
+    side = crop[0] if crop else resize
+    return Preprocess.from_normalize(t.mean, t.std, size=(side, side), resize=resize if crop else None,
+                                     name=f"{weights} transforms")
+
+
+def _hub_dir() -> str:
+    import torch
+
+    return str(Path(torch.hub.get_dir()) / "checkpoints")
+
+
+# -- python factories --------------------------------------------------------------------------------
+def _factory_from_file(path: Path, name: str) -> Callable:
+    if not path.is_file():
+        raise WorkbenchError(f"model definition file {path} does not exist")
+    module_name = f"_workbench_user_{path.stem}_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look classes up here
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise WorkbenchError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+    if not hasattr(module, name):
+        public = [n for n in vars(module) if not n.startswith("_") and callable(getattr(module, n))]
+        raise WorkbenchError(f"{path} has no {name!r}; callables there: {', '.join(public) or 'none'}")
+    return getattr(module, name)
+
+
+def _call_factory(factory: Callable, what: str):
+    import torch
+
+    try:
+        module = factory()
+    except Exception as exc:
+        raise WorkbenchError(f"the factory {what} raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(module, torch.nn.Module):
+        raise WorkbenchError(f"the factory {what} returned {type(module).__name__}, not a torch.nn.Module")
+    return module
+
+
+def _resolve_factory(factory) -> tuple[Callable, str]:
+    if callable(factory):
+        return factory, getattr(factory, "__qualname__", repr(factory))
+    path, sep, name = str(factory).rpartition(":")
+    if not sep or not path.endswith(".py"):
+        raise WorkbenchError(f"factory {factory!r} must look like path/to/file.py:name")
+    return _factory_from_file(Path(path), name), str(factory)
+
+
+# -- torch files -------------------------------------------------------------------------------------
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+
+
+def _torch_file(path: Path, factory, trust: bool) -> LoadedModel:
+    import torch
+
+    if path.stat().st_size == 0:
+        raise WorkbenchError(f"{path} is empty (0 bytes); the download or save did not finish")
+    if _is_torchscript(path):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:
+            raise WorkbenchError(f"{path} is a TorchScript archive that failed to load: {exc}") from exc
+        return LoadedModel(source=str(path), kind="torchscript", module=module, path=path)
+    obj = _torch_load(path, trust)
+    if isinstance(obj, torch.nn.Module):
+        return LoadedModel(source=str(path), kind="torch", module=obj, path=path,
+                           notes=["loaded a pickled model with trust=True (code from the file ran)"])
+    state = _unwrap_state_dict(obj, path)
+    if factory is None:
+        raise WorkbenchError(
+            f"{path} holds a state_dict (weights only); say what builds the model: "
+            "factory='file.py:name' (CLI: MODEL file.py:name --weights FILE)")
+    fn, what = _resolve_factory(factory)
+    module = _call_factory(fn, what)
+    _load_state_dict(module, state, path)
+    return LoadedModel(source=f"{what} + {path}", kind="torch", module=module, path=path)
+
+
+def _torch_load(path: Path, trust: bool):
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as exc:
+        if trust:
+            raise WorkbenchError(f"{path} could not be unpickled: {exc}") from exc
+        raise WorkbenchError(
+            f"{path} holds Python objects beyond weights (a pickled model?), refused because unpickling runs "
+            "code from the file. Save a state_dict instead, or, only if you trust the file, pass trust=True "
+            f"(CLI: --trust-pickle). Detail: {str(exc).splitlines()[0]}"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise WorkbenchError(f"{path} is not a readable PyTorch file (truncated or corrupt?): {exc}") from exc
+
+
+def _read_state_dict(path: Path, trust: bool) -> dict:
+    if not path.exists():
+        raise WorkbenchError(f"weights file {path} does not exist")
+    return _unwrap_state_dict(_torch_load(path, trust), path)
+
+
+def _unwrap_state_dict(obj, path: Path) -> dict:
+    import torch
+
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return {k.removeprefix("module."): v for k, v in obj.items()}
+    raise WorkbenchError(f"{path} holds {type(obj).__name__}, not a state_dict of tensors")
+
+
+def _load_state_dict(module, state: dict, path: Path) -> None:
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                  for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        parts = []
+        for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
+            if items:
+                shown = ", ".join(items[:6]) + (f" (+{len(items) - 6} more)" if len(items) > 6 else "")
+                parts.append(f"{title}: {shown}")
+        raise WorkbenchError(
+            f"the weights in {path} do not fit {type(module).__name__}: " + "; ".join(parts)
+            + ". Check that the factory builds the architecture the weights were trained with")
+    module.load_state_dict(state)
+
+
+def _check_onnx(path: Path) -> str:
+    from .errors import require
+
+    onnx = require("onnx", "onnx")
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as exc:
+        raise WorkbenchError(f"{path} is not a valid ONNX model: {str(exc).splitlines()[0]}") from exc
+    return "ONNX model: runs in ONNX Runtime; it cannot be converted to Core ML (coremltools takes PyTorch)"

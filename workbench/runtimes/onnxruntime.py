@@ -1,0 +1,48 @@
+"""ONNX Runtime on the CPU: one InferenceSession per artifact, built once."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import WorkbenchError, require
+from . import Runner, runner
+
+
+@runner("onnx")
+class OnnxRunner(Runner):
+    name = "onnx"
+    label = "ONNX Runtime"
+
+    def __init__(self, artifact, *, threads: int | None = None):
+        super().__init__()
+        self.artifact, self.preprocess, self.threads = artifact, artifact.preprocess, threads
+        self.session = None
+
+    def _activate(self):
+        ort = require("onnxruntime", "onnxruntime")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        try:
+            self.session = ort.InferenceSession(str(self.artifact.path), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise WorkbenchError(f"ONNX Runtime cannot load {self.artifact.path}: {exc}") from exc
+        self.label = f"ONNX Runtime {ort.__version__}"
+
+    def _deactivate(self):
+        self.session = None
+
+    def _run(self, inputs):
+        inp = self.session.get_inputs()[0]
+        names = [o.name for o in self.session.get_outputs()]
+        x = np.ascontiguousarray(inputs, np.float32)
+        try:
+            # Export fixes the batch at 1; run image by image so any batch works.
+            rows = [self.session.run(names, {inp.name: x[i:i + 1]}) for i in range(len(x))]
+        except Exception as exc:
+            raise WorkbenchError(
+                f"ONNX Runtime failed on input {x.shape[1:]} (the model takes {inp.shape}): "
+                f"{str(exc).splitlines()[0]}") from exc
+        return {n: np.concatenate([r[j] for r in rows]) for j, n in enumerate(names)}

@@ -1,0 +1,60 @@
+"""PyTorch runners: the eager reference, and TorchScript artifacts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import WorkbenchError
+from . import Runner, named_outputs, runner
+
+
+class TorchRunner(Runner):
+    """Runs an nn.Module (eager or scripted). The reference side of every comparison."""
+
+    name = "torch"
+    label = "PyTorch"
+
+    def __init__(self, module, *, output_names=None, label: str | None = None, batch: int = 8):
+        super().__init__()
+        self.module, self.output_names, self.batch = module, output_names, batch
+        if label:
+            self.label = label
+
+    def _run(self, inputs):
+        import torch
+
+        results = []
+        with torch.inference_mode():
+            for start in range(0, len(inputs), self.batch):
+                x = torch.from_numpy(np.ascontiguousarray(inputs[start:start + self.batch]))
+                try:
+                    out = self.module(x)
+                except Exception as exc:
+                    raise WorkbenchError(
+                        f"{self.label} forward() failed on input {tuple(x.shape)}: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}. Check the input size and channels "
+                        "the model expects") from exc
+                results.append(named_outputs(out, self.output_names))
+        return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
+
+
+@runner("torchscript")
+class TorchScriptRunner(TorchRunner):
+    name = "torchscript"
+    label = "TorchScript"
+
+    def __init__(self, artifact):
+        super().__init__(None, output_names=artifact.output_names)
+        self.artifact, self.preprocess = artifact, artifact.preprocess
+
+    def _activate(self):
+        import warnings
+
+        import torch
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": we know
+            self.module = torch.jit.load(str(self.artifact.path), map_location="cpu").eval()
+
+    def _deactivate(self):
+        self.module = None
