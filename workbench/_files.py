@@ -34,6 +34,8 @@ def atomic_output(dest: str | Path, *, overwrite: bool = False):
         raise WorkbenchError(f"cannot create the output folder {dest.parent}: {exc.strerror}") from exc
     if not os.access(dest.parent, os.W_OK):
         raise WorkbenchError(f"the output folder {dest.parent} is not writable; choose another folder")
+    for stale in dest.parent.glob(f".{dest.stem}.partial-*{dest.suffix}"):
+        _remove(stale)  # left by a process killed mid-write; never visible under the real name
     tmp = dest.with_name(f".{dest.stem}.partial-{uuid.uuid4().hex[:8]}{dest.suffix}")
     try:
         yield tmp

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--overwrite", action="store_true", help="replace existing artifacts in --out")
     check.add_argument("--target", default="iOS16", help="Core ML minimum deployment target (iOS13/14: neural network)")
     check.add_argument("--precision", choices=["fp16", "fp32"], default="fp16", help="Core ML compute precision")
+    check.add_argument("--rtol", type=float, help="tolerance relative to each output's range "
+                       "(default 1e-4 for fp32, 1e-2 for fp16)")
+    check.add_argument("--atol", type=float, default=0.0, help="absolute tolerance added to --rtol's")
     check.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     return parser
 
@@ -69,6 +72,7 @@ def _preprocess(args):
 
 
 def check(args) -> int:
+    from .compare import Tolerance
     from .session import Session
     from .tasks import read_labels
 
@@ -79,7 +83,8 @@ def check(args) -> int:
                       size=args.size, weights=None if args.weights == "none" else args.weights,
                       factory=args.factory, trust=args.trust_pickle)
     options = {"coreml": {"target": args.target, "precision": args.precision}}
-    report = session.check(formats, args.out, overwrite=args.overwrite, options=options)
+    tolerance = Tolerance(rel=args.rtol, atol=args.atol) if args.rtol is not None else None
+    report = session.check(formats, args.out, tolerance=tolerance, overwrite=args.overwrite, options=options)
     if args.json:
         print(json.dumps(_finite(report.to_dict()), indent=2))
     else:

@@ -55,7 +55,12 @@ def load_image(path: str | Path) -> Image.Image:
             return to_rgb(img)
     except WorkbenchError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        # Pillow refuses above ~179 MP at open, before our own check sees the size; same verdict, same fix.
+        raise WorkbenchError(
+            f"image {path} is above the {MAX_PIXELS / 1e6:.0f} megapixel limit ({exc}); downscale it first"
+        ) from exc
+    except UnidentifiedImageError as exc:
         raise WorkbenchError(f"{path} is not an image Pillow can read ({exc}); use JPEG or PNG") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise WorkbenchError(f"image {path} is damaged or truncated ({exc}); re-save or replace it") from exc
@@ -146,8 +151,14 @@ def fit_image(img: Image.Image, size: Sequence[int], fit: Fit = "crop", resize: 
         canvas = Image.new("RGB", (w, h))
         canvas.paste(img.resize((nw, nh), Image.BILINEAR), ((w - nw) // 2, (h - nh) // 2))
         return np.asarray(canvas)
-    s = resize / min(iw, ih) if resize else max(w / iw, h / ih)
-    nw, nh = max(w, round(iw * s)), max(h, round(ih * s))
+    if resize:
+        # As torchvision's Resize(int): the shorter side becomes `resize`, the longer is truncated, not rounded.
+        long = int(resize * max(iw, ih) / min(iw, ih))
+        nw, nh = (resize, long) if iw <= ih else (long, resize)
+    else:
+        s = max(w / iw, h / ih)
+        nw, nh = round(iw * s), round(ih * s)
+    nw, nh = max(w, nw), max(h, nh)
     img = img.resize((nw, nh), Image.BILINEAR)
     left, top = int(round((nw - w) / 2.0)), int(round((nh - h) / 2.0))
     return np.asarray(img.crop((left, top, left + w, top + h)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import struct
 import sys
 import warnings
 import zipfile
@@ -263,8 +264,12 @@ def _torch_load(path: Path, trust: bool):
             "code from the file. Save a state_dict instead, or, only if you trust the file, pass trust=True "
             f"(CLI: --trust-pickle). Detail: {str(exc).splitlines()[0]}"
         ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise WorkbenchError(f"{path} is not a readable PyTorch file (truncated or corrupt?): {exc}") from exc
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
+            # damaged bytes fail anywhere in the unpickler, with these too
+            KeyError, IndexError, OverflowError, MemoryError, struct.error) as exc:
+        raise WorkbenchError(
+            f"{path} is not a readable PyTorch file (truncated or corrupt?): {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _read_state_dict(path: Path, trust: bool) -> dict:

@@ -41,7 +41,8 @@ class ImageTypeFit:
     """How Core ML's ImageType (one scalar scale, per-channel bias) expresses a `Preprocess`.
 
     `max_error` is the worst case, over every pixel value 0-255 and channel, of the difference between the
-    approximated and the exact normalized value, in normalized units (0 when `exact`).
+    approximated and the exact normalized value, in normalized units (0 when every channel has the same
+    scale; below float32 precision when `exact`).
     """
 
     scale: float
@@ -130,7 +131,7 @@ class Preprocess:
             make = PRESETS[name]
         except KeyError:
             raise WorkbenchError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
-        return dataclasses.replace(make(), **kw) if kw else make()
+        return make().replace(**kw) if kw else make()
 
     def replace(self, **changes) -> "Preprocess":
         """A copy with `changes`; a changed scale or bias no longer claims to come from mean/std."""
@@ -170,20 +171,23 @@ class Preprocess:
         """
         layout = "G" if self.grayscale else ("BGR" if self.bgr else "RGB")
         lo, hi = min(self.scale), max(self.scale)
-        if hi - lo <= _EXACT_RTOL * max(abs(lo), abs(hi)):
-            return ImageTypeFit(self.scale[0], self.bias, layout, True, 0.0)
-        s = (lo + hi) / 2
+        s = (lo + hi) / 2  # equal scales give back that scale and the biases unchanged, bit for bit
         bias = tuple(b + (sc - s) * 127.5 for sc, b in zip(self.scale, self.bias))
+        # reported even when "exact" (scales equal to float32 precision), so max_error is always the worst case
         err = max(abs(s - sc) * 127.5 for sc in self.scale)
-        return ImageTypeFit(s, bias, layout, False, err)
+        exact = hi - lo <= _EXACT_RTOL * max(abs(lo), abs(hi))
+        return ImageTypeFit(s, bias, layout, exact, err)
 
     def with_imagetype(self) -> "Preprocess":
-        """The preprocessing Core ML's ImageType would actually apply (itself when exact)."""
+        """The preprocessing Core ML's ImageType would actually apply (itself when exact).
+
+        The approximation no longer claims the mean/std it came from: they do not describe it.
+        """
         fit = self.imagetype_fit()
         if fit.exact:
             return self
-        return dataclasses.replace(self, scale=(fit.scale,) * self.channels, bias=fit.bias,
-                                   name=f"{self.name} (scalar approximation)")
+        return self.replace(scale=(fit.scale,) * self.channels, bias=fit.bias,
+                            name=f"{self.name} (scalar approximation)")
 
     def mean_norm(self) -> dict[str, tuple[float, ...]]:
         """ncnn's ``substract_mean_normalize`` / MNN's ``mean``/``normal``: y = (x - mean) * norm."""

@@ -129,7 +129,13 @@ class Session:
 
     @property
     def name(self) -> str:
-        return re.sub(r"[^\w.-]+", "_", self.model.source.split(" ")[0].split(":")[-1].split("/")[-1]).strip("_")
+        """A file-name stem for artifacts: the torchvision name, the .py file's or the model file's stem."""
+        source = self.model.source.split(" ")[0]
+        if source.startswith("torchvision:"):
+            stem = source.split(":", 1)[1]
+        else:
+            stem = Path(source.rpartition(":")[0] if ".py:" in source else source).stem
+        return re.sub(r"[^\w.-]+", "_", stem).strip("_") or "model"
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:

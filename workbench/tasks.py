@@ -6,6 +6,7 @@ and adds the metrics that matter to users of that task (top-1 agreement, mIoU) t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -125,6 +126,13 @@ class ImageToImage(Task):
     output: str | None = None
     name = "image"
 
+    def __post_init__(self):
+        values = tuple(float(v) for v in self.output_range)
+        if len(values) != 2 or not all(map(math.isfinite, values)) or values[0] >= values[1]:
+            raise WorkbenchError(f"output_range {tuple(self.output_range)} must be (low, high) with low < high, "
+                                 "such as (0, 1), (-1, 1) or (0, 255)")
+        object.__setattr__(self, "output_range", values)
+
     @property
     def deprocess(self) -> tuple[float, float]:
         """(scale, bias) with pixels = y * scale + bias: x255 for (0, 1), (y + 1) * 127.5 for (-1, 1)."""
@@ -165,7 +173,7 @@ def read_labels(path) -> list[str]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise WorkbenchError(f"cannot read labels file {path}: {exc}") from exc
-    labels = [line.strip() for line in text.rstrip("\n").splitlines()]
+    labels = [line.strip() for line in text.rstrip().splitlines()]
     if not labels or not any(labels):
         raise WorkbenchError(f"labels file {path} is empty; write one class name per line")
     return labels

@@ -85,6 +85,7 @@ def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
     else:
         outputs = [ct.TensorType(name=n) for n in spec.output_names]
 
+    trace_notes = ()
     if method == "export":
         model = spec.wrapped(bake=bake, post=post)
         x = spec.example_input(pixels=bake is not None or pre is not None)
@@ -93,7 +94,7 @@ def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
         except Exception as exc:
             raise conversion_error("torch.export", exc, module=spec.source) from exc
     else:
-        source, x = trace(spec, bake=bake, post=post)
+        source, x, trace_notes = trace(spec, bake=bake, post=post)
     kwargs = dict(inputs=inputs, classifier_config=config, minimum_deployment_target=getattr(ct.target, target),
                   convert_to="neuralnetwork" if neuralnetwork else "mlprogram")
     if outputs is not None:
@@ -111,7 +112,7 @@ def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
     with atomic_output(path, overwrite=overwrite) as tmp:
         mlmodel.save(str(tmp))
     names = tuple(o.name for o in mlmodel.get_spec().description.output)
-    notes = []
+    notes = list(trace_notes)
     if pre is not None and not pre.imagetype_fit().exact:
         notes.append("normalization baked into the graph (per-channel std)" if bake is not None else
                      f"ImageType scalar approximation: {pre.imagetype_fit().describe()}")

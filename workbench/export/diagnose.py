@@ -29,7 +29,7 @@ def conversion_error(fmt: str, exc: BaseException, *, module: str = "") -> Conve
     """A ConversionError for `exc` raised while exporting to `fmt`."""
     text = f"{type(exc).__name__}: {exc}"
     op = _OP.search(text)
-    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__).rstrip(".")
     where = f" op '{op.group(1)}'" if op else ""
     fixes = [fix for pattern, fix in KNOWN if re.search(pattern, text, re.I)]
     if op and not fixes:

@@ -44,11 +44,13 @@ def export_onnx(spec: ExportSpec, path: Path, *, opset: int | None = None, overw
     if proto is None:
         buffer = io.BytesIO()
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", torch.jit.TracerWarning)
                 torch.onnx.export(model, (x,), buffer, dynamo=False, **kwargs)
         except Exception as exc:
             raise conversion_error("ONNX", first_error or exc, module=spec.source) from exc
+        notes += sorted({f"trace warning: {str(w.message).splitlines()[0]}" for w in caught
+                         if issubclass(w.category, torch.jit.TracerWarning)})
         proto = onnx.load_from_string(buffer.getvalue())
     try:
         onnx.checker.check_model(proto, full_check=True)
@@ -61,13 +63,22 @@ def export_onnx(spec: ExportSpec, path: Path, *, opset: int | None = None, overw
 
 
 class _quiet:
-    """Silence the exporter's progress lines (it prints to stdout)."""
+    """Silence the exporter's progress lines (stdout) and its graph dumps on failure (stderr, logging)."""
 
     def __enter__(self):
         import contextlib
+        import logging
 
-        self._ctx = contextlib.redirect_stdout(io.StringIO())
-        return self._ctx.__enter__()
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+        self._stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+        loggers = [logging.getLogger(n) for n in ("torch.fx.experimental.symbolic_shapes", "torch._dynamo",
+                                                  "torch.export", "torch.onnx")]
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
+        self._stack.callback(lambda: [lg.setLevel(v) for lg, v in zip(loggers, levels)])
+        return self
 
     def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
+        return self._stack.__exit__(*exc)

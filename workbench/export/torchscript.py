@@ -10,23 +10,32 @@ import warnings
 from pathlib import Path
 
 from .._files import atomic_output
+from ..errors import WorkbenchError
 from . import Artifact, ExportSpec, exporter
 from .diagnose import conversion_error
 
 
 def trace(spec: ExportSpec, *, bake=None, post=None):
-    """The spec's model traced (check_trace on), as Core ML's converter and this exporter use it."""
+    """The spec's model traced, as Core ML's converter and this exporter use it.
+
+    Returns (traced module, example input, notes); the notes carry the tracer's warnings, because a trace
+    through data-dependent control flow keeps one branch and still matches on inputs that take it.
+    """
     import torch
 
     model = spec.wrapped(bake=bake, post=post)
     x = spec.example_input(pixels=bake is not None)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", torch.jit.TracerWarning)
             with torch.no_grad():
-                return torch.jit.trace(model, x, strict=False), x
+                traced = torch.jit.trace(model, x, strict=False)
     except Exception as exc:
         raise conversion_error("TorchScript trace", exc, module=spec.source) from exc
+    notes = sorted({f"trace warning: {str(w.message).splitlines()[0]} (data-dependent control flow keeps one "
+                    "branch in the trace; check images that take the other)"
+                    for w in caught if issubclass(w.category, torch.jit.TracerWarning)})
+    return traced, x, tuple(notes)
 
 
 @exporter("torchscript")
@@ -35,11 +44,16 @@ def export_torchscript(spec: ExportSpec, path: Path, *, optimize: bool = False,
     """Write `spec` as a traced TorchScript `.pt`; `optimize` runs torch's mobile optimizer on it."""
     import torch
 
-    traced, x = trace(spec, bake=spec.preprocess)
-    notes = []
+    traced, x, notes = trace(spec, bake=spec.preprocess)
+    notes = list(notes)
     if optimize:
+        import torch.backends.xnnpack
         from torch.utils.mobile_optimizer import optimize_for_mobile
 
+        if not torch.backends.xnnpack.enabled:
+            raise WorkbenchError(
+                f"optimize=True needs a torch build with XNNPACK; torch {torch.__version__} here has none. "
+                "Export without optimize, or run on a torch build with XNNPACK (the default CPU wheels)")
         traced = optimize_for_mobile(traced)
         notes.append("optimized for mobile (conv/batchnorm folded, prepacked weights)")
     with atomic_output(path, overwrite=overwrite) as tmp, warnings.catch_warnings():

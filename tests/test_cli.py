@@ -1,0 +1,99 @@
+"""`workbench check` as users run it: a real subprocess, exit codes 0/1/2, --json figures."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+MODEL_PY = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    def build():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+""")
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "workbench", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def model_py(tmp_path_factory):
+    path = tmp_path_factory.mktemp("m") / "net.py"
+    path.write_text(MODEL_PY)
+    return f"{path}:build"
+
+
+def test_check_passes_with_json_figures(model_py, tmp_path, samples):
+    proc = run("check", model_py, "--images", str(samples), "--to", "onnx,coreml,torchscript",
+               "--preset", "imagenet", "--size", "32", "32", "--out", str(tmp_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["passed"] is True
+    onnx = doc["formats"]["onnx"]
+    assert onnx["passed"] is True and onnx["max_abs"] <= 1e-4 * 1 + 1e-3
+    assert {"max_abs", "mean_abs", "psnr", "cosine", "top1_agreement", "path"} <= set(onnx)
+    assert onnx["top1_agreement"] == 1.0
+    coreml = doc["formats"]["coreml"]
+    assert (tmp_path / "net.mlpackage").is_dir() and coreml["path"].endswith("net.mlpackage")
+    if sys.platform != "darwin":
+        assert coreml["passed"] is None and "macOS" in coreml["skipped"]
+
+
+def test_check_prints_a_table(model_py, samples):
+    proc = run("check", model_py, "--images", str(samples), "--to", "onnx,torchscript", "--mean", "0.5", "0.5", "0.5",
+               "--std", "0.5", "0.5", "0.5", "--size", "32", "32")
+    assert proc.returncode == 0, proc.stderr
+    assert "onnx        PASS" in proc.stdout and "parity: PASS" in proc.stdout
+
+
+def test_parity_failure_exits_1(model_py, samples):
+    # A zero tolerance: ONNX Runtime's float rounding differs from PyTorch's, so parity must fail.
+    proc = run("check", model_py, "--images", str(samples), "--to", "onnx", "--preset", "unit", "--size", "32", "32",
+               "--rtol", "0", "--json")
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["passed"] is False and doc["formats"]["onnx"]["max_abs"] > 0
+    assert "max abs" in doc["formats"]["onnx"]["failures"][0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["check", "missing.pt"], "missing.pt does not exist"),
+    (["check", "torchvision:not_a_model", "--weights", "none"], "torchvision has no model 'not_a_model'"),
+    (["check", "torchvision:resnet18", "--weights", "none", "--mean", "0.5"], "--mean needs --std"),
+    (["check", "torchvision:resnet18", "--weights", "none", "--preset", "nope"], "unknown preset 'nope'"),
+    (["check", "torchvision:resnet18", "--weights", "none", "--images", "/nonexistent"], "does not exist"),
+    (["check"], "the following arguments are required: model"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_exits_2_with_one_line(args, message):
+    proc = run(*args)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("workbench: error")]
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_labels_that_do_not_fit_the_model_exit_2(model_py, samples, tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\n")
+    proc = run("check", model_py, "--images", str(samples), "--labels", str(labels), "--size", "32", "32")
+    assert proc.returncode == 2 and "2 labels for a model with 5 classes" in proc.stderr
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_random_weights_reports_parity_offline(tmp_path):
+    proc = run("check", "torchvision:mobilenet_v2", "--weights", "none", "--to", "onnx,coreml,torchscript",
+               "--preset", "imagenet", "--out", str(tmp_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert any("random weights" in n for n in doc["notes"])
+    for fmt in ("onnx", "torchscript"):
+        assert doc["formats"][fmt]["passed"] is True and doc["formats"][fmt]["top1_agreement"] == 1.0
+    assert (tmp_path / "mobilenet_v2.mlpackage").is_dir()
