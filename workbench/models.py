@@ -80,7 +80,7 @@ def load_model(source, *, weights: str | Path | None = "DEFAULT", factory: str |
 
     path = Path(text)
     if not path.exists():
-        raise WorkbenchError(f"model file {path} does not exist")
+        raise WorkbenchError(f"model file {path} does not exist (relative to {Path.cwd()}); check the path")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return LoadedModel(source=text, kind="onnx", path=path, notes=[_check_onnx(path)])
@@ -176,7 +176,7 @@ def _hub_dir() -> str:
 # -- python factories --------------------------------------------------------------------------------
 def _factory_from_file(path: Path, name: str) -> Callable:
     if not path.is_file():
-        raise WorkbenchError(f"model definition file {path} does not exist")
+        raise WorkbenchError(f"model definition file {path} does not exist (relative to {Path.cwd()}); check the path")
     module_name = f"_workbench_user_{path.stem}_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
@@ -257,8 +257,11 @@ def _torch_load(path: Path, trust: bool):
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
-        if trust:
-            raise WorkbenchError(f"{path} could not be unpickled: {exc}") from exc
+        # A refused global means a pickled object; anything else means the bytes are not a pickle at all.
+        if trust or "Weights only load failed" not in str(exc) or "invalid load key" in str(exc):
+            raise WorkbenchError(
+                f"{path} is not a readable PyTorch file (truncated or corrupt?): {str(exc).splitlines()[0]}. "
+                "Save it again with torch.save(model.state_dict(), path)") from exc
         raise WorkbenchError(
             f"{path} holds Python objects beyond weights (a pickled model?), refused because unpickling runs "
             "code from the file. Save a state_dict instead, or, only if you trust the file, pass trust=True "
@@ -274,7 +277,7 @@ def _torch_load(path: Path, trust: bool):
 
 def _read_state_dict(path: Path, trust: bool) -> dict:
     if not path.exists():
-        raise WorkbenchError(f"weights file {path} does not exist")
+        raise WorkbenchError(f"weights file {path} does not exist (relative to {Path.cwd()}); check the path")
     return _unwrap_state_dict(_torch_load(path, trust), path)
 
 
