@@ -182,10 +182,14 @@ class Session:
 
     def check(self, formats: Sequence[str] = ("onnx", "coreml", "torchscript"), out: str | Path | None = None,
               *, tolerance: Tolerance | dict | None = None, overwrite: bool = False,
-              options: dict[str, dict] | None = None) -> Report:
+              options: dict[str, dict] | None = None, preprocess: Preprocess | None = None,
+              progress=None) -> Report:
         """Export to each format (preprocessing inside), run what can run here, compare with PyTorch.
 
-        A format that fails to export or run is reported with its error; the others go on.
+        preprocess: what to bake into the artifacts (default: the training preprocessing); the reference
+        is always the training preprocessing, so a different one shows up as a parity failure.
+        progress: called with (format, step) as work proceeds. A format that fails to export or run is
+        reported with its error; the others go on.
         """
         out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="workbench-"))
         report = Report(self.model.source, [i.name for i in self.images], self.preprocess, self.task.name,
@@ -194,12 +198,16 @@ class Session:
             if fmt not in FORMATS:
                 raise WorkbenchError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
             result = report.formats[fmt] = FormatResult(fmt)
+            if progress:
+                progress(fmt, "export")
             try:
                 result.artifact = self.export(fmt, out / f"{self.name}{FORMATS[fmt]}", overwrite=overwrite,
-                                              **(options or {}).get(fmt, {}))
+                                              preprocess=preprocess, **(options or {}).get(fmt, {}))
             except WorkbenchError as exc:
                 result.error = str(exc)
                 continue
+            if progress:
+                progress(fmt, "run")
             try:
                 outputs = self.run(fmt)
                 result.label = self.runner(fmt).label

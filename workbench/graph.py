@@ -1,0 +1,116 @@
+"""Netron: one server per artifact, bound to 127.0.0.1 on a free port, embedded in the notebook.
+
+The page is reached through the Jupyter server itself (jupyter-server-proxy's ``/proxy/PORT/``), so it works
+when the browser is not on the kernel's machine (remote JupyterLab, JupyterHub). Without the proxy it falls
+back to an iframe on http://127.0.0.1:PORT and says why. Every server stops when its `Graph` is closed and
+at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import html
+import importlib.util
+import logging
+import os
+import weakref
+from pathlib import Path
+
+from .errors import WorkbenchError, require
+
+_OPEN: "weakref.WeakSet[Graph]" = weakref.WeakSet()
+
+
+def model_file(path: str | Path) -> Path:
+    """The file Netron opens for an artifact (an .mlpackage is a folder: its model.mlmodel)."""
+    path = Path(path)
+    if path.is_dir():
+        inner = path / "Data" / "com.apple.CoreML" / "model.mlmodel"
+        if not inner.is_file():
+            raise WorkbenchError(f"{path} has no Data/com.apple.CoreML/model.mlmodel; is it an .mlpackage?")
+        return inner
+    if not path.is_file():
+        raise WorkbenchError(f"cannot show the graph: {path} does not exist")
+    return path
+
+
+def proxy_prefix() -> str | None:
+    """The URL path under which jupyter-server-proxy serves local ports, or None when it is unavailable."""
+    if importlib.util.find_spec("jupyter_server_proxy") is None:
+        return None
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
+    if prefix is None:
+        prefix = "/"
+        try:
+            from jupyter_server.serverapp import list_running_servers
+
+            servers = list(list_running_servers())
+            cwd = Path.cwd().resolve()
+            for server in servers:
+                root = Path(server.get("root_dir") or server.get("notebook_dir") or "/").resolve()
+                if cwd == root or root in cwd.parents:
+                    prefix = server.get("base_url", "/")
+                    break
+        except Exception:  # no server info (plain Python): keep "/"
+            pass
+    return prefix if prefix.endswith("/") else prefix + "/"
+
+
+class Graph:
+    """A Netron server showing one model file. Use as a context manager or call `close()`."""
+
+    def __init__(self, path: str | Path):
+        netron = require("netron", "netron")
+        self.path = model_file(path)
+        root = logging.getLogger()
+        quiet = logging.NullHandler()
+        root.addHandler(quiet)  # netron.serve calls logging.basicConfig otherwise, for the whole kernel
+        try:
+            self.address = netron.serve(str(self.path), address=("127.0.0.1", 0), browse=False)
+        finally:
+            root.removeHandler(quiet)
+        self._netron = netron
+        _OPEN.add(self)
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    @property
+    def local_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def url(self) -> tuple[str, str | None]:
+        """(the URL to embed, why the fallback is used or None)."""
+        prefix = proxy_prefix()
+        if prefix is None:
+            return self.local_url, ("jupyter-server-proxy is not installed, so the graph is served on "
+                                    f"{self.local_url}, which only a browser on this machine can open")
+        return f"{prefix}proxy/{self.port}/", None
+
+    def html(self, height: int = 520) -> str:
+        url, why = self.url()
+        note = f'<div style="color:#a60;font-size:12px">{html.escape(why)}</div>' if why else ""
+        return (f'{note}<iframe src="{html.escape(url)}" title="Netron: {html.escape(self.path.name)}" '
+                f'style="width:100%;height:{height}px;border:1px solid #ddd" loading="lazy"></iframe>')
+
+    @property
+    def alive(self) -> bool:
+        return self._netron.status(self.address)
+
+    def close(self) -> None:
+        if getattr(self, "_netron", None) is not None and self._netron.status(self.address):
+            self._netron.stop(self.address)
+        _OPEN.discard(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for graph in list(_OPEN):
+        graph.close()

@@ -1,0 +1,377 @@
+"""`Workbench`: model, graph, preprocessing sliders, side-by-side comparison and export, in one widget.
+
+The PyTorch side always gets the model's training preprocessing (the reference, computed once). The
+converted side gets raw pixels and applies the slider preprocessing, as the phone will: Core ML's
+ImageType semantics, one scalar scale and a bias per channel. Moving a slider reruns only the converted
+runtimes on cached sessions; nothing is reconverted.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+import ipywidgets as W
+
+from .._files import atomic_output
+from ..compare import DEFAULT_TOLERANCES, Comparison
+from ..errors import RuntimeUnavailable, WorkbenchError
+from ..export import FORMATS
+from ..graph import Graph
+from ..preprocess import PRESETS, Preprocess
+from ..session import Session
+from ..views import side_by_side
+
+REPO_IMAGES = Path(__file__).resolve().parents[2] / "sample_images"
+LIVE = ("onnx", "torchscript")  # runtimes that rerun as sliders move (Core ML's predict needs macOS)
+TITLES = {"onnx": "ONNX Runtime", "coreml": "Core ML", "torchscript": "TorchScript"}
+
+
+class Workbench(W.VBox):
+    """The workbench widget.
+
+    model, images, preprocess (the training preprocessing), task, labels, size: as for `Session`.
+    formats: the conversions to build and show. `preprocess` (the converted side's, settable) and
+    `comparison` ({format: Comparison}, the latest) are the contract with code.
+    """
+
+    def __init__(self, model, images=None, *, preprocess: Preprocess | None = None, task=None,
+                 labels: Sequence[str] | None = None, formats: Sequence[str] = ("onnx", "coreml", "torchscript"),
+                 size=None, **load_options):
+        self._session = Session(model, images if images is not None else REPO_IMAGES, preprocess=preprocess,
+                                task=task, labels=labels, size=size, **load_options)
+        self.reference_preprocess = self._session.preprocess
+        self.formats = tuple(formats)
+        self.comparison: dict[str, Comparison] = {}
+        self.status: dict[str, str] = {}
+        self._workdir = Path(tempfile.mkdtemp(prefix="workbench-live-"))
+        self._graph: Graph | None = None
+        self._syncing = False
+        self._preprocess = self.reference_preprocess.with_imagetype()
+
+        self._errors = W.HTML(layout=W.Layout(min_height="0px"))
+        self._build_live_artifacts()
+        super().__init__([
+            W.HTML(f"<h3 style='margin:4px 0'>Workbench: {html.escape(self._session.model.source)}</h3>"),
+            self._errors,
+            W.Tab(children=[self._model_panel(), self._graph_panel()], titles=("Model", "Graph")),
+            self._preprocess_panel(),
+            self._comparison_panel(),
+            self._export_panel(),
+        ])
+        self._recompute()
+
+    # -- contract ---------------------------------------------------------------------------------------
+    @property
+    def preprocess(self) -> Preprocess:
+        """The converted side's preprocessing; setting it recomputes the comparison before returning."""
+        return self._preprocess
+
+    @preprocess.setter
+    def preprocess(self, value: Preprocess) -> None:
+        if not isinstance(value, Preprocess):
+            raise WorkbenchError(f"preprocess must be a Preprocess, not {type(value).__name__}")
+        self._apply(value)
+        self._sync_controls()
+
+    @property
+    def session(self) -> Session:
+        return self._session
+
+    def close(self) -> None:
+        if self._graph is not None:
+            self._graph.close()
+            self._graph = None
+        self._session.close()
+        super().close()
+
+    # -- panels ---------------------------------------------------------------------------------------------
+    def _build_live_artifacts(self) -> None:
+        """Export each format once: ONNX/TorchScript take the model tensor (sliders apply in front of them);
+        Core ML is converted with the training preprocessing to show its graph and conversion status."""
+        for fmt in self.formats:
+            try:
+                self._session.export(fmt, self._workdir / f"{self._session.name}{FORMATS[fmt]}",
+                                     bake=fmt == "coreml", overwrite=True)
+                self.status[fmt] = "ok"
+            except WorkbenchError as exc:
+                self.status[fmt] = f"failed: {exc}"
+
+    def _model_panel(self) -> W.Widget:
+        s = self._session
+        params = s.model.parameters
+        rows = [("source", s.model.source), ("input", f"{s.input_shape} ({self.reference_preprocess.describe()})"),
+                ("parameters", f"{params:,}" if params is not None else "-"), ("task", s.task.name),
+                ("images", f"{len(s.images)}: {', '.join(i.name for i in s.images)}")]
+        rows += [("note", n) for n in s.notes]
+        for fmt in self.formats:
+            state = self.status[fmt]
+            colour = "#2a7" if state == "ok" else "#c33"
+            art = s.artifacts.get(fmt)
+            extra = f" ({'; '.join(art.notes)})" if art is not None and art.notes else ""
+            rows.append((TITLES[fmt], f"<span style='color:{colour}'>{html.escape(state)}</span>{html.escape(extra)}"))
+        body = "".join(f"<tr><th style='text-align:left;padding-right:12px'>{html.escape(k)}</th>"
+                       f"<td>{v if k in TITLES.values() else html.escape(v)}</td></tr>" for k, v in rows)
+        return W.HTML(f"<table style='font-size:13px'>{body}</table>")
+
+    def _graph_panel(self) -> W.Widget:
+        shown = [f for f in self.formats if self.status.get(f) == "ok"]
+        self._graph_choice = W.ToggleButtons(options=[(TITLES[f], f) for f in shown], description="Graph:")
+        self._graph_view = W.HTML()
+        self._graph_choice.observe(lambda change: self._show_graph(change["new"]), names="value")
+        if shown:
+            self._show_graph(shown[0])
+        else:
+            self._graph_view.value = "<i>no conversion succeeded: no graph to show</i>"
+        return W.VBox([self._graph_choice, self._graph_view])
+
+    def _show_graph(self, fmt: str) -> None:
+        with self._guard():
+            if self._graph is not None:
+                self._graph.close()
+            self._graph = Graph(self._session.artifacts[fmt].path)
+            self._graph_view.value = self._graph.html()
+
+    def _preprocess_panel(self) -> W.Widget:
+        pre = self._preprocess
+        self._scale = W.FloatLogSlider(value=pre.scale[0], base=10, min=-4, max=1, step=0.001,
+                                       description="scale", readout_format=".6f", continuous_update=True)
+        self._bias = [W.FloatSlider(value=b, min=min(-3.0, b), max=max(3.0, b), step=0.001, description=c,
+                                    readout_format=".4f") for c, b in zip("RGB", _three(pre.bias))]
+        self._bgr = W.Checkbox(value=pre.bgr, description="BGR", indent=False)
+        self._gray = W.Checkbox(value=pre.grayscale, description="grayscale", indent=False, disabled=True)
+        options = [("model's own (training)", "__model__")] + [(name, name) for name in PRESETS
+                                                                 if PRESETS[name]().grayscale == pre.grayscale]
+        self._preset = W.Dropdown(options=options, value="__model__", description="preset")
+        self._match = W.Button(description="Match PyTorch", button_style="info", icon="magic",
+                               tooltip="set the values derived from the model's training normalization")
+        self._bake = W.Checkbox(value=False, description="bake the exact normalization into the model", indent=False)
+        self._exactness = W.HTML()
+        for control in [self._scale, self._bgr, self._bake, *self._bias]:
+            control.observe(self._on_control, names="value")
+        self._preset.observe(self._on_preset, names="value")
+        self._match.on_click(lambda _: self._on_match())
+        self._update_exactness()
+        return W.VBox([W.HTML("<b>Preprocessing of the converted side</b> (Core ML ImageType: x * scale + bias)"),
+                       W.HBox([self._preset, self._match]), self._scale,
+                       W.HBox(self._bias[: self._preprocess.channels]), W.HBox([self._bgr, self._gray, self._bake]),
+                       self._exactness])
+
+    def _comparison_panel(self) -> W.Widget:
+        self._picture = W.Image(format="png", layout=W.Layout(max_width="100%"))
+        self._metrics = W.HTML()
+        return W.VBox([W.HTML("<b>PyTorch (training preprocessing) beside each conversion (slider preprocessing)</b>"),
+                       self._metrics, self._picture])
+
+    def _export_panel(self) -> W.Widget:
+        self._out = W.Text(value=str(Path.cwd() / "exports" / self._session.name), description="folder",
+                           layout=W.Layout(width="60%"))
+        self._export_formats = {f: W.Checkbox(value=self.status.get(f) == "ok", description=TITLES[f], indent=False)
+                                for f in FORMATS}
+        self._target = W.Dropdown(options=["iOS13", "iOS14", "iOS15", "iOS16", "iOS17", "iOS18"], value="iOS16",
+                                  description="target")
+        self._precision = W.Dropdown(options=["fp16", "fp32"], value="fp16", description="precision")
+        self._labels_file = W.Text(placeholder="labels.txt (optional)", description="labels")
+        self._overwrite = W.Checkbox(value=False, description="overwrite existing files", indent=False)
+        self._export_button = W.Button(description="Export", button_style="success", icon="download")
+        self._progress = W.IntProgress(value=0, min=0, max=1, description="", layout=W.Layout(width="40%"))
+        self._written = W.HTML()
+        self._export_button.on_click(lambda _: self._on_export())
+        return W.VBox([W.HTML("<b>Export</b> (current preprocessing inside the artifacts)"), self._out,
+                       W.HBox(list(self._export_formats.values())), W.HBox([self._target, self._precision]),
+                       W.HBox([self._labels_file, self._overwrite]), W.HBox([self._export_button, self._progress]),
+                       self._written])
+
+    # -- behaviour --------------------------------------------------------------------------------------------
+    def _guard(self):
+        return _ErrorArea(self._errors)
+
+    def _controls_preprocess(self) -> Preprocess:
+        if self._bake.value:
+            return self.reference_preprocess
+        n = self._preprocess.channels
+        return self.reference_preprocess.replace(
+            scale=(self._scale.value,) * n, bias=tuple(b.value for b in self._bias[:n]), bgr=self._bgr.value,
+            name="sliders")
+
+    def _on_control(self, change) -> None:
+        if self._syncing:
+            return
+        with self._guard():
+            self._apply(self._controls_preprocess())
+
+    def _on_preset(self, change) -> None:
+        if self._syncing:
+            return
+        with self._guard():
+            base = self.reference_preprocess if change["new"] == "__model__" else Preprocess.preset(change["new"])
+            self.preprocess = base.replace(size=self.reference_preprocess.size, resize=self.reference_preprocess.resize,
+                                           fit=self.reference_preprocess.fit).with_imagetype()
+
+    def _on_match(self) -> None:
+        with self._guard():
+            self.preprocess = self.reference_preprocess.with_imagetype()
+
+    def _apply(self, pre: Preprocess) -> None:
+        """Recompute with `pre`; on error the previous preprocessing and comparison stay."""
+        if pre.channels != self.reference_preprocess.channels:
+            raise WorkbenchError(f"the model takes {self.reference_preprocess.channels} channel(s); this "
+                                 f"preprocessing gives {pre.channels}")
+        previous = self._preprocess
+        self._preprocess = pre
+        try:
+            self._recompute()
+        except Exception:
+            self._preprocess = previous
+            raise
+        self._update_exactness()
+
+    def _sync_controls(self) -> None:
+        pre = self._preprocess
+        self._syncing = True
+        try:
+            self._scale.value = pre.scale[0]
+            for slider, b in zip(self._bias, _three(pre.bias)):
+                slider.min, slider.max = min(slider.min, b), max(slider.max, b)
+                slider.value = b
+            self._bgr.value = pre.bgr
+            self._bake.value = pre.scale != tuple([pre.scale[0]] * pre.channels)
+        finally:
+            self._syncing = False
+
+    def _update_exactness(self) -> None:
+        fit = self.reference_preprocess.imagetype_fit()
+        if fit.exact:
+            text = f"<span style='color:#2a7'>Core ML's ImageType expresses the training preprocessing exactly</span>: {html.escape(fit.describe())}"
+        else:
+            text = (f"<span style='color:#b60'>Core ML's ImageType cannot express the training preprocessing exactly "
+                    f"(per-channel std)</span>: best scalar scale {fit.scale:.6f} leaves up to {fit.max_error:.4f} "
+                    "(normalized units). Tick <i>bake</i> to put the exact normalization in the model.")
+        self._exactness.value = f"<div style='font-size:12px'>{text}<br>now: {html.escape(self._preprocess.describe())}</div>"
+
+    def _recompute(self) -> None:
+        s = self._session
+        outputs, comparisons = {}, {}
+        for fmt in self.formats:
+            if fmt not in LIVE or self.status.get(fmt) != "ok":
+                continue
+            out = s.run(fmt, preprocess=self._preprocess)
+            outputs[TITLES[fmt]] = out
+            comparisons[fmt] = s.compare(fmt, out, DEFAULT_TOLERANCES["fp32"])
+        self.comparison = comparisons
+        self._metrics.value = self._metrics_html()
+        self._picture.value = side_by_side(
+            s.pixels, [i.name for i in s.images], s.reference, outputs, s.task,
+            {TITLES[f]: c for f, c in comparisons.items()})
+
+    def _metrics_html(self) -> str:
+        rows = []
+        for fmt in self.formats:
+            c = self.comparison.get(fmt)
+            if c is None:
+                why = self.status.get(fmt, "")
+                if fmt == "coreml" and why == "ok":
+                    why = "converted; outputs need macOS (coremltools predict)"
+                rows.append(f"<tr><td>{TITLES[fmt]}</td><td colspan=6 style='color:#888'>{html.escape(why)}</td></tr>")
+                continue
+            w = c.worst()
+            task = w.get("top1_agreement", w.get("miou"))
+            colour = "#2a7" if c.passed else "#c33"
+            rows.append(
+                f"<tr><td>{TITLES[fmt]}</td><td style='color:{colour};font-weight:bold'>{'PASS' if c.passed else 'FAIL'}</td>"
+                f"<td>{w['max_abs']:.3g}</td><td>{w['mean_abs']:.3g}</td><td>{w['psnr']:.1f}</td>"
+                f"<td>{w['cosine']:.6f}</td><td>{'-' if task is None else f'{task:.3f}'}</td></tr>")
+        head = "<tr><th>format</th><th>parity</th><th>max abs</th><th>mean abs</th><th>PSNR dB</th><th>cosine</th><th>top-1 / mIoU</th></tr>"
+        return f"<table style='font-size:12px;border-collapse:collapse'>{head}{''.join(rows)}</table>"
+
+    def _on_export(self) -> None:
+        button = self._export_button
+        button.disabled = True
+        try:
+            with self._guard():
+                self._written.value = self._export()
+        finally:
+            button.disabled = False
+
+    def _export(self) -> str:
+        formats = [f for f, box in self._export_formats.items() if box.value]
+        if not formats:
+            raise WorkbenchError("no format ticked; choose at least one to export")
+        out = Path(self._out.value).expanduser()
+        report_json, report_png = out / "parity_report.json", out / "parity_report.png"
+        if not self._overwrite.value:
+            clashes = [p for p in [out / f"{self._session.name}{FORMATS[f]}" for f in formats] + [report_json, report_png]
+                       if p.exists() or p.with_suffix(".mlmodel").exists()]
+            if clashes:
+                raise WorkbenchError(f"{clashes[0]} already exists; tick 'overwrite existing files' or choose another folder")
+        if self._labels_file.value.strip():
+            from ..tasks import read_labels
+
+            labels = read_labels(self._labels_file.value.strip())
+            n = len(self._session.labels or []) or None
+            if n is not None and len(labels) != n:
+                raise WorkbenchError(f"{len(labels)} labels in {self._labels_file.value} for {n} classes")
+        pre = self.reference_preprocess if self._bake.value else self._preprocess
+        self._progress.max, self._progress.value = 2 * len(formats) + 1, 0
+
+        def step(fmt, what):
+            self._progress.value += 1
+            self._progress.description = f"{what} {fmt}"
+
+        options = {"coreml": {"target": self._target.value, "precision": self._precision.value,
+                              "normalization": "bake" if self._bake.value else "auto"}}
+        report = self._session.check(formats, out, overwrite=True if self._overwrite.value else False,
+                                     options=options, preprocess=pre, progress=step)
+        with atomic_output(report_json, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(_finite(report.to_dict()), indent=2))
+        with atomic_output(report_png, overwrite=True) as tmp:
+            tmp.write_bytes(self._picture.value)
+        self._progress.value = self._progress.max
+        self._progress.description = "done"
+        # The session's artifacts now point at the exported files; rebuild the live ones.
+        self._build_live_artifacts()
+        self._recompute()
+        items = []
+        for fmt, r in report.formats.items():
+            state = {True: "parity PASS", False: "parity FAIL", None: "not run here"}[r.passed]
+            path = r.artifact.path if r.artifact else "-"
+            items.append(f"<li>{html.escape(str(path))} ({TITLES[fmt]}, {state}{': ' + html.escape(r.error) if r.error else ''})</li>")
+        items += [f"<li>{html.escape(str(p))}</li>" for p in (report_json, report_png)]
+        return f"<b>written</b><ul style='font-size:12px'>{''.join(items)}</ul>"
+
+
+def _three(values) -> tuple[float, ...]:
+    values = tuple(values)
+    return values * 3 if len(values) == 1 else values
+
+
+def _finite(obj):
+    from ..cli import _finite as finite
+
+    return finite(obj)
+
+
+class _ErrorArea:
+    """Shows a WorkbenchError (message and fix) in the widget; other exceptions too, with a traceback tail."""
+
+    def __init__(self, area: W.HTML):
+        self.area = area
+
+    def __enter__(self):
+        self.area.value = ""
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None:
+            return False
+        if isinstance(exc, (WorkbenchError, RuntimeUnavailable)):
+            text = html.escape(str(exc))
+        else:
+            tail = "".join(traceback.format_exception(kind, exc, tb)[-3:])
+            text = f"internal error (please report): {html.escape(str(exc))}<pre>{html.escape(tail)}</pre>"
+        self.area.value = f"<div style='color:#b00;border:1px solid #e99;padding:6px;background:#fee'>{text}</div>"
+        return True
