@@ -13,6 +13,7 @@ import html
 import importlib.util
 import logging
 import os
+import time
 import weakref
 from pathlib import Path
 
@@ -98,9 +99,13 @@ class Graph:
     def alive(self) -> bool:
         return self._netron.status(self.address)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the server and wait (up to `timeout` s) until its thread has let go of the port."""
         if getattr(self, "_netron", None) is not None and self._netron.status(self.address):
             self._netron.stop(self.address)
+            deadline = time.monotonic() + timeout
+            while self._netron.status(self.address) and time.monotonic() < deadline:
+                time.sleep(0.02)  # netron's loop wakes every 0.25 s to see the stop flag
         _OPEN.discard(self)
 
     def __enter__(self):

@@ -1,0 +1,143 @@
+"""The Workbench widget built headless (no kernel, no browser): assert on its state."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_classifier
+from workbench import Preprocess, Workbench, WorkbenchError
+from workbench.tasks import ImageToImage
+from workbench.zoo import UnetGenerator
+
+
+@pytest.fixture(scope="module")
+def wb(samples):
+    w = Workbench(tiny_classifier(num_classes=10), samples, preprocess=Preprocess.preset("imagenet", size=(48, 48)),
+                  task="classification")
+    yield w
+    w.close()
+
+
+def test_builds_every_panel_and_conversion(wb):
+    assert wb.status == {"onnx": "ok", "coreml": "ok", "torchscript": "ok"}
+    assert set(wb.comparison) == {"onnx", "torchscript"}  # Core ML's predict needs macOS
+    assert wb._picture.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Core ML" in wb._metrics.value and "macOS" in wb._metrics.value
+    assert "per-channel std" in wb._exactness.value  # ImageNet's std cannot be one scalar
+    assert wb._export_button.description == "Export"
+
+
+def test_setting_preprocess_recomputes_before_returning(wb):
+    wb.preprocess = wb.reference_preprocess  # exact: the converted side matches PyTorch
+    exact = wb.comparison["onnx"].worst()
+    assert wb.comparison["onnx"].passed and exact["max_abs"] < 1e-4
+    wb.preprocess = wb.reference_preprocess.with_imagetype()  # Core ML's best scalar: visibly off
+    approx = wb.comparison["onnx"].worst()
+    assert approx["max_abs"] > 100 * max(exact["max_abs"], 1e-7)
+    assert wb.preprocess.scale == (wb.preprocess.scale[0],) * 3
+
+
+def test_moving_a_slider_degrades_the_converted_output(wb):
+    wb._on_match()
+    matched = wb.comparison["onnx"].worst()["max_abs"]
+    assert not wb._bake.value
+    wb._scale.value = wb._scale.value * 1.5
+    moved = wb.comparison["onnx"].worst()
+    assert moved["max_abs"] > 10 * matched
+    assert wb.preprocess.scale[0] == pytest.approx(wb._scale.value)
+    wb._bias[0].value = wb._bias[0].value + 1.0
+    assert wb.comparison["onnx"].worst()["max_abs"] > moved["max_abs"] * 0.5
+    wb._on_match()
+    assert wb.comparison["onnx"].worst()["max_abs"] == pytest.approx(matched)
+
+
+def test_bake_uses_the_exact_normalization(wb):
+    wb._bake.value = True
+    assert wb.comparison["onnx"].passed and wb.preprocess == wb.reference_preprocess
+    wb._bake.value = False
+    wb._on_match()
+
+
+def test_bad_preprocess_keeps_the_last_good_state(wb):
+    wb._on_match()
+    before, pic = wb.preprocess, wb._picture.value
+    with pytest.raises(WorkbenchError, match="channel"):
+        wb.preprocess = Preprocess.preset("gray")
+    assert wb.preprocess == before and wb._picture.value == pic
+    with pytest.raises(WorkbenchError, match="must be a Preprocess"):
+        wb.preprocess = "imagenet"
+
+
+def test_presets_dropdown_sets_values(wb):
+    wb._preset.value = "half"
+    assert wb.preprocess.scale[0] == pytest.approx(1 / 127.5) and wb.preprocess.bias == (-1.0, -1.0, -1.0)
+    assert wb._scale.value == pytest.approx(1 / 127.5)
+    assert not wb.comparison["onnx"].passed  # the model was trained with ImageNet's normalization
+    wb._preset.value = "__model__"
+
+
+def test_export_writes_artifacts_and_report_and_refuses_to_overwrite(wb, tmp_path):
+    out = tmp_path / "exp"
+    wb._out.value = str(out)
+    wb._on_match()
+    wb._on_export()
+    assert wb._errors.value == ""
+    names = {p.name for p in out.iterdir()}
+    assert {"SmallCNN.onnx", "SmallCNN.mlpackage", "SmallCNN.pt", "parity_report.json", "parity_report.png"} <= names
+    report = json.loads((out / "parity_report.json").read_text())
+    assert report["formats"]["onnx"]["path"].endswith("SmallCNN.onnx")
+    assert not [n for n in names if n.startswith(".")]
+    assert wb._progress.value == wb._progress.max and "written" in wb._written.value
+    mtime = (out / "SmallCNN.onnx").stat().st_mtime_ns
+    wb._on_export()  # again, without "overwrite": refused, nothing touched, the widget still works
+    assert "already exists" in wb._errors.value and "overwrite" in wb._errors.value
+    assert (out / "SmallCNN.onnx").stat().st_mtime_ns == mtime
+    assert not wb._export_button.disabled
+    wb._on_match()
+    assert wb._errors.value == ""
+
+
+def test_export_into_an_unwritable_folder_shows_the_error(wb):
+    wb._out.value = "/proc/workbench/exports"
+    wb._on_export()
+    assert "output folder" in wb._errors.value
+    assert set(wb.comparison) == {"onnx", "torchscript"}
+
+
+def test_graph_panel_serves_the_onnx_model_on_loopback(wb):
+    import urllib.request
+
+    graph = wb._graph
+    assert graph is not None and graph.address[0] == "127.0.0.1"
+    assert f"proxy/{graph.port}/" in wb._graph_view.value
+    page = urllib.request.urlopen(graph.local_url, timeout=10).read().decode()
+    assert "netron" in page.lower() and '<meta name="file" content="/data/' in page
+    model = urllib.request.urlopen(graph.local_url + "data/" + graph.path.name, timeout=10).read()
+    assert model == graph.path.read_bytes()
+    wb._graph_choice.value = "coreml"
+    assert wb._graph.path.name == "model.mlmodel" and not graph.alive
+
+
+def test_image_to_image_model_with_tanh_output(samples):
+    torch.manual_seed(0)
+    w = Workbench(UnetGenerator(num_downs=3).eval(), samples, preprocess=Preprocess.preset("half", size=(32, 32)),
+                  task=ImageToImage(output_range=(-1.0, 1.0)), formats=("onnx",))
+    try:
+        assert "exactly" in w._exactness.value  # Normalize(0.5, 0.5) is exact in ImageType
+        assert w.comparison["onnx"].passed
+        w.preprocess = Preprocess.preset("unit", size=(32, 32))  # the classic wrong guess: x/255
+        assert not w.comparison["onnx"].passed
+        assert w.comparison["onnx"].worst()["psnr"] < 40
+    finally:
+        w.close()
+
+
+def test_closing_stops_the_graph_server(samples):
+    w = Workbench(tiny_classifier(), samples, preprocess=Preprocess.preset("unit", size=(16, 16)),
+                  task="classification", formats=("onnx",))
+    graph = w._graph
+    assert graph.alive
+    w.close()
+    assert not graph.alive
