@@ -1,6 +1,7 @@
 """The Workbench widget built headless (no kernel, no browser): assert on its state."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -51,6 +52,16 @@ def test_moving_a_slider_degrades_the_converted_output(wb):
     assert wb.comparison["onnx"].worst()["max_abs"] > moved["max_abs"] * 0.5
     wb._on_match()
     assert wb.comparison["onnx"].worst()["max_abs"] == pytest.approx(matched)
+
+
+def test_slider_rounding_echoed_back_keeps_the_exact_value(wb):
+    wb.preprocess = Preprocess.preset("half", size=(48, 48))
+    exact = wb.preprocess
+    # What the browser sends back after displaying the values: each rounded to its slider's step.
+    wb._scale.value = 10 ** (round(math.log10(exact.scale[0]) / wb._scale.step) * wb._scale.step)
+    wb._bias[0].value = round(exact.bias[0] / wb._bias[0].step) * wb._bias[0].step
+    assert wb.preprocess.scale == exact.scale and wb.preprocess.bias == exact.bias
+    wb._preset.value = "__model__"
 
 
 def test_bake_uses_the_exact_normalization(wb):

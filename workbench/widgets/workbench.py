@@ -9,6 +9,7 @@ runtimes on cached sessions; nothing is reconverted.
 from __future__ import annotations
 
 import html
+import math
 import json
 import tempfile
 import traceback
@@ -193,10 +194,17 @@ class Workbench(W.VBox):
     def _controls_preprocess(self) -> Preprocess:
         if self._bake.value:
             return self.reference_preprocess
-        n = self._preprocess.channels
-        return self.reference_preprocess.replace(
-            scale=(self._scale.value,) * n, bias=tuple(b.value for b in self._bias[:n]), bgr=self._bgr.value,
-            name="sliders")
+        n, current = self._preprocess.channels, self._preprocess
+        # A slider holds its value rounded to its step, and the browser sends that rounding back: keep the
+        # exact current value unless the user moved the control by at least half a step.
+        scale = current.scale[0]
+        if abs(math.log10(self._scale.value) - math.log10(abs(scale))) > self._scale.step / 2 + 1e-12:
+            scale = self._scale.value
+        bias = tuple(b if abs(slider.value - b) <= slider.step / 2 + 1e-12 else slider.value
+                     for slider, b in zip(self._bias[:n], current.bias))
+        if (scale, bias, self._bgr.value) == (current.scale[0], current.bias, current.bgr) and current.scale == (scale,) * n:
+            return current
+        return self.reference_preprocess.replace(scale=(scale,) * n, bias=bias, bgr=self._bgr.value, name="sliders")
 
     def _on_control(self, change) -> None:
         if self._syncing:

@@ -1,0 +1,139 @@
+"""A real JupyterLab in headless Chromium: run a notebook, move a slider, export, see Netron's graph.
+
+Needs Debian's chromium (.ci/run installs it); skipped with the reason when it is absent.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"),
+                                 reason="Debian's chromium is not installed (apt-get install chromium)")]
+
+NOTEBOOK_CELLS = [
+    "import torch\nfrom workbench import Workbench, Preprocess\nfrom workbench.zoo import SmallCNN",
+    "torch.manual_seed(0)\n"
+    f"wb = Workbench(SmallCNN(10, width=8).eval(), images={str(ROOT / 'sample_images')!r},\n"
+    "               preprocess=Preprocess.preset('half', size=(64, 64)), task='classification')\n"
+    "wb.preprocess = wb.reference_preprocess.with_imagetype()\nwb",
+]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NOTEBOOK_CELLS])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "workbench_test.ipynb")
+    port, token = free_port(), "workbench-test-token"
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / ".jupyter"), "JUPYTER_RUNTIME_DIR": str(root / ".runtime")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.news_url=",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+        + (["--allow-root"] if os.geteuid() == 0 else []),
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("JupyterLab did not start:\n" + proc.stdout.read().decode()[-3000:])
+            time.sleep(0.5)
+    yield {"root": root, "base": base, "token": token}
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_notebook_slider_export_and_graph_in_a_real_browser(lab):
+    from playwright.sync_api import expect, sync_playwright
+
+    root = lab["root"]
+    expect.set_options(timeout=180_000)  # the widget converts three formats before it draws
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--no-first-run", "--disable-sync", "--disable-quic"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.set_default_timeout(180_000)
+        page.goto(f"{lab['base']}/lab/tree/workbench_test.ipynb?token={lab['token']}")
+        page.locator(".jp-Notebook").first.wait_for()
+        try:  # JupyterLab's "get notified about news?" toast covers part of the page
+            page.get_by_role("alert").get_by_role("button", name="No").click(timeout=5_000)
+        except Exception:
+            pass
+        select = page.get_by_role("dialog").get_by_role("button", name="Select Kernel")
+        try:  # JupyterLab may ask which kernel to start even when the notebook names one
+            select.click(timeout=15_000)
+        except Exception:
+            pass
+        expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first).to_be_attached()
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+        export = page.get_by_role("button", name="Export")
+        expect(export).to_be_visible()
+        metrics = page.locator("table:has-text('top-1 / mIoU')")
+        expect(metrics).to_contain_text("ONNX Runtime")
+        picture = page.locator(".widget-image").first
+        before_metrics, before_picture = metrics.inner_text(), picture.get_attribute("src")
+
+        # Move the scale slider through its readout, as a user typing a value would.
+        readout = page.locator(".widget-slider:has(.widget-label:text-is('scale')) .widget-readout").first
+        readout.click()
+        readout.fill("0.03")
+        readout.press("Enter")
+        expect(metrics).not_to_have_text(before_metrics)
+        expect(picture).not_to_have_attribute("src", before_picture)
+        assert "FAIL" in metrics.inner_text()  # away from the matched values, parity visibly breaks
+
+        page.get_by_role("button", name="Match PyTorch").click()
+        expect(metrics).to_contain_text("PASS")
+        page.wait_for_timeout(1500)  # the sliders echo their displayed values back: they must not break the match
+        assert "FAIL" not in metrics.inner_text()
+
+        export.click()
+        expect(page.locator("text=parity_report.json")).to_be_visible()
+        out = root / "exports" / "SmallCNN"
+        assert {"SmallCNN.onnx", "SmallCNN.mlpackage", "SmallCNN.pt", "parity_report.json"} <= {
+            f.name for f in out.iterdir()}
+        assert json.loads((out / "parity_report.json").read_text())["formats"]["onnx"]["passed"] is True
+
+        shot = os.environ.get("WORKBENCH_SCREENSHOT")
+        if shot:
+            page.locator(".jp-OutputArea-output").last.screenshot(path=shot)
+
+        # The Graph tab: Netron's page through jupyter-server-proxy, showing the model's nodes.
+        page.get_by_role("tab", name="Graph").click()
+        frame = page.frame_locator("iframe[title^='Netron']")
+        # Netron asks once for cookie consent before it opens the model, as it does for a user.
+        frame.get_by_text("Accept", exact=True).click(timeout=60_000)
+        expect(frame.locator("text=Conv").first).to_be_visible(timeout=60_000)
+        expect(frame.locator("text=Gemm").first.or_(frame.locator("text=MatMul").first)).to_be_visible()
+        browser.close()
