@@ -69,6 +69,7 @@ def test_seed001_classifier_with_labels(samples, tmp_path):
     # The seed targeted iOS 13: the legacy neural network with a scaler preprocessing.
     legacy = session.export("coreml", tmp_path / "legacy.mlmodel", target="iOS13")
     assert legacy.path.suffix == ".mlmodel"
+    assert set(legacy.output_names) == {"classLabel", "classLabel_probs"}  # the same names as the ML program
     nn_spec = coreml_spec(legacy)
     assert list(nn_spec.neuralNetworkClassifier.stringClassLabels.vector) == labels
     scaler = nn_spec.neuralNetworkClassifier.preprocessing[0].scaler

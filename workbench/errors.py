@@ -23,10 +23,18 @@ class RuntimeUnavailable(WorkbenchError):
 def require(module: str, install: str):
     """Import an optional heavy dependency, or raise a WorkbenchError that gives the install command."""
     import importlib
+    import logging
 
+    # coremltools logs a screenful of version notes on import (untested torch, no macOS runtime); the
+    # workbench reports what matters itself.
+    logger = logging.getLogger(module.split(".")[0])
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         raise WorkbenchError(
             f"{module} is not installed ({exc}); install it with: pip install {install}"
         ) from exc
+    finally:
+        logger.setLevel(level)

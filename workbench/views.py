@@ -14,7 +14,7 @@ from .tasks import Classification, ImageToImage, Segmentation, Task
 # Pascal VOC colours, with the seed's colour coding: person red, dog green, sheep blue.
 _VOC = np.array([[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], [128, 0, 128], [0, 128, 128],
                  [128, 128, 128], [64, 0, 0], [192, 0, 0], [64, 128, 0], [192, 128, 0], [0, 255, 0], [192, 0, 128],
-                 [64, 128, 128], [255, 0, 0], [0, 64, 0], [128, 64, 0], [0, 0, 255], [128, 192, 0], [0, 64, 128]],
+                 [64, 128, 128], [255, 0, 0], [0, 64, 0], [0, 0, 255], [0, 192, 0], [128, 192, 0], [0, 64, 128]],
                 np.uint8)
 
 
@@ -42,16 +42,15 @@ def side_by_side(pixels: np.ndarray, names: Sequence[str], reference: Mapping[st
 
     pixels: (N, 3, H, W) 0-255; reference/outputs: {output name: (N, ...)}; outputs keyed by column label.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # A bare Figure draws off-screen without touching pyplot's backend (the notebook's inline plots).
+    from matplotlib.figure import Figure
 
     main = task.main_output(reference)
     columns = [("PyTorch", reference)] + [(label, out) for label, out in outputs.items()]
     n = min(len(names), max_images)
     ncols = 1 + len(columns) + (1 if outputs else 0)
-    fig, axes = plt.subplots(n, ncols, figsize=(2.3 * ncols, 2.3 * n), dpi=dpi, squeeze=False)
+    fig = Figure(figsize=(2.3 * ncols, 2.3 * n), dpi=dpi)
+    axes = fig.subplots(n, ncols, squeeze=False)
     for i in range(n):
         img = pixels[i].transpose(1, 2, 0).clip(0, 255).astype(np.uint8)
         _image(axes[i, 0], img, names[i] if i else f"input\n{names[i]}")
@@ -70,7 +69,6 @@ def side_by_side(pixels: np.ndarray, names: Sequence[str], reference: Mapping[st
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -117,7 +115,7 @@ def _diff(ax, task: Task, diff: np.ndarray, ref: np.ndarray, title: str):
         ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
         ax.axis("off")
     else:
-        ax.bar(range(diff.size), np.ravel(diff) / rng, color="#c44", width=1.0)
+        ax.stairs(np.ravel(diff) / rng, fill=True, color="#c44")  # one patch, not a bar per class
         ax.tick_params(labelsize=6)
     ax.set_title(title + ("\n" if title else "") + f"max {diff.max() / rng:.2g} of range", fontsize=8)
 

@@ -108,6 +108,11 @@ def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
     except Exception as exc:
         raise conversion_error("Core ML", exc, module=spec.source) from exc
 
+    if classifier and neuralnetwork:
+        # The neural-network path names the probabilities after an internal var; use the ML program's name.
+        nn_spec = mlmodel.get_spec()
+        ct.utils.rename_feature(nn_spec, nn_spec.description.predictedProbabilitiesName, "classLabel_probs")
+        mlmodel = ct.models.MLModel(nn_spec, skip_model_load=True)
     _describe(mlmodel, spec, effective, bake is not None, task, author, description)
     with atomic_output(path, overwrite=overwrite) as tmp:
         mlmodel.save(str(tmp))
