@@ -110,6 +110,27 @@ def test_export_writes_artifacts_and_report_and_refuses_to_overwrite(wb, tmp_pat
     assert wb._errors.value == ""
 
 
+def test_labels_file_in_the_export_panel(wb, tmp_path):
+    import coremltools as ct
+
+    bad = tmp_path / "three.txt"
+    bad.write_text("a\nb\nc\n")
+    wb._labels_file.value = str(bad)
+    wb._out.value = str(tmp_path / "labelled")
+    wb._on_export()
+    assert "3 labels for a model with 10 classes" in wb._errors.value
+    assert not (tmp_path / "labelled").exists()
+    good = tmp_path / "ten.txt"
+    good.write_text("".join(f"class {i}\n" for i in range(10)))
+    wb._labels_file.value = str(good)
+    wb._on_export()
+    assert wb._errors.value == ""
+    spec = ct.utils.load_spec(str(tmp_path / "labelled" / "SmallCNN.mlpackage"))
+    assert spec.description.predictedFeatureName == "classLabel"
+    assert "class 9" in str(spec.mlProgram) or "class 9" in str(spec)
+    wb._labels_file.value = ""
+
+
 def test_export_into_an_unwritable_folder_shows_the_error(wb):
     wb._out.value = "/proc/workbench/exports"
     wb._on_export()
@@ -145,10 +166,31 @@ def test_image_to_image_model_with_tanh_output(samples):
         w.close()
 
 
-def test_closing_stops_the_graph_server(samples):
+def test_closing_stops_the_graph_server_and_removes_live_files(samples):
     w = Workbench(tiny_classifier(), samples, preprocess=Preprocess.preset("unit", size=(16, 16)),
                   task="classification", formats=("onnx",))
-    graph = w._graph
-    assert graph.alive
+    graph, workdir = w._graph, w._workdir
+    assert graph.alive and any(workdir.iterdir())
     w.close()
-    assert not graph.alive
+    assert not graph.alive and not workdir.exists()
+
+
+def test_exporting_through_the_session_does_not_freeze_the_sliders(samples, tmp_path):
+    w = Workbench(tiny_classifier(), samples, preprocess=Preprocess.preset("unit", size=(16, 16)),
+                  task="classification", formats=("onnx",))
+    try:
+        w.session.check(["onnx"], tmp_path)  # bakes x/255 into an exported artifact
+        w.preprocess = Preprocess.preset("raw", size=(16, 16))  # x255 too bright: must show as a failure
+        assert not w.comparison["onnx"].passed
+        w.preprocess = Preprocess.preset("unit", size=(16, 16))
+        assert w.comparison["onnx"].passed
+    finally:
+        w.close()
+
+
+def test_drawing_leaves_the_notebooks_matplotlib_backend_alone(wb):
+    import matplotlib
+
+    backend = matplotlib.get_backend()
+    wb._on_match()
+    assert matplotlib.get_backend() == backend

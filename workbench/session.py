@@ -6,6 +6,7 @@ side's preprocessing, so it is computed once; runners are built once per artifac
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -110,22 +111,31 @@ class Session:
         self.preprocess = pre
         self.images = load_images(images)
         self.pixels = to_pixels(self.images, pre.size, pre.fit, pre.resize)
-        self.reference = TorchRunner(self.model.module, label="PyTorch (eager)").run(self.pixels, pre)
+        # One image at a time, as a phone runs it: a model that mixes the batch still gets a fair reference.
+        self.reference = TorchRunner(self.model.module, label="PyTorch (eager)", batch=1).run(self.pixels, pre)
         labels = labels if labels is not None else self.model.labels
         if isinstance(task, Task):
             self.task = task
         else:
             self.task = make_task(task or self.model.task, labels=labels, outputs=self.reference)
+        self.labels = None
         if labels is not None:
-            main = self.reference[self.task.main_output(self.reference)]
-            n = main.shape[1] if main.ndim >= 2 else 1
-            if len(labels) != n:
-                raise WorkbenchError(
-                    f"{len(labels)} labels for a model with {n} classes (output {self.task.main_output(self.reference)!r} "
-                    f"shape {main.shape[1:]}); the labels file needs one line per class")
-        self.labels = tuple(labels) if labels is not None else None
+            self.set_labels(labels)
         self.artifacts: dict[str, Artifact] = {}
         self._runners: dict[str, Runner] = {}
+
+    def set_labels(self, labels: Sequence[str]) -> None:
+        """Class names for the main output (a Core ML classifier's labels); one per class, or WorkbenchError."""
+        main_name = self.task.main_output(self.reference)
+        main = self.reference[main_name]
+        n = main.shape[1] if main.ndim >= 2 else 1
+        if len(labels) != n:
+            raise WorkbenchError(
+                f"{len(labels)} labels for a model with {n} classes (output {main_name!r} shape {main.shape[1:]}); "
+                "the labels file needs one line per class")
+        self.labels = tuple(labels)
+        if hasattr(self.task, "labels"):
+            self.task = dataclasses.replace(self.task, labels=self.labels)
 
     @property
     def name(self) -> str:
@@ -154,11 +164,15 @@ class Session:
         if path is None:
             path = Path(tempfile.mkdtemp(prefix="workbench-")) / f"{self.name}{FORMATS[fmt]}"
         artifact = export(self.spec(bake=bake, preprocess=preprocess), fmt, path, **options)
-        self.artifacts[fmt] = artifact
-        old = self._runners.pop(fmt, None)
+        self.use(artifact)
+        return artifact
+
+    def use(self, artifact: Artifact) -> None:
+        """Make `artifact` the one `run(artifact.format)` uses (its runner is built on first use)."""
+        self.artifacts[artifact.format] = artifact
+        old = self._runners.pop(artifact.format, None)
         if old is not None:
             old.deactivate()
-        return artifact
 
     def runner(self, fmt: str) -> Runner:
         """The runner of the artifact exported for `fmt`, built once."""
@@ -169,9 +183,9 @@ class Session:
         return self._runners[fmt]
 
     def run(self, fmt: str, preprocess: Preprocess | None = None) -> dict[str, np.ndarray]:
-        """The `fmt` artifact's outputs on the sample images."""
-        r = self.runner(fmt)
-        return r.run(self.pixels, preprocess if r.preprocess is None else None)
+        """The `fmt` artifact's outputs on the sample images, with `preprocess` applied in front of it
+        (None: the artifact's own). An artifact with other preprocessing inside refuses, never ignores it."""
+        return self.runner(fmt).run(self.pixels, preprocess)
 
     def compare(self, fmt: str, outputs: dict[str, np.ndarray],
                 tolerance: Tolerance | dict | None = None) -> Comparison:

@@ -9,6 +9,8 @@ runtimes on cached sessions; nothing is reconverted.
 from __future__ import annotations
 
 import html
+import shutil
+import weakref
 import math
 import json
 import tempfile
@@ -25,6 +27,7 @@ from ..export import FORMATS
 from ..graph import Graph
 from ..preprocess import PRESETS, Preprocess
 from ..session import Session
+from ..tasks import read_labels
 from ..views import side_by_side
 
 REPO_IMAGES = Path(__file__).resolve().parents[2] / "sample_images"
@@ -50,6 +53,8 @@ class Workbench(W.VBox):
         self.comparison: dict[str, Comparison] = {}
         self.status: dict[str, str] = {}
         self._workdir = Path(tempfile.mkdtemp(prefix="workbench-live-"))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
+        self._live: dict = {}
         self._graph: Graph | None = None
         self._syncing = False
         self._preprocess = self.reference_preprocess.with_imagetype()
@@ -88,6 +93,7 @@ class Workbench(W.VBox):
             self._graph.close()
             self._graph = None
         self._session.close()
+        self._cleanup()
         super().close()
 
     # -- panels ---------------------------------------------------------------------------------------------
@@ -99,6 +105,7 @@ class Workbench(W.VBox):
                 self._session.export(fmt, self._workdir / f"{self._session.name}{FORMATS[fmt]}",
                                      bake=fmt == "coreml", overwrite=True)
                 self.status[fmt] = "ok"
+                self._live[fmt] = self._session.artifacts[fmt]
             except WorkbenchError as exc:
                 self.status[fmt] = f"failed: {exc}"
 
@@ -263,6 +270,9 @@ class Workbench(W.VBox):
 
     def _recompute(self) -> None:
         s = self._session
+        for fmt, artifact in self._live.items():
+            if s.artifacts.get(fmt) is not artifact:
+                s.use(artifact)  # code exported through the session: the live view keeps its own artifacts
         outputs, comparisons = {}, {}
         for fmt in self.formats:
             if fmt not in LIVE or self.status.get(fmt) != "ok":
@@ -317,12 +327,7 @@ class Workbench(W.VBox):
             if clashes:
                 raise WorkbenchError(f"{clashes[0]} already exists; tick 'overwrite existing files' or choose another folder")
         if self._labels_file.value.strip():
-            from ..tasks import read_labels
-
-            labels = read_labels(self._labels_file.value.strip())
-            n = len(self._session.labels or []) or None
-            if n is not None and len(labels) != n:
-                raise WorkbenchError(f"{len(labels)} labels in {self._labels_file.value} for {n} classes")
+            self._session.set_labels(read_labels(self._labels_file.value.strip()))
         pre = self.reference_preprocess if self._bake.value else self._preprocess
         self._progress.max, self._progress.value = 2 * len(formats) + 1, 0
 
