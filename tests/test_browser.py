@@ -118,7 +118,7 @@ def test_notebook_01_slider_export_and_graph_in_a_real_browser(lab):
 
         shot = os.environ.get("WORKBENCH_SCREENSHOT")
         if shot:
-            page.locator(".jp-OutputArea-output").last.screenshot(path=shot)
+            page.locator(".jp-OutputArea-output:has(.widget-button)").first.screenshot(path=shot)
 
         # The Graph tab: Netron's page through jupyter-server-proxy, showing the model's nodes.
         page.get_by_role("tab", name="Graph").click()
