@@ -132,7 +132,7 @@ def _torchvision(name: str, weights) -> LoadedModel:
             kwargs["weights_backbone"] = None  # random means random: no backbone download either
         loaded.module = builder(weights=None, **kwargs)
         loaded.notes.append(
-            f"random weights (weights='none'): outputs are meaningless, but conversion parity still holds"
+            "random weights (weights='none'): outputs are meaningless, but conversion parity still holds"
         )
         return loaded
     try:

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare, failed
+from .compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare
 from .errors import RuntimeUnavailable, WorkbenchError
 from .export import FORMATS, Artifact, ExportSpec, export
 from .images import load_images, to_pixels
