@@ -7,7 +7,6 @@ produced), 2 for bad input or usage, with a one-line message and no traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import warnings
@@ -86,21 +85,10 @@ def check(args) -> int:
     tolerance = Tolerance(rel=args.rtol, atol=args.atol) if args.rtol is not None else None
     report = session.check(formats, args.out, tolerance=tolerance, overwrite=args.overwrite, options=options)
     if args.json:
-        print(json.dumps(_finite(report.to_dict()), indent=2))
+        print(report.to_json())
     else:
         print(render(report))
     return 0 if report.passed else 1
-
-
-def _finite(obj):
-    """JSON has no inf/nan: PSNR of identical outputs is reported as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def render(report) -> str:

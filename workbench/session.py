@@ -7,6 +7,8 @@ side's preprocessing, so it is computed once; runners are built once per artifac
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -81,6 +83,20 @@ class Report:
         return {"passed": self.passed, "model": self.model, "images": self.images, "task": self.task,
                 "preprocess": self.preprocess.to_dict(), "notes": self.notes,
                 "formats": {k: v.to_dict() for k, v in self.formats.items()}}
+
+    def to_json(self) -> str:
+        """The report as JSON; JSON has no inf/nan, so PSNR of identical outputs is null."""
+        return json.dumps(_finite(self.to_dict()), indent=2)
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 class Session:

@@ -12,7 +12,6 @@ import html
 import shutil
 import weakref
 import math
-import json
 import tempfile
 import traceback
 from pathlib import Path
@@ -340,7 +339,7 @@ class Workbench(W.VBox):
         report = self._session.check(formats, out, overwrite=True if self._overwrite.value else False,
                                      options=options, preprocess=pre, progress=step)
         with atomic_output(report_json, overwrite=True) as tmp:
-            tmp.write_text(json.dumps(_finite(report.to_dict()), indent=2))
+            tmp.write_text(report.to_json())
         with atomic_output(report_png, overwrite=True) as tmp:
             tmp.write_bytes(self._picture.value)
         self._progress.value = self._progress.max
@@ -360,12 +359,6 @@ class Workbench(W.VBox):
 def _three(values) -> tuple[float, ...]:
     values = tuple(values)
     return values * 3 if len(values) == 1 else values
-
-
-def _finite(obj):
-    from ..cli import _finite as finite
-
-    return finite(obj)
 
 
 class _ErrorArea:
