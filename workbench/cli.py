@@ -13,8 +13,7 @@ import warnings
 from pathlib import Path
 
 from .errors import WorkbenchError
-
-REPO_IMAGES = Path(__file__).resolve().parents[1] / "sample_images"
+from .images import SAMPLE_IMAGES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--factory", help="file.py:name that builds the model, for a state_dict MODEL file")
     check.add_argument("--trust-pickle", action="store_true",
                        help="allow a fully pickled model file: this RUNS CODE FROM THE FILE; only for files you trust")
-    check.add_argument("--images", type=Path, help=f"folder of sample images (default: {REPO_IMAGES.name}/)")
+    check.add_argument("--images", type=Path, help=f"folder of sample images (default: {SAMPLE_IMAGES.name}/)")
     check.add_argument("--to", default="onnx,coreml,torchscript", help="formats, comma-separated")
     norm = check.add_mutually_exclusive_group()
     norm.add_argument("--preset", help="unit, half, imagenet, caffe, raw, gray, gray_raw")
@@ -75,7 +74,7 @@ def check(args) -> int:
     from .session import Session
     from .tasks import read_labels
 
-    images = args.images or REPO_IMAGES
+    images = args.images or SAMPLE_IMAGES
     formats = [f.strip() for f in args.to.split(",") if f.strip()]
     labels = read_labels(args.labels) if args.labels else None
     session = Session(args.model, images, preprocess=_preprocess(args), task=args.task, labels=labels,

@@ -17,6 +17,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import WorkbenchError
 from .preprocess import Fit
 
+# The photos shipped with the checkout: the default sample images of the CLI and the widget.
+SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "sample_images"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 # Refuse images above this many pixels before decoding them: bounded memory (a 20000x20000 bomb is 400M).
 MAX_PIXELS = 64_000_000

@@ -6,8 +6,11 @@ bake in, if any) and a destination path, writes the artifact atomically, and ret
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from dataclasses import dataclass, field
+import io
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -46,7 +49,6 @@ class Artifact:
     preprocess: Preprocess | None = None
     precision: str = "fp32"
     notes: tuple[str, ...] = ()
-    classifier: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,6 @@ class ExportSpec:
     task: object = None
     source: str = ""
     labels: tuple[str, ...] | None = None
-    example: object = field(default=None, compare=False)
 
     def wrapped(self, *, bake: Preprocess | None = None, post: dict | None = None):
         from .._torch import Exportable
@@ -73,14 +74,27 @@ class ExportSpec:
         """A fixed example input: pixels in 0-255 when preprocessing is baked, else the model's tensor."""
         import torch
 
-        if self.example is not None:
-            x = torch.as_tensor(self.example, dtype=torch.float32)
-        else:
-            g = torch.Generator().manual_seed(0)
-            x = torch.rand(self.input_shape, generator=g) * 255
-            if not pixels and self.preprocess is not None:
-                x = torch.from_numpy(self.preprocess.apply(x.numpy()))
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(self.input_shape, generator=g) * 255
+        if not pixels and self.preprocess is not None:
+            x = torch.from_numpy(self.preprocess.apply(x.numpy()))
         return x
+
+
+@contextlib.contextmanager
+def quiet(*loggers: str):
+    """Silence a converter's progress output (stdout, stderr: tqdm bars, graph dumps) and its loggers'
+    warnings; exceptions still propagate."""
+    chosen = [logging.getLogger(n) for n in loggers]
+    levels = [lg.level for lg in chosen]
+    for lg in chosen:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        for lg, level in zip(chosen, levels):
+            lg.setLevel(level)
 
 
 def get_exporter(name: str) -> Callable:

@@ -17,7 +17,7 @@ from typing import Literal
 from .._files import atomic_output
 from ..errors import WorkbenchError, require
 from ..tasks import Classification, ImageToImage, Segmentation
-from . import Artifact, ExportSpec, exporter
+from . import Artifact, ExportSpec, exporter, quiet
 from .diagnose import conversion_error
 from .torchscript import trace
 
@@ -50,7 +50,7 @@ def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
     path = Path(path).with_suffix(".mlmodel" if neuralnetwork else ".mlpackage")
 
     pre, task = spec.preprocess, spec.task
-    bake, effective, inputs = None, None, None
+    bake, effective, inputs, fit = None, None, None, None
     if pre is None:
         inputs = [ct.TensorType(name=spec.input_name, shape=spec.input_shape)]
     else:
@@ -102,7 +102,7 @@ def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
     if not neuralnetwork:
         kwargs["compute_precision"] = ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32
     try:
-        with warnings.catch_warnings(), _quiet_logs():
+        with warnings.catch_warnings(), quiet("coremltools"):
             warnings.simplefilter("ignore")
             mlmodel = ct.convert(source, **kwargs)
     except Exception as exc:
@@ -118,11 +118,11 @@ def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
         mlmodel.save(str(tmp))
     names = tuple(o.name for o in mlmodel.get_spec().description.output)
     notes = list(trace_notes)
-    if pre is not None and not pre.imagetype_fit().exact:
+    if fit is not None and not fit.exact:
         notes.append("normalization baked into the graph (per-channel std)" if bake is not None else
-                     f"ImageType scalar approximation: {pre.imagetype_fit().describe()}")
+                     f"ImageType scalar approximation: {fit.describe()}")
     artifact = Artifact("coreml", path, spec.input_name, names, spec.input_shape, effective,
-                        precision=precision, notes=tuple(notes), classifier=classifier)
+                        precision=precision, notes=tuple(notes))
     return replace(artifact, notes=artifact.notes + (f"{'neural network' if neuralnetwork else 'ML program'}, "
                                                      f"minimum target {target}",))
 
@@ -171,21 +171,3 @@ def _describe(mlmodel, spec: ExportSpec, effective, baked: bool, task, author: s
         if spec.labels:
             meta["com.apple.coreml.model.preview.params"] = json.dumps({"labels": list(spec.labels)})
 
-
-class _quiet_logs:
-    """coremltools draws progress bars (tqdm, on stderr) and logs torch-version warnings; errors still raise."""
-
-    def __enter__(self):
-        import contextlib
-        import io
-        import logging
-
-        self._logger = logging.getLogger("coremltools")
-        self._level = self._logger.level
-        self._logger.setLevel(logging.ERROR)
-        self._stderr = contextlib.redirect_stderr(io.StringIO())
-        self._stderr.__enter__()
-
-    def __exit__(self, *exc):
-        self._stderr.__exit__(*exc)
-        self._logger.setLevel(self._level)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .._files import atomic_output
 from ..errors import WorkbenchError, require
-from . import Artifact, ExportSpec, exporter
+from . import Artifact, ExportSpec, exporter, quiet
 from .diagnose import conversion_error
 
 
@@ -33,7 +33,8 @@ def export_onnx(spec: ExportSpec, path: Path, *, opset: int | None = None, overw
         kwargs["opset_version"] = opset
     if not legacy:
         try:
-            with warnings.catch_warnings(), _quiet():
+            with warnings.catch_warnings(), quiet("torch.fx.experimental.symbolic_shapes", "torch._dynamo",
+                                                 "torch.export", "torch.onnx"):
                 warnings.simplefilter("ignore")
                 program = torch.onnx.export(model, (x,), dynamo=True, external_data=False, verbose=False,
                                             **kwargs)
@@ -61,24 +62,3 @@ def export_onnx(spec: ExportSpec, path: Path, *, opset: int | None = None, overw
     return Artifact("onnx", path, spec.input_name, spec.output_names, tuple(x.shape), baked,
                     notes=tuple(notes))
 
-
-class _quiet:
-    """Silence the exporter's progress lines (stdout) and its graph dumps on failure (stderr, logging)."""
-
-    def __enter__(self):
-        import contextlib
-        import logging
-
-        self._stack = contextlib.ExitStack()
-        self._stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-        self._stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
-        loggers = [logging.getLogger(n) for n in ("torch.fx.experimental.symbolic_shapes", "torch._dynamo",
-                                                  "torch.export", "torch.onnx")]
-        levels = [lg.level for lg in loggers]
-        for lg in loggers:
-            lg.setLevel(logging.CRITICAL)
-        self._stack.callback(lambda: [lg.setLevel(v) for lg, v in zip(loggers, levels)])
-        return self
-
-    def __exit__(self, *exc):
-        return self._stack.__exit__(*exc)

@@ -17,7 +17,7 @@ from ..errors import WorkbenchError
 from ..preprocess import Preprocess, to_channels
 
 _RUNNERS: dict[str, Callable] = {}
-_MODULES = {"torch": "torch", "onnx": "onnxruntime", "torchscript": "torch", "coreml": "coreml"}
+_MODULES = {"onnx": "onnxruntime", "torchscript": "torch", "coreml": "coreml"}
 
 
 def runner(name: str):

@@ -24,12 +24,12 @@ from ..compare import DEFAULT_TOLERANCES, Comparison
 from ..errors import RuntimeUnavailable, WorkbenchError
 from ..export import FORMATS
 from ..graph import Graph
+from ..images import SAMPLE_IMAGES
 from ..preprocess import PRESETS, Preprocess
 from ..session import Session
 from ..tasks import read_labels
 from ..views import side_by_side
 
-REPO_IMAGES = Path(__file__).resolve().parents[2] / "sample_images"
 LIVE = ("onnx", "torchscript")  # runtimes that rerun as sliders move (Core ML's predict needs macOS)
 TITLES = {"onnx": "ONNX Runtime", "coreml": "Core ML", "torchscript": "TorchScript"}
 
@@ -45,7 +45,7 @@ class Workbench(W.VBox):
     def __init__(self, model, images=None, *, preprocess: Preprocess | None = None, task=None,
                  labels: Sequence[str] | None = None, formats: Sequence[str] = ("onnx", "coreml", "torchscript"),
                  size=None, **load_options):
-        self._session = Session(model, images if images is not None else REPO_IMAGES, preprocess=preprocess,
+        self._session = Session(model, images if images is not None else SAMPLE_IMAGES, preprocess=preprocess,
                                 task=task, labels=labels, size=size, **load_options)
         self.reference_preprocess = self._session.preprocess
         self.formats = tuple(formats)
