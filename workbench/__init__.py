@@ -17,6 +17,7 @@ from .preprocess import Preprocess
 from .tasks import Classification, ImageToImage, Segmentation, make_task
 
 __all__ = [
+    "CoreMLInterpreter",
     "Classification", "Comparison", "ConversionError", "ImageToImage", "LoadedModel", "Preprocess",
     "RuntimeUnavailable", "Segmentation", "Session", "Tolerance", "Workbench", "WorkbenchError",
     "compare", "load_image", "load_images", "load_model", "make_task",
@@ -28,6 +29,10 @@ def __getattr__(name):  # the widget and the session pull in more; import them o
         from .widgets import Workbench
 
         return Workbench
+    if name == "CoreMLInterpreter":
+        from .coreml_interp import CoreMLInterpreter
+
+        return CoreMLInterpreter
     if name == "Session":
         from .session import Session
 

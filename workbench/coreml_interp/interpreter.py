@@ -1,0 +1,230 @@
+"""CoreMLInterpreter: run a Core ML model's program in Python, on any OS, with `MLModel.predict`'s API."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import WorkbenchError, require
+from .program import Program, from_mil
+
+_PRECISIONS = {None: "declared", "declared": "declared", "fp16": "declared", "float16": "declared",
+               "fp32": "fp32", "float32": "fp32"}
+_ARRAY_TYPES = {65568: np.float32, 65600: np.float64, 65552: np.float16, 131104: np.int32}
+
+
+class CoreMLInterpreter:
+    """Executes a Core ML model (ML program or neural network) with torch kernels.
+
+    model: an `MLModel` (fresh from `ct.convert` or loaded), or a path to an `.mlpackage`/`.mlmodel`.
+    compute_precision: None runs the program as declared, rounding every fp16 tensor to fp16; "fp32"
+    removes the fp16 rounding of activations, to separate conversion errors from precision loss
+    (weights stored in fp16 stay as stored: export at fp32 for an fp32 reference).
+
+    A reference semantics of the MIL op definitions, not bit-exact Core ML on the Neural Engine or GPU.
+    Raises WorkbenchError for an unreadable model or an op the interpreter does not implement.
+    """
+
+    def __init__(self, model, compute_precision=None):
+        key = getattr(compute_precision, "value", compute_precision)
+        if key not in _PRECISIONS:
+            raise WorkbenchError(f"compute_precision must be None (as declared) or 'fp32', not {compute_precision!r}")
+        self.precision = _PRECISIONS[key]
+        self.source = model if isinstance(model, (str, os.PathLike)) else None
+        self.spec, program = _load(model)
+        self.description = self.spec.description
+        self.kind = self.spec.WhichOneof("Type")
+        if self.kind == "mlProgram":
+            self.program: Program = from_mil(program)
+        elif self.kind in ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor"):
+            from .neuralnetwork import from_spec
+
+            self.program = from_spec(self.spec)
+        else:
+            raise WorkbenchError(f"{self._name()} is a Core ML {self.kind} model; the interpreter runs ML "
+                                 "programs and neural networks")
+        self._inputs = {f.name: f for f in self.description.input}
+        self._outputs = {f.name: f for f in self.description.output}
+
+    @property
+    def fp16(self) -> bool:
+        return self.precision == "declared"
+
+    @property
+    def declared_precision(self) -> str:
+        """fp16 when the program computes in fp16 anywhere, else fp32."""
+        return "fp16" if any(h for s in self.program.steps for _, h in s.outputs) else "fp32"
+
+    @property
+    def label(self) -> str:
+        used = self.declared_precision if self.fp16 else "fp32"
+        return f"Core ML interpreter ({'ML program' if self.kind == 'mlProgram' else 'neural network'}, {used})"
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self._inputs)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._outputs)
+
+    def predict(self, data, *, observe=None):
+        """Outputs for one example {input name: value}, or a list of examples (like `MLModel.predict`).
+
+        Image inputs take PIL images of the declared size; multiarrays take numpy arrays of the declared
+        shape. Returns {output name: numpy array | PIL image | label | {label: probability}}.
+        """
+        if isinstance(data, (list, tuple)):
+            return [self.predict(d, observe=observe) for d in data]
+        if not isinstance(data, dict):
+            raise WorkbenchError(f"predict takes a dict {{input name: value}}; inputs: {self._expected()}")
+        unknown = set(data) - set(self._inputs)
+        missing = set(self._inputs) - set(data)
+        if unknown or missing:
+            raise WorkbenchError(
+                f"{self._name()}: {'unknown input ' + ', '.join(map(repr, sorted(unknown))) if unknown else ''}"
+                f"{'; ' if unknown and missing else ''}"
+                f"{'missing input ' + ', '.join(map(repr, sorted(missing))) if missing else ''}. "
+                f"Expected: {self._expected()}")
+        feeds = {name: self._feed(self._inputs[name], value) for name, value in data.items()}
+        raw = self.program.run(feeds, fp16=self.fp16, observe=observe)
+        return {name: self._output(self._outputs[name], raw[name]) for name in self._outputs if name in raw}
+
+    # inputs and outputs
+
+    def _feed(self, feature, value) -> torch.Tensor:
+        kind = feature.type.WhichOneof("Type")
+        if kind == "imageType":
+            return _image_feed(self._name(), feature, value)
+        if kind == "multiArrayType":
+            return _array_feed(self._name(), feature, value)
+        raise WorkbenchError(f"{self._name()}: input {feature.name!r} is a {kind}; the interpreter feeds images "
+                             "and multiarrays")
+
+    def _output(self, feature, value):
+        kind = feature.type.WhichOneof("Type")
+        if kind == "imageType":
+            return _image_out(feature, value)
+        if kind == "multiArrayType":
+            dtype = _ARRAY_TYPES.get(feature.type.multiArrayType.dataType, np.float32)
+            return value.detach().numpy().astype(dtype)
+        if isinstance(value, torch.Tensor):
+            return value.detach().numpy()
+        return value
+
+    def _expected(self) -> str:
+        return ", ".join(f"{name!r} ({_describe(f)})" for name, f in self._inputs.items())
+
+    def _name(self) -> str:
+        return str(self.source) if self.source is not None else "the Core ML model"
+
+    def __repr__(self):
+        return f"CoreMLInterpreter({self._name()}, {self.label}, inputs: {self._expected()})"
+
+
+def _load(model):
+    """(spec, MIL program or None) from an MLModel or a path."""
+    ct = require("coremltools", "coremltools")
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        if not path.exists():
+            raise WorkbenchError(f"no Core ML model at {path}")
+        if path.suffix == ".mlmodel":
+            try:
+                spec = ct.utils.load_spec(str(path))
+            except Exception as exc:
+                raise WorkbenchError(f"{path} is not a readable Core ML model ({exc}); re-export it") from exc
+            return spec, None
+        if path.suffix != ".mlpackage":
+            raise WorkbenchError(f"{path}: expected an .mlpackage or .mlmodel")
+        if not (path / "Manifest.json").is_file():
+            raise WorkbenchError(f"{path} has no Manifest.json: it is not a complete .mlpackage; re-export it")
+        try:
+            model = ct.models.MLModel(str(path), skip_model_load=True)
+        except Exception as exc:
+            raise WorkbenchError(f"{path} is not a readable .mlpackage ({exc}); re-export it") from exc
+    if not isinstance(model, ct.models.MLModel):
+        raise WorkbenchError(f"CoreMLInterpreter takes an MLModel or a path, not {type(model).__name__}")
+    spec = model.get_spec()
+    if spec.WhichOneof("Type") != "mlProgram":
+        return spec, None
+    program = getattr(model, "_mil_program", None)
+    if program is None:
+        from coremltools.converters.mil.frontend.milproto.load import load
+
+        weights = model.weights_dir
+        try:
+            program = load(spec, spec.specificationVersion, weights)
+        except Exception as exc:
+            raise WorkbenchError(f"cannot read the ML program in {model.package_path or 'the model'} "
+                                 f"(weights folder {weights}): {exc}; re-export it") from exc
+    return spec, program
+
+
+def _describe(feature) -> str:
+    t = feature.type
+    kind = t.WhichOneof("Type")
+    if kind == "imageType":
+        space = {10: "grayscale", 20: "RGB", 30: "BGR", 40: "grayscale fp16"}.get(t.imageType.colorSpace, "?")
+        return f"{space} PIL image {t.imageType.width}x{t.imageType.height}"
+    if kind == "multiArrayType":
+        return f"numpy array of shape {tuple(t.multiArrayType.shape)}"
+    return kind
+
+
+def _image_feed(model: str, feature, value) -> torch.Tensor:
+    t = feature.type.imageType
+    if not isinstance(value, Image.Image):
+        raise WorkbenchError(f"{model}: input {feature.name!r} takes a {_describe(feature)}, not a "
+                             f"{type(value).__name__}")
+    sizes = {(t.width, t.height)} | {(s.width, s.height) for s in t.enumeratedSizes.sizes}
+    r = t.imageSizeRange
+    flexible = t.WhichOneof("SizeFlexibility") == "imageSizeRange" and (
+        r.widthRange.lowerBound <= value.width and (r.widthRange.upperBound < 0 or value.width <= r.widthRange.upperBound)
+        and r.heightRange.lowerBound <= value.height
+        and (r.heightRange.upperBound < 0 or value.height <= r.heightRange.upperBound))
+    if value.size not in sizes and not flexible:
+        raise WorkbenchError(f"{model}: input {feature.name!r} takes a {_describe(feature)}; got "
+                             f"{value.width}x{value.height}: resize it (workbench.images.fit_image)")
+    gray = t.colorSpace in (10, 40)
+    arr = np.asarray(value.convert("L" if gray else "RGB"), dtype=np.float32)
+    if gray:
+        return torch.from_numpy(arr[None, None].copy())
+    if t.colorSpace == 30:
+        arr = arr[..., ::-1]
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)[None]))
+
+
+def _array_feed(model: str, feature, value) -> torch.Tensor:
+    t = feature.type.multiArrayType
+    arr = np.asarray(value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value)
+    if arr.dtype == object or arr.dtype.kind not in "fiub":
+        raise WorkbenchError(f"{model}: input {feature.name!r} takes a {_describe(feature)} of numbers, not "
+                             f"{type(value).__name__}")
+    shape = tuple(t.shape)
+    ranges = [(r.lowerBound, r.upperBound) for r in t.shapeRange.sizeRanges]
+    allowed = {shape} | {tuple(s.shape) for s in t.enumeratedShapes.shapes}
+    in_range = bool(ranges) and len(ranges) == arr.ndim and all(
+        lo <= n and (hi < 0 or n <= hi) for n, (lo, hi) in zip(arr.shape, ranges))
+    if arr.shape not in allowed and not in_range:
+        raise WorkbenchError(f"{model}: input {feature.name!r} takes shape {shape}; got {arr.shape}")
+    dtype = _ARRAY_TYPES.get(t.dataType, np.float32)
+    if np.dtype(dtype).kind == "f":
+        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=dtype))
+
+
+def _image_out(feature, value: torch.Tensor) -> Image.Image:
+    arr = value.detach().numpy()
+    arr = arr.reshape(arr.shape[-3:]) if arr.ndim > 3 else arr
+    arr = np.clip(np.round(arr), 0, 255).astype(np.uint8)
+    if arr.shape[0] == 1:
+        return Image.fromarray(arr[0], "L")
+    arr = arr.transpose(1, 2, 0)
+    if feature.type.imageType.colorSpace == 30:
+        arr = arr[..., ::-1]
+    return Image.fromarray(np.ascontiguousarray(arr), "RGB")

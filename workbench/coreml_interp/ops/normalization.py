@@ -1,0 +1,64 @@
+"""Normalizations (ops/defs/iOS15/normalization.py): batch_norm, instance_norm, layer_norm, l2_norm, LRN."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..registry import op
+from ._util import ints, norm_axis, scalar, tensor
+
+
+def _channel(v, x):
+    shape = [1] * x.dim()
+    shape[1] = -1
+    return tensor(v).reshape(shape)
+
+
+@op("batch_norm")
+def batch_norm(x, mean, variance, gamma=None, beta=None, epsilon=1e-5):
+    y = (x - _channel(mean, x)) / torch.sqrt(_channel(variance, x) + float(scalar(epsilon)))
+    if gamma is not None:
+        y = y * _channel(gamma, x)
+    if beta is not None:
+        y = y + _channel(beta, x)
+    return y
+
+
+@op("instance_norm")
+def instance_norm(x, gamma=None, beta=None, epsilon=1e-5):
+    axes = list(range(2, x.dim()))
+    mean = x.mean(axes, keepdim=True)
+    var = ((x - mean) ** 2).mean(axes, keepdim=True)
+    y = (x - mean) / torch.sqrt(var + float(scalar(epsilon)))
+    if gamma is not None:
+        y = y * _channel(gamma, x)
+    if beta is not None:
+        y = y + _channel(beta, x)
+    return y
+
+
+@op("layer_norm")
+def layer_norm(x, axes=None, gamma=None, beta=None, epsilon=1e-5):
+    axes = [norm_axis(a, x.dim()) for a in ints(axes)] if axes is not None else list(range(x.dim()))
+    mean = x.mean(axes, keepdim=True)
+    var = ((x - mean) ** 2).mean(axes, keepdim=True)
+    y = (x - mean) / torch.sqrt(var + float(scalar(epsilon)))
+    # gamma and beta have the shape of the normalized axes, which must be the trailing ones to broadcast
+    if gamma is not None:
+        y = y * tensor(gamma)
+    if beta is not None:
+        y = y + tensor(beta)
+    return y
+
+
+@op("l2_norm")
+def l2_norm(x, axes=None, epsilon=1e-12):
+    axes = [norm_axis(a, x.dim()) for a in ints(axes)] if axes is not None else list(range(1, x.dim()))
+    return x / torch.sqrt((x * x).sum(axes, keepdim=True) + float(scalar(epsilon)))
+
+
+@op("local_response_norm")
+def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
+    return F.local_response_norm(x, int(scalar(size)), float(scalar(alpha)), float(scalar(beta)),
+                                 float(scalar(k)))

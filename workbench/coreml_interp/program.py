@@ -1,0 +1,163 @@
+"""A MIL function compiled once into a flat list of steps, then run on feeds.
+
+Compiling resolves each op's kernel and converts its constants to tensors once, so a run is a loop of
+kernel calls. Intermediates are freed after their last use, unless an observer wants to see every op.
+
+Precision: as declared, every tensor the program declares fp16 is rounded to fp16 after its op runs
+(kernels compute in fp32 from fp16-exact inputs and round their result, the way a GPU with fp32
+accumulation would); `fp32` skips that rounding, so only the weights stored in fp16 keep their rounding.
+This is a reference semantics, not a bit-exact model of the Neural Engine or GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import WorkbenchError
+from .registry import kernel
+
+Observer = Callable[[str, str, tuple], None]  # (op type, op name, outputs)
+
+
+@dataclass
+class Step:
+    op_type: str
+    name: str
+    fn: Callable
+    static: dict
+    dynamic: list  # [(argument, var name or [var names])]
+    outputs: list  # [(var name, round to fp16)]
+    frees: list = field(default_factory=list)
+
+
+@dataclass
+class Program:
+    """Steps plus the names of the inputs and outputs (and their declared MIL dtypes)."""
+
+    steps: list
+    inputs: dict  # name -> dtype string ("fp32", "fp16", "int32", ...)
+    outputs: list
+    opset: str = ""
+
+    def run(self, feeds: dict, *, fp16: bool = True, observe: Observer | None = None) -> dict:
+        env = {}
+        for name, dtype in self.inputs.items():
+            value = feeds[name]
+            env[name] = value.half().float() if fp16 and dtype == "fp16" and value.is_floating_point() else value
+        with torch.inference_mode():
+            for step in self.steps:
+                kwargs = dict(step.static)
+                for arg, ref in step.dynamic:
+                    kwargs[arg] = [env[r] for r in ref] if isinstance(ref, list) else env[ref]
+                try:
+                    result = step.fn(**kwargs)
+                except WorkbenchError:
+                    raise
+                except Exception as exc:
+                    shapes = {a: tuple(v.shape) for a, v in kwargs.items() if isinstance(v, torch.Tensor)}
+                    raise WorkbenchError(
+                        f"MIL op {step.op_type} {step.name!r} failed on inputs {shapes}: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                if not isinstance(result, tuple):
+                    result = (result,)
+                for (name, half), value in zip(step.outputs, result):
+                    if half and fp16 and isinstance(value, torch.Tensor) and value.is_floating_point():
+                        value = value.half().float()
+                    env[name] = value
+                if observe is not None:
+                    observe(step.op_type, step.name, tuple(env[n] for n, _ in step.outputs))
+                else:
+                    for name in step.frees:
+                        env.pop(name, None)
+        return {name: env[name] for name in self.outputs}
+
+
+def dtype_name(var) -> str:
+    from coremltools.converters.mil.mil import types
+
+    try:
+        return types.builtin_to_string(var.dtype)
+    except Exception:
+        return str(var.dtype)
+
+
+def constant(value):
+    """A MIL constant as the kernels take it: float arrays as float32 tensors, everything else as is."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f":
+            return torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+        if value.dtype.kind in "iub" and value.ndim > 0:
+            return value
+        return value.item() if value.ndim == 0 else value
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def from_mil(program, function: str = "main") -> Program:
+    """Compile a coremltools MIL `Program` (from ct.convert, or loaded from an .mlpackage)."""
+    try:
+        fn = program.functions[function]
+    except KeyError:
+        raise WorkbenchError(f"the Core ML program has no function {function!r}; it has "
+                             f"{', '.join(program.functions)}") from None
+    opset = str(getattr(fn, "opset_version", "") or "")
+    consts: dict[str, object] = {}
+    steps: list[Step] = []
+    for operation in fn.operations:
+        outs = list(operation.outputs)
+        if operation.op_type == "const" or (outs and all(v.val is not None for v in outs)):
+            for v in outs:
+                consts[v.name] = constant(v.val)
+            continue
+        if getattr(operation, "blocks", None):
+            raise WorkbenchError(f"MIL op {operation.op_type} {operation.name!r} has nested blocks (control "
+                                 "flow); the interpreter runs straight-line programs only")
+        fn_ = kernel(operation.op_type, f"opset {opset}" if opset else "")
+        static, dynamic = {}, []
+        for arg, var in operation.inputs.items():
+            if isinstance(var, (tuple, list)):
+                if all(v.name in consts or v.val is not None for v in var):
+                    static[arg] = [consts.get(v.name, constant(v.val)) for v in var]
+                else:
+                    dynamic.append((arg, [v.name for v in var]))
+            elif var.name in consts:
+                static[arg] = consts[var.name]
+            elif var.val is not None and var.op is not None and var.op.op_type == "const":
+                static[arg] = consts.setdefault(var.name, constant(var.val))
+            else:
+                dynamic.append((arg, var.name))
+        outputs = [(v.name, _is_fp16(v)) for v in outs]
+        steps.append(Step(operation.op_type, operation.name, fn_, static, dynamic, outputs))
+    inputs = {name: dtype_name(var) for name, var in fn.inputs.items()}
+    output_names = [v.name for v in fn.outputs]
+    for name in output_names:
+        if name in consts:  # an output that is a constant: give it a step so runs return it
+            value = consts[name]
+            steps.append(Step("const", name, lambda value=value: value, {}, [], [(name, False)]))
+    _plan_frees(steps, set(output_names))
+    return Program(steps, inputs, output_names, opset)
+
+
+def _is_fp16(var) -> bool:
+    from coremltools.converters.mil.mil import types
+
+    try:
+        return var.dtype == types.fp16
+    except Exception:
+        return False
+
+
+def _plan_frees(steps: list[Step], keep: set) -> None:
+    last = {}
+    for i, step in enumerate(steps):
+        for _, ref in step.dynamic:
+            for name in ref if isinstance(ref, list) else [ref]:
+                last[name] = i
+    for name, i in last.items():
+        if name not in keep:
+            steps[i].frees.append(name)

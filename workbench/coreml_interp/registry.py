@@ -1,0 +1,52 @@
+"""The op registry: one kernel per MIL op type, registered by decorator, duplicates refused.
+
+A kernel is a plain function of the op's MIL inputs as keyword arguments. Tensors that vary at run time
+arrive as float32 (or integer/bool) torch tensors; constants arrive as torch tensors when they are float
+arrays and as numpy values or Python scalars otherwise (strides, axes, modes...). A kernel returns a
+tensor, or a tuple for ops with several outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..errors import WorkbenchError
+
+_KERNELS: dict[str, Callable] = {}
+_SINCE: dict[str, int] = {}
+
+
+def op(*names: str, since: int = 15):
+    """Register a kernel for the MIL ops `names` (available from opset iOS`since`)."""
+
+    def register(fn: Callable) -> Callable:
+        for name in names:
+            if name in _KERNELS:
+                raise RuntimeError(f"MIL op {name!r} is registered twice ({_KERNELS[name].__module__} and "
+                                   f"{fn.__module__})")
+            _KERNELS[name], _SINCE[name] = fn, since
+        return fn
+
+    return register
+
+
+def kernel(name: str, opset: str = "") -> Callable:
+    """The kernel for MIL op `name`; a WorkbenchError naming the op and opset when there is none."""
+    _load()
+    try:
+        return _KERNELS[name]
+    except KeyError:
+        raise WorkbenchError(
+            f"the Core ML interpreter does not implement MIL op {name!r}{f' ({opset})' if opset else ''}; "
+            "check this model on a Mac, or report the op so a kernel can be added in "
+            "workbench/coreml_interp/ops/") from None
+
+
+def known() -> list[str]:
+    """Every MIL op type the interpreter runs."""
+    _load()
+    return sorted(_KERNELS)
+
+
+def _load() -> None:
+    from . import ops  # noqa: F401  (importing the package registers every family)
