@@ -6,6 +6,7 @@ because existing iOS/Android apps (the DeepLabV3 seed) load it.
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -56,8 +57,13 @@ def export_torchscript(spec: ExportSpec, path: Path, *, optimize: bool = False,
                 "Export without optimize, or run on a torch build with XNNPACK (the default CPU wheels)")
         traced = optimize_for_mobile(traced)
         notes.append("optimized for mobile (conv/batchnorm folded, prepacked weights)")
-    with atomic_output(path, overwrite=overwrite) as tmp, warnings.catch_warnings():
+    # Serialized in memory, then written by Python: torch's own file writer aborts the whole process
+    # (c10::Error in a destructor) when the disk fills, where Python's raises OSError.
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.save(traced, str(tmp))
+        torch.jit.save(traced, buffer)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
     return Artifact("torchscript", path, spec.input_name, spec.output_names, tuple(x.shape), spec.preprocess,
                     notes=tuple(notes))
