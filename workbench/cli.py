@@ -12,6 +12,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from ._files import output_folder
 from .errors import WorkbenchError
 from .images import SAMPLE_IMAGES
 
@@ -74,6 +75,8 @@ def check(args) -> int:
     from .session import Session
     from .tasks import read_labels
 
+    if args.out:
+        output_folder(args.out)  # an unwritable --out is bad input (exit 2): say so before any work
     images = args.images or SAMPLE_IMAGES
     formats = [f.strip() for f in args.to.split(",") if f.strip()]
     labels = read_labels(args.labels) if args.labels else None

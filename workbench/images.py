@@ -110,10 +110,12 @@ def load_images(source, *, limit: int | None = None) -> list[SampleImage]:
                 skipped.append(f"{path.name} ({exc})")
             if limit and len(images) >= limit:
                 break
+        if not images:
+            # The error says why each file was refused: a CLI user never sees the warnings.
+            why = f" (skipped {_shown(skipped)})" if skipped else ""
+            raise WorkbenchError(f"no readable image in {folder}{why}; add JPEG or PNG photos")
         if skipped:
             warnings.warn(f"skipped in {folder}: " + "; ".join(skipped), stacklevel=2)
-        if not images:
-            raise WorkbenchError(f"no readable image in {folder}; add JPEG or PNG photos")
         return images
     images = []
     for i, item in enumerate(_iter(source)):
@@ -129,6 +131,10 @@ def load_images(source, *, limit: int | None = None) -> list[SampleImage]:
     if not images:
         raise WorkbenchError("no images given; pass a folder of JPEG/PNG photos or a list of paths")
     return images
+
+
+def _shown(items: Sequence[str], limit: int = 3) -> str:
+    return "; ".join(items[:limit]) + (f"; and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def _iter(source) -> Iterable:

@@ -116,7 +116,8 @@ class Preprocess:
         n = 1 if grayscale else 3
         mean, std = _channels(mean, n, "mean"), _channels(std, n, "std")
         if any(s == 0 or not math.isfinite(s) for s in std):
-            raise WorkbenchError(f"std {_fmt(std)} must be finite and non-zero")
+            raise WorkbenchError(f"std {_fmt(std)} must be finite and non-zero (pixels are divided by it); use "
+                                 "the std of the model's training Normalize, such as 0.5 or ImageNet's")
         kw.setdefault("name", "normalize")
         return cls(
             scale=tuple(1.0 / (255.0 * s) for s in std),
