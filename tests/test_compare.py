@@ -54,7 +54,18 @@ def test_limit_is_atol_plus_rel_times_range(factor, passed):
         assert len(result.failures) == 1
         line = result.failures[0]
         assert line.startswith("coreml output 'y' on cat.jpg: max abs")
-        assert "atol 0.01 + rel 0.001 x range 4" in line
+        assert "atol 0.01 + rel 0.001 x scale 4" in line
+
+
+def test_near_constant_outputs_are_judged_by_their_magnitude():
+    """A random-weight classifier's probabilities are ~1/K everywhere: their range is ~0, their size is not."""
+    ref = np.full((1, 1000), 1e-3)
+    ref[0, 0] += 1e-9
+    fp16_like = ref * (1 + 4e-4)  # fp16 rounding of 0.001 is ~5e-7 absolute
+    result = compare({"p": ref}, {"p": fp16_like}, tolerance=Tolerance(rel=1e-2))
+    assert result.passed, result.failures
+    assert result.rows[0].limit == pytest.approx(1e-5, rel=1e-3)
+    assert not compare({"p": ref}, {"p": ref * 1.02}, tolerance=Tolerance(rel=1e-2)).passed
 
 
 def test_tolerance_per_output_with_a_default():

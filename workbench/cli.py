@@ -109,6 +109,8 @@ def render(report) -> str:
         cells.append(f"{task:>12.3f}" if task is not None else f"{'-':>12}")
         path = r.artifact.path if r.artifact else "-"
         lines.append(f"{name:<12}{status:<9}{''.join(cells)}  {path}")
+        if r.label:
+            lines.append(f"{'':<12}ran on: {r.label}")
         for text in (r.error, r.skipped):
             if text:
                 lines.append(f"{'':<12}{text}")

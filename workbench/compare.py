@@ -2,7 +2,9 @@
 
 Per output and per image: max abs, mean abs, max rel, PSNR, cosine similarity, plus the task's own
 metrics (top-1/top-5 agreement, pixel agreement and mIoU). Pass/fail is decided per output by a
-`Tolerance` scaled to the reference's range, so a logit vector and a 0-255 image are judged alike.
+`Tolerance` scaled to the reference's range, so a logit vector and a 0-255 image are judged alike (or to
+its largest magnitude when that is larger: a near-constant output, such as a random-weight classifier's
+probabilities, is not held to an empty range).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from .tasks import Task
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Pass when ``max_abs <= atol + rel * range(reference)`` and task metrics reach their minimum.
+    """Pass when ``max_abs <= atol + rel * scale`` and task metrics reach their minimum, where scale is
+    the reference's range, or its largest magnitude when that is larger.
 
     `min_top1` applies to classification outputs and is the fraction of images whose top-1 agrees, judged
     over the batch; `min_miou` applies to each image of a segmentation output.
@@ -140,14 +143,15 @@ def compare(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndar
             finite = bool(np.isfinite(c).all())  # a Python bool: rows go to JSON
             rng = float(r.max() - r.min()) if r.size else 0.0
             metrics = task.metrics(ref[i:i + 1], cand[i:i + 1]) if main else {}
-            limit = tol.limit(rng)
+            scale = max(rng, float(np.abs(r).max())) if r.size else 0.0
+            limit = tol.limit(scale)
             max_abs = float(d.max()) if finite else math.inf
             passed = finite and max_abs <= limit
             why = []
             if not finite:
                 why.append("non-finite values")
             elif max_abs > limit:
-                why.append(f"max abs {max_abs:.3g} > {limit:.3g} (atol {tol.atol:g} + rel {tol.rel:g} x range {rng:.3g})")
+                why.append(f"max abs {max_abs:.3g} > {limit:.3g} (atol {tol.atol:g} + rel {tol.rel:g} x scale {scale:.3g})")
             if tol.min_miou is not None and metrics.get("miou", 1) < tol.min_miou:
                 passed = False
                 why.append(f"mIoU {metrics['miou']:.3f} < {tol.min_miou:.3f}")

@@ -219,8 +219,9 @@ def to_channels(pixels: np.ndarray, pre: Preprocess) -> np.ndarray:
     if pre.grayscale:
         if pixels.shape[1] == 1:
             return pixels
-        w = np.asarray(LUMA, np.float32).reshape(1, 3, 1, 1)
-        return (pixels * w).sum(axis=1, keepdims=True, dtype=np.float32)
+        # 8-bit luma, as a grayscale image reaches the model: PIL's "L" conversion, in its fixed point
+        w = np.asarray([19595, 38470, 7471], np.float64).reshape(1, 3, 1, 1)  # LUMA x 2**16
+        return np.floor(((pixels * w).sum(axis=1, keepdims=True) + 32768) / 65536).astype(np.float32)
     if pixels.shape[1] == 1:
         pixels = np.repeat(pixels, 3, axis=1)
     return pixels[:, ::-1] if pre.bgr else pixels

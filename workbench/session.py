@@ -207,8 +207,23 @@ class Session:
                 tolerance: Tolerance | dict | None = None) -> Comparison:
         artifact = self.artifacts.get(fmt)
         tol = tolerance or DEFAULT_TOLERANCES[artifact.precision if artifact else "fp32"]
-        return compare(self.reference, outputs, task=self.task, tolerance=tol,
+        return compare(self.expected(fmt), outputs, task=self.task, tolerance=tol,
                        images=[i.name for i in self.images], name=fmt)
+
+    def expected(self, fmt: str) -> dict[str, np.ndarray]:
+        """The reference as the `fmt` artifact gives it: after the softmax a Core ML classifier adds, and
+        clipped to 0-255 pixels where an output became a Core ML image."""
+        artifact = self.artifacts.get(fmt)
+        ref = dict(self.reference)
+        for name, kind, params in artifact.post if artifact else ():
+            if kind == "image" and name in ref:
+                scale, bias = params
+                ref[name] = np.clip(ref[name], (0 - bias) / scale, (255 - bias) / scale)
+            if kind == "softmax" and name in ref:
+                z = ref[name].astype(np.float64)
+                z = np.exp(z - z.max(axis=-1, keepdims=True))
+                ref[name] = (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)
+        return ref
 
     def check(self, formats: Sequence[str] = ("onnx", "coreml", "torchscript"), out: str | Path | None = None,
               *, tolerance: Tolerance | dict | None = None, overwrite: bool = False,

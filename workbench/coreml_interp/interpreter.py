@@ -72,14 +72,18 @@ class CoreMLInterpreter:
     def output_names(self) -> list[str]:
         return list(self._outputs)
 
-    def predict(self, data, *, observe=None):
+    def predict(self, data, *, image_outputs: str = "pil", observe=None):
         """Outputs for one example {input name: value}, or a list of examples (like `MLModel.predict`).
 
         Image inputs take PIL images of the declared size; multiarrays take numpy arrays of the declared
         shape. Returns {output name: numpy array | PIL image | label | {label: probability}}.
+        image_outputs: "pil" (8-bit images, as Core ML gives them) or "array" (the program's float
+        output in 0-255, (1, C, H, W), before rounding). observe(op_type, op_name, outputs) sees every op.
         """
+        if image_outputs not in ("pil", "array"):
+            raise WorkbenchError(f"image_outputs must be 'pil' or 'array', not {image_outputs!r}")
         if isinstance(data, (list, tuple)):
-            return [self.predict(d, observe=observe) for d in data]
+            return [self.predict(d, image_outputs=image_outputs, observe=observe) for d in data]
         if not isinstance(data, dict):
             raise WorkbenchError(f"predict takes a dict {{input name: value}}; inputs: {self._expected()}")
         unknown = set(data) - set(self._inputs)
@@ -92,7 +96,8 @@ class CoreMLInterpreter:
                 f"Expected: {self._expected()}")
         feeds = {name: self._feed(self._inputs[name], value) for name, value in data.items()}
         raw = self.program.run(feeds, fp16=self.fp16, observe=observe)
-        return {name: self._output(self._outputs[name], raw[name]) for name in self._outputs if name in raw}
+        return {name: self._output(self._outputs[name], raw[name], image_outputs) for name in self._outputs
+                if name in raw}
 
     # inputs and outputs
 
@@ -105,10 +110,10 @@ class CoreMLInterpreter:
         raise WorkbenchError(f"{self._name()}: input {feature.name!r} is a {kind}; the interpreter feeds images "
                              "and multiarrays")
 
-    def _output(self, feature, value):
+    def _output(self, feature, value, image_outputs: str = "pil"):
         kind = feature.type.WhichOneof("Type")
         if kind == "imageType":
-            return _image_out(feature, value)
+            return _image_out(feature, value) if image_outputs == "pil" else value.detach().numpy().copy()
         if kind == "multiArrayType":
             dtype = _ARRAY_TYPES.get(feature.type.multiArrayType.dataType, np.float32)
             return value.detach().numpy().astype(dtype)

@@ -49,6 +49,10 @@ class Artifact:
     preprocess: Preprocess | None = None
     precision: str = "fp32"
     notes: tuple[str, ...] = ()
+    # how outputs were changed for the format, as (model output name, kind, params):
+    # ("softmax" | "probabilities", labels): a classifier's {label: probability} dict (softmax added or not);
+    # ("image", (scale, bias)): an image output, pixels = output * scale + bias.
+    post: tuple[tuple[str, str, tuple], ...] = ()
 
 
 @dataclass(frozen=True)

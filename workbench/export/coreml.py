@@ -121,8 +121,13 @@ def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
     if fit is not None and not fit.exact:
         notes.append("normalization baked into the graph (per-channel std)" if bake is not None else
                      f"ImageType scalar approximation: {fit.describe()}")
+    outputs_post = ()
+    if classifier:
+        outputs_post = ((main, "softmax" if main in post else "probabilities", tuple(spec.labels)),)
+    elif main in post:
+        outputs_post = ((main, "image", tuple(task.deprocess)),)
     artifact = Artifact("coreml", path, spec.input_name, names, spec.input_shape, effective,
-                        precision=precision, notes=tuple(notes))
+                        precision=precision, notes=tuple(notes), post=outputs_post)
     return replace(artifact, notes=artifact.notes + (f"{'neural network' if neuralnetwork else 'ML program'}, "
                                                      f"minimum target {target}",))
 

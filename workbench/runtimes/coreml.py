@@ -1,7 +1,9 @@
-"""Core ML: coremltools' own predict, which only exists on macOS.
+"""Core ML: coremltools' own predict on macOS, the workbench's Core ML interpreter everywhere.
 
-Off macOS this runner refuses to run rather than show another runtime's output labelled as Core ML. The
-artifact itself is still converted and saved by coremltools, on any OS.
+`engine="predict"` needs macOS; `engine="interpreter"` runs the model's program with torch kernels on
+any OS (see workbench.coreml_interp) and says so in its label, with the precision used. The default is
+predict on macOS and the interpreter elsewhere. Image outputs are compared before their 8-bit
+rounding when the interpreter runs them (the program's own output), after it with predict.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from PIL import Image
 from ..errors import RuntimeUnavailable, WorkbenchError, require
 from . import Runner, runner
 
+ENGINES = ("predict", "interpreter")
+
 
 def available() -> bool:
+    """Whether coremltools' own predict can run here."""
     return platform.system() == "Darwin"
 
 
@@ -24,22 +29,36 @@ class CoreMLRunner(Runner):
     name = "coreml"
     label = "Core ML"
 
-    def __init__(self, artifact):
+    def __init__(self, artifact, engine: str | None = None, compute_precision: str | None = None):
         super().__init__()
-        self.artifact, self.preprocess = artifact, artifact.preprocess
-        self.model = None
-        if not available():
+        engine = engine or ("predict" if available() else "interpreter")
+        if engine not in ENGINES:
+            raise WorkbenchError(f"unknown Core ML engine {engine!r}; use one of {', '.join(ENGINES)}")
+        if engine == "predict" and not available():
             raise RuntimeUnavailable(
-                f"Core ML outputs cannot be computed on {platform.system()}: coremltools' predict runs only on "
-                f"macOS. The model was converted and saved ({artifact.path}); check it on a Mac, or compare "
-                "ONNX Runtime/TorchScript here")
+                f"coremltools' predict runs only on macOS, not {platform.system()}: use engine='interpreter' "
+                f"to run {artifact.path} with the workbench's Core ML interpreter")
+        self.artifact, self.preprocess = artifact, artifact.preprocess
+        self.engine, self.compute_precision = engine, compute_precision
+        self.model = None
+        self.label = "Core ML interpreter" if engine == "interpreter" else "Core ML"
 
     def _activate(self):
-        ct = require("coremltools", "coremltools")
-        self.model = ct.models.MLModel(str(self.artifact.path))
-        self.label = f"Core ML (coremltools {ct.__version__} predict, {self.artifact.precision})"
+        if self.engine == "interpreter":
+            from ..coreml_interp import CoreMLInterpreter
+
+            self.model = CoreMLInterpreter(self.artifact.path, compute_precision=self.compute_precision)
+            self.label = self.model.label
+        else:
+            ct = require("coremltools", "coremltools")
+            self.model = ct.models.MLModel(str(self.artifact.path))
+            self.label = f"Core ML (coremltools {ct.__version__} predict, {self.artifact.precision})"
+
+    def _deactivate(self):
+        self.model = None
 
     def _run(self, inputs):
+        kwargs = {"image_outputs": "array"} if self.engine == "interpreter" else {}
         outputs = []
         for x in inputs:
             if self.preprocess is not None:  # an ImageType input: Core ML takes a PIL image
@@ -49,13 +68,27 @@ class CoreMLRunner(Runner):
             else:
                 feed = x[None]
             try:
-                result = self.model.predict({self.artifact.input_name: feed})
+                result = self.model.predict({self.artifact.input_name: feed}, **kwargs)
+            except WorkbenchError:
+                raise
             except Exception as exc:
                 raise WorkbenchError(f"Core ML predict failed on {self.artifact.path}: {exc}") from exc
             outputs.append(result)
-        names = [n for n in self.artifact.output_names if n in outputs[0]]
-        return {n: np.concatenate([_array(o[n]) for o in outputs]) for n in names if not isinstance(
-            outputs[0][n], (str, dict))}
+        result = {}
+        for name in self.artifact.output_names:
+            values = [o[name] for o in outputs]
+            if isinstance(values[0], dict):  # a classifier's probabilities, in label order
+                continue
+            if not isinstance(values[0], (str, int)):
+                result[name] = np.concatenate([_array(v) for v in values])
+        for name, kind, params in self.artifact.post:
+            if kind in ("softmax", "probabilities"):  # the classifier's dict stands for the model's output
+                probs = next(n for n in self.artifact.output_names if isinstance(outputs[0][n], dict))
+                result[name] = np.array([[o[probs][label] for label in params] for o in outputs], np.float32)
+            elif kind == "image" and name in result:  # back from 0-255 pixels to the model's units
+                scale, bias = params
+                result[name] = (result[name] - bias) / scale
+        return result
 
 
 def _array(value) -> np.ndarray:

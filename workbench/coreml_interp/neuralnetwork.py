@@ -1,0 +1,391 @@
+"""Core ML neural networks (.mlmodel, the iOS 13/14 format): layers translated to the MIL kernels.
+
+Each layer of `spec.neuralNetwork` (or a classifier's) becomes one step that calls the kernel of the
+equivalent MIL op, so both formats share one set of semantics and tests. The image preprocessing
+(`scaler`: x * channelScale + per-colour bias) becomes the first steps. Layers follow
+NeuralNetwork.proto in coremltools; the notebook models' layers and the common ones are covered, and an
+unknown layer raises a WorkbenchError naming it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import WorkbenchError
+from .program import Program, Step, _plan_frees
+from .ops.image_resizing import bilinear
+from .registry import kernel
+
+
+def weights(params, shape=None) -> torch.Tensor:
+    """A WeightParams message as a float32 tensor (float, float16 or raw float32 storage)."""
+    if len(params.floatValue):
+        arr = np.asarray(params.floatValue, np.float32)
+    elif len(params.float16Value):
+        arr = np.frombuffer(params.float16Value, np.float16).astype(np.float32)
+    elif len(params.rawValue):
+        arr = np.frombuffer(params.rawValue, np.float32).copy()
+    else:
+        raise WorkbenchError("a neural-network layer stores quantized weights; the interpreter reads float32 and "
+                             "float16 weights only")
+    return torch.from_numpy(arr.reshape(shape) if shape is not None else arr)
+
+
+class _Builder:
+    def __init__(self):
+        self.steps: list[Step] = []
+
+    def add(self, layer, op_type: str, inputs: list[str], outputs: list[str], static=None, dynamic=None, fn=None):
+        dynamic = dynamic if dynamic is not None else [("x", inputs[0])]
+        self.steps.append(Step(op_type, layer, fn or kernel(op_type), static or {}, dynamic,
+                               [(o, False) for o in outputs]))
+
+
+def _pads(valid_or_same, kind: str, kernel_size, strides, dilations=(1, 1)):
+    """MIL pad_type and pad from a layer's ValidPadding / SamePadding."""
+    if kind == "same":
+        lower = valid_or_same.asymmetryMode == 1  # TOP_LEFT_HEAVY
+        return {"pad_type": "same_lower" if lower else "same"}
+    amounts = list(valid_or_same.paddingAmounts.borderAmounts)
+    pad = []
+    for a in amounts or [None, None]:
+        pad += [a.startEdgeSize, a.endEdgeSize] if a is not None else [0, 0]
+    return {"pad_type": "custom", "pad": np.asarray(pad)}
+
+
+def _convolution(b, name, p, inputs, outputs):
+    k = list(p.kernelSize) or [3, 3]
+    strides, dilations = list(p.stride) or [1, 1], list(p.dilationFactor) or [1, 1]
+    groups = p.nGroups or 1
+    if p.isDeconvolution:
+        shape = (p.kernelChannels, p.outputChannels // groups, *k)
+    else:
+        shape = (p.outputChannels, p.kernelChannels, *k)
+    static = {"weight": weights(p.weights, shape), "strides": np.asarray(strides), "dilations": np.asarray(dilations),
+              "groups": groups, "bias": weights(p.bias) if p.hasBias else None}
+    kind = p.WhichOneof("ConvolutionPaddingType")
+    static.update(_pads(getattr(p, kind), kind, k, strides, dilations))
+    if p.isDeconvolution:
+        if len(p.outputShape):
+            static["output_shape"] = np.asarray(list(p.outputShape))
+        b.add(name, "conv_transpose", inputs, outputs, static)
+    else:
+        b.add(name, "conv", inputs, outputs, static)
+
+
+_ACTIVATIONS = {"ReLU": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "softsign": "softsign", "softplus": "softplus",
+                "leakyReLU": "leaky_relu", "ELU": "elu", "thresholdedReLU": "thresholded_relu",
+                "sigmoidHard": "sigmoid_hard", "linear": "linear_activation", "scaledTanh": "scaled_tanh",
+                "PReLU": "prelu", "parametricSoftplus": "softplus_parametric"}
+
+
+def _activation(b, name, p, inputs, outputs):
+    which = p.WhichOneof("NonlinearityType")
+    if which not in _ACTIVATIONS:
+        raise WorkbenchError(f"neural-network activation {which!r} (layer {name!r}) is not supported by the "
+                             "interpreter")
+    params = getattr(p, which)
+    static = {}
+    if which == "PReLU":
+        static["alpha"] = weights(params.alpha)
+    elif which == "parametricSoftplus":
+        static["alpha"], static["beta"] = weights(params.alpha), weights(params.beta)
+    else:
+        for field in ("alpha", "beta"):
+            if hasattr(params, field):
+                static[field] = float(getattr(params, field))
+    b.add(name, _ACTIVATIONS[which], inputs, outputs, static)
+
+
+def _pooling(b, name, p, inputs, outputs):
+    kind = {0: "max_pool", 1: "avg_pool", 2: "l2_pool"}[p.type]
+    if p.globalPooling:
+        reduce = {"max_pool": "reduce_max", "avg_pool": "reduce_mean", "l2_pool": "reduce_l2_norm"}[kind]
+        b.add(name, reduce, inputs, outputs, {"axes": np.asarray([-2, -1]), "keep_dims": True})
+        return
+    k, strides = list(p.kernelSize), list(p.stride) or [1, 1]
+    static = {"kernel_sizes": np.asarray(k), "strides": np.asarray(strides)}
+    which = p.WhichOneof("PoolingPaddingType")
+    if which == "includeLastPixel":  # symmetric padding, the last partial window kept: ceil mode
+        h, w = list(p.includeLastPixel.paddingAmounts) or [0, 0]
+        static.update(pad_type="custom", pad=np.asarray([h, h, w, w]), ceil_mode=True)
+    else:
+        static.update(_pads(getattr(p, which), which, k, strides))
+    if kind == "avg_pool":
+        static["exclude_padding_from_average"] = bool(p.avgPoolExcludePadding)
+    b.add(name, kind, inputs, outputs, static)
+
+
+def _inner_product(b, name, p, inputs, outputs):
+    w = weights(p.weights, (p.outputChannels, p.inputChannels))
+    bias = weights(p.bias) if p.hasBias else None
+    linear = kernel("linear")
+
+    def fn(x, weight, bias):
+        if x.shape[-1] != weight.shape[1]:  # rank-5 style (.., C, 1, 1): flatten the last three axes
+            x = x.reshape(*x.shape[:-3], -1)
+        return linear(x, weight, bias)
+
+    b.add(name, "linear", inputs, outputs, {"weight": w, "bias": bias}, fn=fn)
+
+
+def _nary(op_type):
+    reduce_fn = {"add": torch.add, "mul": torch.mul, "maximum": torch.maximum, "minimum": torch.minimum}[op_type]
+
+    def build(b, name, p, inputs, outputs):
+        alpha = float(getattr(p, "alpha", 0.0))
+
+        def fn(values, alpha=alpha):
+            out = values[0]
+            for v in values[1:]:
+                out = reduce_fn(out, v)
+            if len(values) == 1:
+                out = out + alpha if op_type == "add" else out * alpha if op_type == "mul" else out
+            return out
+
+        b.add(name, op_type, inputs, outputs, dynamic=[("values", list(inputs))], fn=fn)
+
+    return build
+
+
+def _binary(op_type):
+    def build(b, name, p, inputs, outputs):
+        b.add(name, op_type, inputs, outputs, dynamic=[("x", inputs[0]), ("y", inputs[1])])
+
+    return build
+
+
+def _concat(b, name, p, inputs, outputs):
+    b.add(name, "concat", inputs, outputs, {"axis": -3, "interleave": False}, dynamic=[("values", list(inputs))])
+
+
+def _concat_nd(b, name, p, inputs, outputs):
+    b.add(name, "concat", inputs, outputs, {"axis": p.axis, "interleave": bool(p.interleave)},
+          dynamic=[("values", list(inputs))])
+
+
+def _batchnorm(b, name, p, inputs, outputs):
+    if p.computeMeanVar or p.instanceNormalization:
+        b.add(name, "instance_norm", inputs, outputs, {"gamma": weights(p.gamma), "beta": weights(p.beta),
+                                                       "epsilon": p.epsilon})
+        return
+    b.add(name, "batch_norm", inputs, outputs, {"mean": weights(p.mean), "variance": weights(p.variance),
+                                                "gamma": weights(p.gamma), "beta": weights(p.beta),
+                                                "epsilon": p.epsilon})
+
+
+def _upsample(b, name, p, inputs, outputs):
+    frac = list(p.fractionalScalingFactor)
+    sh, sw = frac if frac else (list(p.scalingFactor) or [1, 1])
+    if p.mode == 0:  # NN: nearest, integer factors
+        b.add(name, "upsample_nearest_neighbor", inputs, outputs,
+              {"scale_factor_height": sh, "scale_factor_width": sw})
+        return
+    mode = {0: "DEFAULT", 1: "STRICT_ALIGN_CORNERS", 2: "UNALIGN_CORNERS"}[p.linearUpsampleMode]
+    def fn(x, sh=sh, sw=sw, mode=mode):
+        return bilinear(x, int(np.floor(x.shape[-2] * sh)), int(np.floor(x.shape[-1] * sw)), mode)
+
+    b.add(name, "upsample_bilinear", inputs, outputs, fn=fn)
+
+
+def _resize_bilinear(b, name, p, inputs, outputs):
+    mode = {0: "STRICT_ALIGN_CORNERS", 1: "ALIGN_CORNERS", 2: "DEFAULT", 3: "OFFSET_CORNERS"}[p.mode.samplingMethod]
+    h, w = list(p.targetSize) or [1, 1]
+    b.add(name, "resize_bilinear", inputs, outputs, {"target_size_height": h, "target_size_width": w,
+                                                     "sampling_mode": mode})
+
+
+def _reorganize(b, name, p, inputs, outputs):
+    op_type = {0: "space_to_depth", 1: "depth_to_space", 2: "pixel_shuffle"}[p.mode]
+    key = "upscale_factor" if op_type == "pixel_shuffle" else "block_size"
+    b.add(name, op_type, inputs, outputs, {key: p.blockSize})
+
+
+def _reshape_static(b, name, p, inputs, outputs):
+    b.add(name, "reshape", inputs, outputs, {"shape": np.asarray(list(p.targetShape))})
+
+
+def _flatten_2d(b, name, p, inputs, outputs):
+    b.add(name, "flatten2d", inputs, outputs, {"axis": p.axis})
+
+
+def _softmax(b, name, p, inputs, outputs):
+    b.add(name, "softmax", inputs, outputs, {"axis": -3})
+
+
+def _softmax_nd(b, name, p, inputs, outputs):
+    b.add(name, "softmax", inputs, outputs, {"axis": p.axis})
+
+
+def _clip(b, name, p, inputs, outputs):
+    b.add(name, "clip", inputs, outputs, {"alpha": p.minVal, "beta": p.maxVal})
+
+
+def _slice(b, name, p, inputs, outputs):
+    axis = {0: -3, 1: -2, 2: -1}[p.axis]
+    start, end, stride = p.startIndex, p.endIndex, p.stride or 1
+
+    def fn(x):
+        n = x.shape[axis]
+        stop = end if end > 0 else n + end if end < 0 else n  # endIndex <= 0 counts from the end
+        return x.narrow(axis, start, stop - start)[(slice(None),) * (x.dim() + axis) + (slice(None, None, stride),)]
+
+    b.add(name, "slice_by_index", inputs, outputs, fn=fn)
+
+
+def _slice_static(b, name, p, inputs, outputs):
+    b.add(name, "slice_by_index", inputs, outputs, {
+        "begin": np.asarray(list(p.beginIds)), "end": np.asarray(list(p.endIds)),
+        "stride": np.asarray(list(p.strides)), "begin_mask": np.asarray(list(p.beginMasks)),
+        "end_mask": np.asarray(list(p.endMasks)), "squeeze_mask": np.asarray(list(p.squeezeMasks) or
+                                                                                [False] * len(p.beginIds))})
+
+
+def _scale(b, name, p, inputs, outputs):
+    s = weights(p.scale)
+    bias = weights(p.bias) if p.hasBias else None
+
+    def fn(x):
+        shape = [1] * x.dim()
+        shape[-3] = -1
+        y = x * (s.reshape(shape) if s.numel() > 1 else s)
+        return y + (bias.reshape(shape) if bias.numel() > 1 else bias) if bias is not None else y
+
+    b.add(name, "mul", inputs, outputs, fn=fn)
+
+
+def _bias(b, name, p, inputs, outputs):
+    bias = weights(p.bias)
+
+    def fn(x):
+        shape = [1] * x.dim()
+        shape[-3] = -1
+        return x + (bias.reshape(shape) if bias.numel() > 1 else bias)
+
+    b.add(name, "add", inputs, outputs, fn=fn)
+
+
+def _unary(b, name, p, inputs, outputs):
+    kinds = {0: torch.sqrt, 1: torch.rsqrt, 2: torch.reciprocal, 4: torch.exp, 5: torch.log, 6: torch.abs}
+    shift, scale, alpha, eps = p.shift, p.scale or 1.0, p.alpha, p.epsilon or 1e-6
+
+    def fn(x):
+        z = x * scale + shift
+        if p.type == 3:
+            return torch.pow(z, alpha)
+        if p.type == 7:
+            return torch.clamp(z, min=alpha)
+        if p.type in (1, 2, 5):
+            z = z + eps
+        return kinds[p.type](z)
+
+    b.add(name, "unary", inputs, outputs, fn=fn)
+
+
+def _load_constant_nd(b, name, p, inputs, outputs):
+    value = weights(p.data, tuple(p.shape))
+    b.steps.append(Step("const", name, lambda: value, {}, [], [(outputs[0], False)]))
+
+
+def _transpose(b, name, p, inputs, outputs):
+    b.add(name, "transpose", inputs, outputs, {"perm": np.asarray(list(p.axes))})
+
+
+def _squeeze(b, name, p, inputs, outputs):
+    b.add(name, "squeeze", inputs, outputs, {} if p.squeezeAll else {"axes": np.asarray(list(p.axes))})
+
+
+def _expand_dims(b, name, p, inputs, outputs):
+    b.add(name, "expand_dims", inputs, outputs, {"axes": np.asarray(list(p.axes))})
+
+
+def _reduce_nd(op_type):
+    def build(b, name, p, inputs, outputs):
+        static = {"keep_dims": bool(p.keepDims)}
+        if not p.reduceAll:
+            static["axes"] = np.asarray(list(p.axes))
+        b.add(name, op_type, inputs, outputs, static)
+
+    return build
+
+
+def _padding(b, name, p, inputs, outputs):
+    amounts = list(p.paddingAmounts.borderAmounts)
+    pad = []
+    for a in amounts:
+        pad += [a.startEdgeSize, a.endEdgeSize]
+    mode = {"constant": "constant", "reflection": "reflect", "replication": "replicate"}[p.WhichOneof("PaddingType")]
+    static = {"pad": np.asarray(pad), "mode": mode}
+    if mode == "constant":
+        static["constant_val"] = p.constant.value
+    b.add(name, "pad", inputs, outputs, static)
+
+
+_LAYERS = {
+    "convolution": _convolution, "activation": _activation, "pooling": _pooling, "innerProduct": _inner_product,
+    "add": _nary("add"), "multiply": _nary("mul"), "max": _nary("maximum"), "min": _nary("minimum"),
+    "addBroadcastable": _binary("add"), "multiplyBroadcastable": _binary("mul"),
+    "subtractBroadcastable": _binary("sub"), "divideBroadcastable": _binary("real_div"),
+    "concat": _concat, "concatND": _concat_nd, "batchnorm": _batchnorm, "upsample": _upsample,
+    "resizeBilinear": _resize_bilinear, "reorganizeData": _reorganize, "reshapeStatic": _reshape_static,
+    "flattenTo2D": _flatten_2d, "softmax": _softmax, "softmaxND": _softmax_nd, "clip": _clip, "slice": _slice,
+    "sliceStatic": _slice_static, "scale": _scale, "bias": _bias, "unary": _unary,
+    "loadConstantND": _load_constant_nd, "transpose": _transpose, "squeeze": _squeeze, "expandDims": _expand_dims,
+    "reduceMean": _reduce_nd("reduce_mean"), "reduceSum": _reduce_nd("reduce_sum"),
+    "reduceMax": _reduce_nd("reduce_max"), "reduceMin": _reduce_nd("reduce_min"), "padding": _padding,
+}
+
+
+def supported_layers() -> list[str]:
+    return sorted(_LAYERS)
+
+
+def from_spec(spec) -> Program:
+    """Compile a neural network (plain, classifier or regressor) spec into a Program."""
+    kind = spec.WhichOneof("Type")
+    nn = getattr(spec, kind)
+    b = _Builder()
+    inputs = {}
+    for feature in spec.description.input:
+        inputs[feature.name] = "fp32"
+    for pre in nn.preprocessing:
+        _preprocessing(b, spec, pre)
+    for layer in nn.layers:
+        which = layer.WhichOneof("layer")
+        if which not in _LAYERS:
+            raise WorkbenchError(f"the Core ML interpreter does not implement neural-network layer {which!r} "
+                                 f"(layer {layer.name!r}); supported: {', '.join(supported_layers())}")
+        _LAYERS[which](b, layer.name, getattr(layer, which), list(layer.input), list(layer.output))
+    outputs = [f.name for f in spec.description.output]
+    if kind == "neuralNetworkClassifier":
+        _classifier(b, spec, nn, outputs)
+    _plan_frees(b.steps, set(outputs))
+    return Program(b.steps, inputs, outputs, f"neural network, specification version {spec.specificationVersion}")
+
+
+def _preprocessing(b: _Builder, spec, pre) -> None:
+    name = pre.featureName or spec.description.input[0].name
+    which = pre.WhichOneof("preprocessor")
+    if which != "scaler":
+        raise WorkbenchError(f"neural-network preprocessing {which!r} on input {name!r} is not supported; the "
+                             "interpreter applies the scaler (scale and bias)")
+    feature = next(f for f in spec.description.input if f.name == name)
+    space = feature.type.imageType.colorSpace
+    s = pre.scaler
+    bias = {10: [s.grayBias], 20: [s.redBias, s.greenBias, s.blueBias], 30: [s.blueBias, s.greenBias, s.redBias]}.get(
+        space, [s.grayBias])
+    scale, bias_t = float(s.channelScale), torch.tensor(bias, dtype=torch.float32).reshape(1, -1, 1, 1)
+    b.add(f"{name}__scaler", "scaler", [name], [name], fn=lambda x: x * scale + bias_t)
+
+
+def _classifier(b: _Builder, spec, nn, outputs: list[str]) -> None:
+    which = nn.WhichOneof("ClassLabels")
+    labels = list(getattr(nn, which).vector) if which else []
+    probs_out = spec.description.predictedProbabilitiesName
+    label_out = spec.description.predictedFeatureName
+    produced = {o for s in b.steps for o, _ in s.outputs}
+    source = nn.labelProbabilityLayerName or (probs_out if probs_out in produced else b.steps[-1].outputs[0][0])
+    classify = kernel("classify")
+    b.steps.append(Step("classify", "classify", classify, {"classes": labels}, [("probabilities", source)],
+                        [(label_out, False), (probs_out or "__probabilities__", False)]))
