@@ -116,6 +116,8 @@ def render(report) -> str:
                 lines.append(f"{'':<12}{text}")
         if r.comparison:
             lines += [f"{'':<12}{f}" for f in r.comparison.failures[:5]]
+        if r.divergence:
+            lines += [f"{'':<12}{line}" for line in r.divergence.splitlines()]
         if r.artifact:
             lines += [f"{'':<12}({n})" for n in r.artifact.notes]
     lines += ["", "parity: " + ("PASS" if report.passed else "FAIL")]

@@ -40,6 +40,7 @@ class FormatResult:
     error: str | None = None  # export or run failed: parity is not established
     skipped: str | None = None  # exported, but cannot run here (Core ML off macOS)
     label: str = ""
+    divergence: str | None = None  # where a failing Core ML program first leaves PyTorch
 
     @property
     def passed(self) -> bool | None:
@@ -62,6 +63,8 @@ class FormatResult:
             d["error"] = self.error
         if self.skipped:
             d["skipped"] = self.skipped
+        if self.divergence:
+            d["divergence"] = self.divergence
         return d
 
 
@@ -257,11 +260,42 @@ class Session:
                 outputs = self.run(fmt)
                 result.label = self.runner(fmt).label
                 result.comparison = self.compare(fmt, outputs, tolerance)
+                if fmt == "coreml" and not result.comparison.passed and result.artifact.traced is not None:
+                    result.divergence = self.locate(tolerance=tolerance).describe()
             except RuntimeUnavailable as exc:
                 result.skipped = str(exc)
             except WorkbenchError as exc:
                 result.error = str(exc)
         return report
+
+    def locate(self, image: int = 0, tolerance: Tolerance | None = None):
+        """Where the Core ML program first diverges from PyTorch on sample image `image`: a
+        `coreml_interp.Divergence` (run by the interpreter; the Core ML artifact must come from this session)."""
+        from .coreml_interp import CoreMLInterpreter
+        from .coreml_interp.divergence import locate
+        from .runtimes.coreml import image_feed
+
+        artifact = self.artifacts.get("coreml")
+        if artifact is None or artifact.traced is None:
+            raise WorkbenchError("no traced Core ML export in this session: export it first "
+                                 "(session.export('coreml'), traced, not method='export')")
+        if not 0 <= image < len(self.images):
+            raise WorkbenchError(f"image {image} is out of range: there are {len(self.images)} sample images")
+        import torch
+
+        runner = self.runner("coreml")
+        runner.activate()
+        interpreter = runner.model if isinstance(runner.model, CoreMLInterpreter) else CoreMLInterpreter(
+            artifact.path)
+        traced, takes_pixels = artifact.traced
+        pixels = self.pixels[image:image + 1]
+        x = runner.inputs(pixels, None)  # what the artifact takes: channel-ordered pixels or the tensor
+        model_input = x if takes_pixels or artifact.preprocess is None else artifact.preprocess.apply(pixels)
+        feed = {artifact.input_name: image_feed(x[0], artifact.preprocess)}
+        if isinstance(tolerance, dict):
+            tolerance = tolerance.get("", None)
+        tol = tolerance or DEFAULT_TOLERANCES[artifact.precision]
+        return locate(traced, torch.from_numpy(np.ascontiguousarray(model_input)), interpreter, feed, tol)
 
     def close(self) -> None:
         for r in self._runners.values():

@@ -10,7 +10,7 @@ import contextlib
 import importlib
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -53,6 +53,9 @@ class Artifact:
     # ("softmax" | "probabilities", labels): a classifier's {label: probability} dict (softmax added or not);
     # ("image", (scale, bias)): an image output, pixels = output * scale + bias.
     post: tuple[tuple[str, str, tuple], ...] = ()
+    # the traced module that was converted and whether it takes 0-255 pixels (in memory only): the
+    # divergence locator runs it beside the converted program
+    traced: tuple | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,8 @@ def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
     elif main in post:
         outputs_post = ((main, "image", tuple(task.deprocess)),)
     artifact = Artifact("coreml", path, spec.input_name, names, spec.input_shape, effective,
-                        precision=precision, notes=tuple(notes), post=outputs_post)
+                        precision=precision, notes=tuple(notes), post=outputs_post,
+                        traced=(source, bake is not None) if method == "trace" else None)
     return replace(artifact, notes=artifact.notes + (f"{'neural network' if neuralnetwork else 'ML program'}, "
                                                      f"minimum target {target}",))
 

@@ -61,14 +61,8 @@ class CoreMLRunner(Runner):
         kwargs = {"image_outputs": "array"} if self.engine == "interpreter" else {}
         outputs = []
         for x in inputs:
-            if self.preprocess is not None:  # an ImageType input: Core ML takes a PIL image
-                arr = np.clip(x, 0, 255).round().astype(np.uint8)
-                feed = Image.fromarray(arr[0], "L") if arr.shape[0] == 1 else Image.fromarray(
-                    arr.transpose(1, 2, 0)[..., ::-1] if self.preprocess.bgr else arr.transpose(1, 2, 0), "RGB")
-            else:
-                feed = x[None]
             try:
-                result = self.model.predict({self.artifact.input_name: feed}, **kwargs)
+                result = self.model.predict({self.artifact.input_name: image_feed(x, self.preprocess)}, **kwargs)
             except WorkbenchError:
                 raise
             except Exception as exc:
@@ -89,6 +83,18 @@ class CoreMLRunner(Runner):
                 scale, bias = params
                 result[name] = (result[name] - bias) / scale
         return result
+
+
+def image_feed(x: np.ndarray, preprocess):
+    """One input as Core ML takes it: a PIL image for an ImageType (x: channel-ordered 0-255 pixels,
+    (C, H, W)), else the tensor with its batch axis."""
+    if preprocess is None:
+        return x[None]
+    arr = np.clip(x, 0, 255).round().astype(np.uint8)
+    if arr.shape[0] == 1:
+        return Image.fromarray(arr[0], "L")
+    arr = arr.transpose(1, 2, 0)
+    return Image.fromarray(np.ascontiguousarray(arr[..., ::-1] if preprocess.bgr else arr), "RGB")
 
 
 def _array(value) -> np.ndarray:
