@@ -3,17 +3,19 @@
 The PyTorch side always gets the model's training preprocessing (the reference, computed once). The
 converted side gets raw pixels and applies the slider preprocessing, as the phone will: Core ML's
 ImageType semantics, one scalar scale and a bias per channel. Moving a slider reruns only the converted
-runtimes on cached sessions; nothing is reconverted.
+runtimes on cached sessions; nothing is reconverted. Slider moves from the browser coalesce: a drag sends
+many values while one recompute runs, and only the latest is computed (see `_on_control`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
-import shutil
-import weakref
 import math
+import shutil
 import tempfile
 import traceback
+import weakref
 from pathlib import Path
 from typing import Sequence
 
@@ -32,6 +34,9 @@ from ..views import side_by_side
 
 LIVE = ("onnx", "torchscript")  # runtimes that rerun as sliders move (Core ML's predict needs macOS)
 TITLES = {"onnx": "ONNX Runtime", "coreml": "Core ML", "torchscript": "TorchScript"}
+# How long a slider change waits for the ones queued behind it: messages that arrived during a recompute
+# are all read within this time, so one recompute serves them all, with the latest values.
+COALESCE_SECONDS = 0.02
 
 
 class Workbench(W.VBox):
@@ -56,6 +61,8 @@ class Workbench(W.VBox):
         self._live: dict = {}
         self._graph: Graph | None = None
         self._syncing = False
+        self._pending = None  # the scheduled recompute of slider changes, if any
+        self._recomputes = 0  # comparisons computed so far (slider drags coalesce: fewer than moves)
         self._preprocess = self.reference_preprocess.with_imagetype()
 
         self._errors = W.HTML(layout=W.Layout(min_height="0px"))
@@ -80,6 +87,7 @@ class Workbench(W.VBox):
     def preprocess(self, value: Preprocess) -> None:
         if not isinstance(value, Preprocess):
             raise WorkbenchError(f"preprocess must be a Preprocess, not {type(value).__name__}")
+        self._cancel_pending()  # this value is newer than any slider change still waiting
         self._apply(value)
         self._sync_controls()
 
@@ -88,6 +96,7 @@ class Workbench(W.VBox):
         return self._session
 
     def close(self) -> None:
+        self._cancel_pending()
         if self._graph is not None:
             self._graph.close()
             self._graph = None
@@ -213,10 +222,28 @@ class Workbench(W.VBox):
         return self.reference_preprocess.replace(scale=(scale,) * n, bias=bias, bgr=self._bgr.value, name="sliders")
 
     def _on_control(self, change) -> None:
+        """A control moved. In a kernel, the recompute waits for the event loop, so the changes queued
+        behind this one are read first and one recompute uses the latest values (a drag does not leave a
+        queue of stale recomputes). With no event loop (a script, a test) it recomputes at once."""
         if self._syncing:
             return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._flush()
+            return
+        if self._pending is None:
+            self._pending = loop.call_later(COALESCE_SECONDS, self._flush)
+
+    def _flush(self) -> None:
+        self._pending = None
         with self._guard():
-            self._apply(self._controls_preprocess())
+            self._apply(self._controls_preprocess())  # the controls' values now: the latest change wins
+
+    def _cancel_pending(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
 
     def _on_preset(self, change) -> None:
         if self._syncing:
@@ -280,6 +307,7 @@ class Workbench(W.VBox):
             outputs[TITLES[fmt]] = out
             comparisons[fmt] = s.compare(fmt, out, DEFAULT_TOLERANCES["fp32"])
         self.comparison = comparisons
+        self._recomputes += 1
         self._metrics.value = self._metrics_html()
         self._picture.value = side_by_side(
             s.pixels, [i.name for i in s.images], s.reference, outputs, s.task,
@@ -344,8 +372,8 @@ class Workbench(W.VBox):
             tmp.write_bytes(self._picture.value)
         self._progress.value = self._progress.max
         self._progress.description = "done"
-        # The session's artifacts now point at the exported files; rebuild the live ones.
-        self._build_live_artifacts()
+        # The session's artifacts now point at the exported files; the refresh puts the live ones back
+        # (converting them again would double the wait for nothing).
         self._recompute()
         items = []
         for fmt, r in report.formats.items():

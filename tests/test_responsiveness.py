@@ -1,0 +1,119 @@
+"""Slider drags coalesce: many changes while the kernel is busy give one recompute, with the latest value.
+
+Speed itself is measured in bench/, not here: these tests count recomputes and check which value won.
+"""
+
+import asyncio
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest import SAMPLES, tiny_classifier
+from workbench import Preprocess, Workbench
+from workbench.widgets.workbench import COALESCE_SECONDS
+
+
+@pytest.fixture(scope="module")
+def wb():
+    w = Workbench(tiny_classifier(num_classes=10), SAMPLES, preprocess=Preprocess.preset("imagenet", size=(48, 48)),
+                  task="classification", formats=("onnx",))
+    yield w
+    w.close()
+
+
+async def _settled(wb):
+    while wb._pending is not None:  # the scheduled recompute has not run yet
+        await asyncio.sleep(0.005)
+
+
+def test_rapid_slider_changes_in_an_event_loop_give_one_recompute_with_the_last_value(wb):
+    wb._on_match()
+    scales = [wb._scale.value * (1 + 0.05 * k) for k in range(1, 11)]
+
+    async def drag():
+        before = wb._recomputes
+        for value in scales:
+            wb._scale.value = value
+        assert wb._recomputes == before, "a change recomputed before the ones behind it were read"
+        await _settled(wb)
+        return before
+
+    before = asyncio.run(drag())
+    assert wb._recomputes == before + 1
+    assert wb.preprocess.scale[0] == pytest.approx(scales[-1])
+    latest = wb.session.compare("onnx", wb.session.run("onnx", wb.preprocess))
+    assert wb.comparison["onnx"].worst()["max_abs"] == pytest.approx(latest.worst()["max_abs"])
+
+
+def test_setting_preprocess_from_code_wins_over_a_pending_slider_change(wb):
+    wb._on_match()
+    target = Preprocess.preset("half", size=(48, 48))
+
+    async def drag_then_set():
+        wb._scale.value = wb._scale.value * 3
+        before = wb._recomputes
+        wb.preprocess = target  # synchronous: complete when the setter returns
+        assert wb._recomputes == before + 1 and wb.preprocess == target
+        assert wb._pending is None, "the slider change still waits to overwrite the value set from code"
+        await asyncio.sleep(5 * COALESCE_SECONDS)  # past the deadline a stale recompute would have had
+        return before
+
+    before = asyncio.run(drag_then_set())
+    assert wb._recomputes == before + 1
+    assert wb.preprocess == target
+
+
+def test_without_an_event_loop_a_slider_change_recomputes_at_once(wb):
+    wb._on_match()
+    before = wb._recomputes
+    wb._scale.value = wb._scale.value * 2
+    assert wb._recomputes == before + 1
+    assert wb.preprocess.scale[0] == pytest.approx(wb._scale.value)
+
+
+SETUP = f"""
+import sys
+sys.path.insert(0, {str(SAMPLES.parent / 'tests')!r})
+from conftest import SAMPLES, tiny_classifier
+from workbench import Preprocess, Workbench
+wb = Workbench(tiny_classifier(num_classes=10), SAMPLES, preprocess=Preprocess.preset("imagenet", size=(48, 48)),
+               task="classification", formats=("onnx",))
+start = wb._recomputes
+print(wb._scale.model_id)
+"""
+SETTLE = """
+import asyncio, json
+while wb._pending is not None:
+    await asyncio.sleep(0.01)
+print(json.dumps({"recomputes": wb._recomputes - start, "scale": wb.preprocess.scale[0], "errors": wb._errors.value}))
+"""
+
+
+def _execute(kc, code: str) -> str:
+    out = []
+    reply = kc.execute_interactive(textwrap.dedent(code), timeout=300, output_hook=lambda m: out.append(m))
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return "".join(m["content"]["text"] for m in out if m["msg_type"] == "stream")
+
+
+def test_a_drag_sent_by_the_browser_to_a_real_kernel_coalesces():
+    """The messages a browser sends while dragging, sent to a real ipykernel as comm messages."""
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        model_id = _execute(kc, SETUP).split()[-1]
+        values = list(np.geomspace(0.001, 0.05, 20))
+        for value in values:  # back to back, as a drag does: the kernel reads them while busy with the first
+            kc.shell_channel.send(kc.session.msg("comm_msg", {
+                "comm_id": model_id, "data": {"method": "update", "state": {"value": float(value)},
+                                              "buffer_paths": []}}))
+        result = json.loads(_execute(kc, SETTLE).strip().splitlines()[-1])
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert result["errors"] == ""
+    assert 1 <= result["recomputes"] < len(values), result
+    assert result["scale"] == pytest.approx(values[-1])
