@@ -88,8 +88,8 @@ def dtype_name(var) -> str:
 def constant(value):
     """A MIL constant as the kernels take it: float arrays as float32 tensors, everything else as is."""
     if isinstance(value, np.ndarray):
-        if value.dtype.kind == "f":
-            return torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+        if value.dtype.kind == "f":  # a copy: ct.convert's constants can share memory with the torch module
+            return torch.from_numpy(np.array(value, dtype=np.float32, copy=True))
         if value.dtype.kind in "iub" and value.ndim > 0:
             return value
         return value.item() if value.ndim == 0 else value
@@ -105,7 +105,8 @@ def from_mil(program, function: str = "main") -> Program:
     except KeyError:
         raise WorkbenchError(f"the Core ML program has no function {function!r}; it has "
                              f"{', '.join(program.functions)}") from None
-    opset = str(getattr(fn, "opset_version", "") or "")
+    version = getattr(fn, "opset_version", None)
+    opset = getattr(version, "name", None) or (str(version) if version is not None else "")
     consts: dict[str, object] = {}
     steps: list[Step] = []
     for operation in fn.operations:
@@ -117,7 +118,7 @@ def from_mil(program, function: str = "main") -> Program:
         if getattr(operation, "blocks", None):
             raise WorkbenchError(f"MIL op {operation.op_type} {operation.name!r} has nested blocks (control "
                                  "flow); the interpreter runs straight-line programs only")
-        fn_ = kernel(operation.op_type, f"opset {opset}" if opset else "")
+        fn_ = kernel(operation.op_type, opset)
         static, dynamic = {}, []
         for arg, var in operation.inputs.items():
             if isinstance(var, (tuple, list)):

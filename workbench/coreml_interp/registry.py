@@ -37,7 +37,7 @@ def kernel(name: str, opset: str = "") -> Callable:
         return _KERNELS[name]
     except KeyError:
         raise WorkbenchError(
-            f"the Core ML interpreter does not implement MIL op {name!r}{f' ({opset})' if opset else ''}; "
+            f"the Core ML interpreter does not implement MIL op {name!r}{f' (opset {opset})' if opset else ''}; "
             "check this model on a Mac, or report the op so a kernel can be added in "
             "workbench/coreml_interp/ops/") from None
 
