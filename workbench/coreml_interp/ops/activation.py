@@ -85,8 +85,12 @@ def thresholded_relu(x, alpha=1.0):
 
 @op("prelu")
 def prelu(x, alpha):
-    # alpha is per channel, the channel being axis 1 (rank 3 inputs: axis 0 of C, H, W)
+    # alpha is per channel. MIL: channel axis 1 of [B, C, H, W], and ranks 3 and 5 only with one value
+    # repeated, so those multiply by a scalar. Neural networks (which share this kernel) keep the channel
+    # third from last: C of (C, H, W), (1, C, H, W) and (S, B, C, H, W).
     alpha = tensor(alpha).reshape(-1)
+    if bool((alpha == alpha[0]).all()):
+        return torch.where(x >= 0, x, x * alpha[0])
     shape = [1] * x.dim()
     shape[-3] = alpha.numel()
     return torch.where(x >= 0, x, x * alpha.reshape(shape))
