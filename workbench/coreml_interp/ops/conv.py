@@ -69,6 +69,9 @@ def conv(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilatio
 @op("conv_transpose")
 def conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type="valid", strides=None,
                    dilations=None, groups=1):
+    """The full transposed convolution, then `pad` cropped from each end (TF's shape logic, as MIL's type
+    inference: "same" gives in * stride unless `output_shape` says otherwise, cropping what the full
+    output has beyond the target, the odd element at the end; a target beyond the full output is zeros)."""
     weight = tensor(weight)
     n = weight.dim() - 2
     strides, dilations = _spatial(x, n, strides, 1), _spatial(x, n, dilations, 1)
@@ -77,20 +80,24 @@ def conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type="
     kind = scalar(pad_type) if pad_type is not None else "valid"
     if kind == "custom":
         pads = ints(pad) if pad is not None else [0] * (2 * n)
+        target = [f - pads[2 * i] - pads[2 * i + 1] for i, f in enumerate(full)]
     elif kind in ("same", "same_lower"):
-        pads = []
-        for f, i, s in zip(full, sizes, strides):
-            total = max(f - i * s, 0)
-            small, big = total // 2, total - total // 2
-            pads += [big, small] if kind == "same_lower" else [small, big]
+        target = [i * s for i, s in zip(sizes, strides)]
     else:
-        pads = [0] * (2 * n)
-    target = [f - pads[2 * i] - pads[2 * i + 1] for i, f in enumerate(full)]
+        pads, target = [0] * (2 * n), list(full)
     if output_shape is not None:
         target = ints(output_shape)[-n:]
-    # output_padding grows the end when the requested output is larger than the full transpose
+    if kind in ("same", "same_lower"):
+        pads = []
+        for f, t in zip(full, target):
+            total = max(f - t, 0)
+            small, big = total // 2, total - total // 2
+            pads += [big, small] if kind == "same_lower" else [small, big]
+    y = _CONV_T[n](x, weight, None, strides, 0, 0, int(scalar(groups)), dilations)
+    # zeros at the end where the target reaches past the full output (what output_padding would add)
     extra = [max(0, pads[2 * i] + t - f) for i, (t, f) in enumerate(zip(target, full))]
-    y = _CONV_T[n](x, weight, None, strides, 0, extra, int(scalar(groups)), dilations)
+    if any(extra):
+        y = F.pad(y, torch_pad([v for e in extra for v in (0, e)]))
     index = [slice(None)] * (y.dim() - n) + [slice(pads[2 * i], pads[2 * i] + t) for i, t in enumerate(target)]
     y = y[tuple(index)]
     if bias is not None:
