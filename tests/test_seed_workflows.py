@@ -1,6 +1,7 @@
 """Each seed tutorial's workflow carried through the core on small models: export to ONNX, Core ML and
 TorchScript; ONNX and TorchScript compared with PyTorch on the sample images (fp32 max abs error at most
-1e-4 of the output's range); the Core ML artifact checked in its spec (its predict needs macOS)."""
+1e-4 of the output's range); the Core ML artifact checked in its spec and run by the interpreter (fp16,
+within 1e-2 of the output's scale)."""
 
 import json
 
@@ -16,6 +17,7 @@ from workbench.zoo import PitfallNet, SmallCNN, SuperResolutionNet, UnetGenerato
 
 FP32 = Tolerance(rel=1e-4)
 ALL = ("onnx", "coreml", "torchscript")
+FP32_COREML = {"coreml": {"precision": "fp32"}}  # so one fp32 tolerance holds for every format
 
 
 def coreml_spec(artifact):
@@ -37,13 +39,14 @@ def assert_parity(report, formats=("onnx", "torchscript")):
     if coreml is not None:
         assert coreml.error is None, coreml.error
         assert coreml.artifact.path.exists()
+        assert coreml.passed, coreml.comparison.failures[:3]
 
 
 def test_seed000_unet_generator_half_normalization_and_image_output(samples, tmp_path):
     torch.manual_seed(0)
     session = Session(UnetGenerator(num_downs=4).eval(), samples, preprocess=Preprocess.preset("half", size=(64, 64)),
                       task=ImageToImage(output_range=(-1.0, 1.0)))
-    report = session.check(ALL, tmp_path, tolerance=FP32)
+    report = session.check(ALL, tmp_path, tolerance=FP32, options=FP32_COREML)
     assert_parity(report)
     spec = coreml_spec(report.formats["coreml"].artifact)
     # Normalize(0.5, 0.5) is exactly ImageType(scale=1/(255*0.5), bias=-1): no baking needed.
@@ -58,7 +61,7 @@ def test_seed001_classifier_with_labels(samples, tmp_path):
     labels = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     session = Session(SmallCNN(10).eval(), samples, preprocess=Preprocess.preset("unit", size=(32, 32)),
                       task="classification", labels=labels)
-    report = session.check(ALL, tmp_path, tolerance=Tolerance(rel=1e-4, min_top1=1.0))
+    report = session.check(ALL, tmp_path, tolerance=Tolerance(rel=1e-4, min_top1=1.0), options=FP32_COREML)
     assert_parity(report)
     assert report.formats["onnx"].comparison.worst()["top1_agreement"] == 1.0
     spec = coreml_spec(report.formats["coreml"].artifact)
@@ -82,7 +85,7 @@ def test_seed002_deeplabv3_segmentation_random_weights(samples, tmp_path):
     session = Session("torchvision:deeplabv3_mobilenet_v3_large", samples, weights=None, size=(160, 160))
     assert session.task.name == "segmentation" and "person" in session.task.labels
     assert any("random weights" in n for n in session.notes)
-    report = session.check(ALL, tmp_path, tolerance=Tolerance(rel=1e-4))
+    report = session.check(ALL, tmp_path, tolerance=Tolerance(rel=1e-4), options=FP32_COREML)
     assert_parity(report)
     worst = report.formats["torchscript"].comparison.worst()
     assert worst["miou"] == pytest.approx(1.0) and worst["pixel_agreement"] == pytest.approx(1.0)
@@ -96,7 +99,7 @@ def test_seed003_upsampling_and_ceil_mode(samples, tmp_path, upsample):
     # 75x75 makes ceil_mode matter: 75 -> 38 with ceil_mode, 37 without.
     model = PitfallNet(upsample=upsample, ceil_mode=True).eval()
     session = Session(model, samples, preprocess=Preprocess.preset("imagenet", size=(75, 75)), task="image")
-    report = session.check(ALL, tmp_path, tolerance=FP32)
+    report = session.check(ALL, tmp_path, tolerance=FP32, options=FP32_COREML)
     assert_parity(report)
 
 
@@ -106,7 +109,7 @@ def test_seed004_super_resolution_on_y_channel(samples, tmp_path):
     session = Session(SuperResolutionNet(upscale_factor=3).eval(), samples, preprocess=pre,
                       task=ImageToImage(output_range=(0.0, 1.0)))
     assert session.reference["output"].shape == (len(session.images), 1, 192, 192)
-    report = session.check(ALL, tmp_path, tolerance=FP32)
+    report = session.check(ALL, tmp_path, tolerance=FP32, options=FP32_COREML)
     assert_parity(report)
     # The tutorial's own check: the exported model matches PyTorch to 3 decimals.
     np.testing.assert_almost_equal(session.reference["output"], session.run("onnx")["output"], decimal=3)

@@ -22,9 +22,10 @@ def wb(samples):
 
 def test_builds_every_panel_and_conversion(wb):
     assert wb.status == {"onnx": "ok", "coreml": "ok", "torchscript": "ok"}
-    assert set(wb.comparison) == {"onnx", "torchscript"}  # Core ML's predict needs macOS
+    assert set(wb.comparison) == {"onnx", "coreml", "torchscript"}
     assert wb._picture.value[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "Core ML" in wb._metrics.value and "macOS" in wb._metrics.value
+    # off macOS Core ML's column is the interpreter's, and says so with its precision
+    assert "Core ML interpreter (ML program, fp16)" in wb._metrics.value
     assert "per-channel std" in wb._exactness.value  # ImageNet's std cannot be one scalar
     assert wb._export_button.description == "Export"
 
@@ -37,6 +38,17 @@ def test_setting_preprocess_recomputes_before_returning(wb):
     approx = wb.comparison["onnx"].worst()
     assert approx["max_abs"] > 100 * max(exact["max_abs"], 1e-7)
     assert wb.preprocess.scale == (wb.preprocess.scale[0],) * 3
+
+
+def test_core_ml_follows_the_sliders_and_locates_a_failure(wb):
+    wb.preprocess = wb.reference_preprocess
+    assert wb.comparison["coreml"].passed, wb.comparison["coreml"].failures
+    assert wb.divergence is None
+    wb.preprocess = wb.reference_preprocess.replace(scale=tuple(s * 1.5 for s in wb.reference_preprocess.scale))
+    assert not wb.comparison["coreml"].passed
+    # the program itself agrees with PyTorch on the same input: the preprocessing is to blame
+    assert wb.divergence is not None and wb.divergence.first is None and wb.divergence.matched > 0
+    assert "op by op" in wb._metrics.value and "comes from the preprocessing" in wb._metrics.value
 
 
 def test_moving_a_slider_degrades_the_converted_output(wb):
@@ -134,7 +146,7 @@ def test_export_into_an_unwritable_folder_shows_the_error(wb):
     wb._out.value = "/proc/workbench/exports"
     wb._on_export()
     assert "output folder" in wb._errors.value
-    assert set(wb.comparison) == {"onnx", "torchscript"}
+    assert set(wb.comparison) == {"onnx", "coreml", "torchscript"}
 
 
 def test_graph_panel_serves_the_onnx_model_on_loopback(wb):

@@ -268,9 +268,10 @@ class Session:
                 result.error = str(exc)
         return report
 
-    def locate(self, image: int = 0, tolerance: Tolerance | None = None):
-        """Where the Core ML program first diverges from PyTorch on sample image `image`: a
-        `coreml_interp.Divergence` (run by the interpreter; the Core ML artifact must come from this session)."""
+    def locate(self, image: int = 0, tolerance: Tolerance | None = None, preprocess: Preprocess | None = None):
+        """Where the Core ML program first diverges from PyTorch on sample image `image`, both sides given the
+        same input: a `coreml_interp.Divergence` (run by the interpreter; the Core ML artifact must come from
+        this session). preprocess: what to apply in front of an artifact that takes the model's tensor."""
         from .coreml_interp import CoreMLInterpreter
         from .coreml_interp.divergence import locate
         from .runtimes.coreml import image_feed
@@ -289,7 +290,7 @@ class Session:
             artifact.path)
         traced, takes_pixels = artifact.traced
         pixels = self.pixels[image:image + 1]
-        x = runner.inputs(pixels, None)  # what the artifact takes: channel-ordered pixels or the tensor
+        x = runner.inputs(pixels, preprocess)  # what the artifact takes: channel-ordered pixels or the tensor
         model_input = x if takes_pixels or artifact.preprocess is None else artifact.preprocess.apply(pixels)
         feed = {artifact.input_name: image_feed(x[0], artifact.preprocess)}
         if isinstance(tolerance, dict):

@@ -10,6 +10,7 @@ many values while one recompute runs, and only the latest is computed (see `_on_
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import html
 import math
 import shutil
@@ -22,9 +23,9 @@ from typing import Sequence
 import ipywidgets as W
 
 from .._files import atomic_output
-from ..compare import DEFAULT_TOLERANCES, Comparison
+from ..compare import Comparison
 from ..errors import RuntimeUnavailable, WorkbenchError
-from ..export import FORMATS
+from ..export import FORMATS, export
 from ..graph import Graph
 from ..images import SAMPLE_IMAGES
 from ..preprocess import PRESETS, Preprocess
@@ -32,7 +33,7 @@ from ..session import Session
 from ..tasks import read_labels
 from ..views import side_by_side
 
-LIVE = ("onnx", "torchscript")  # runtimes that rerun as sliders move (Core ML's predict needs macOS)
+LIVE = ("onnx", "torchscript", "coreml")  # runtimes that rerun as sliders move (Core ML: the interpreter off macOS)
 TITLES = {"onnx": "ONNX Runtime", "coreml": "Core ML", "torchscript": "TorchScript"}
 # How long a slider change waits for the ones queued behind it: messages that arrived during a recompute
 # are all read within this time, so one recompute serves them all, with the latest values.
@@ -55,6 +56,7 @@ class Workbench(W.VBox):
         self.reference_preprocess = self._session.preprocess
         self.formats = tuple(formats)
         self.comparison: dict[str, Comparison] = {}
+        self.divergence = None  # where the Core ML program leaves PyTorch, when Core ML fails
         self.status: dict[str, str] = {}
         self._workdir = Path(tempfile.mkdtemp(prefix="workbench-live-"))
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
@@ -106,14 +108,19 @@ class Workbench(W.VBox):
 
     # -- panels ---------------------------------------------------------------------------------------------
     def _build_live_artifacts(self) -> None:
-        """Export each format once: ONNX/TorchScript take the model tensor (sliders apply in front of them);
-        Core ML is converted with the training preprocessing to show its graph and conversion status."""
+        """Export each format once, taking the model tensor: the sliders apply in front of them, as Core ML's
+        ImageType would (x * scale + bias, in fp32 before any fp16 cast). Core ML's live model is no
+        classifier, so its outputs are the model's own (Export adds the labels)."""
+        s = self._session
         for fmt in self.formats:
             try:
-                self._session.export(fmt, self._workdir / f"{self._session.name}{FORMATS[fmt]}",
-                                     bake=fmt == "coreml", overwrite=True)
+                path = self._workdir / f"{s.name}{FORMATS[fmt]}"
+                if fmt == "coreml":
+                    s.use(export(dataclasses.replace(s.spec(bake=False), labels=None), fmt, path, overwrite=True))
+                else:
+                    s.export(fmt, path, bake=False, overwrite=True)
                 self.status[fmt] = "ok"
-                self._live[fmt] = self._session.artifacts[fmt]
+                self._live[fmt] = s.artifacts[fmt]
             except WorkbenchError as exc:
                 self.status[fmt] = f"failed: {exc}"
 
@@ -304,14 +311,23 @@ class Workbench(W.VBox):
             if fmt not in LIVE or self.status.get(fmt) != "ok":
                 continue
             out = s.run(fmt, preprocess=self._preprocess)
-            outputs[TITLES[fmt]] = out
-            comparisons[fmt] = s.compare(fmt, out, DEFAULT_TOLERANCES["fp32"])
+            outputs[self._title(fmt)] = out
+            comparisons[fmt] = s.compare(fmt, out)  # the artifact's precision sets the default tolerance
         self.comparison = comparisons
+        self.divergence = None
+        if "coreml" in comparisons and not comparisons["coreml"].passed:
+            self.divergence = s.locate(preprocess=self._preprocess)
         self._recomputes += 1
         self._metrics.value = self._metrics_html()
         self._picture.value = side_by_side(
             s.pixels, [i.name for i in s.images], s.reference, outputs, s.task,
-            {TITLES[f]: c for f, c in comparisons.items()})
+            {self._title(f): c for f, c in comparisons.items()})
+
+    def _title(self, fmt: str) -> str:
+        """A column's name: the runtime that really ran (e.g. "Core ML interpreter (ML program, fp16)")."""
+        if fmt == "coreml" and fmt in self._session._runners:
+            return self._session._runners[fmt].label
+        return TITLES[fmt]
 
     def _metrics_html(self) -> str:
         rows = []
@@ -319,19 +335,23 @@ class Workbench(W.VBox):
             c = self.comparison.get(fmt)
             if c is None:
                 why = self.status.get(fmt, "")
-                if fmt == "coreml" and why == "ok":
-                    why = "converted; outputs need macOS (coremltools predict)"
                 rows.append(f"<tr><td>{TITLES[fmt]}</td><td colspan=6 style='color:#888'>{html.escape(why)}</td></tr>")
                 continue
             w = c.worst()
             task = w.get("top1_agreement", w.get("miou"))
             colour = "#2a7" if c.passed else "#c33"
             rows.append(
-                f"<tr><td>{TITLES[fmt]}</td><td style='color:{colour};font-weight:bold'>{'PASS' if c.passed else 'FAIL'}</td>"
+                f"<tr><td>{html.escape(self._title(fmt))}</td><td style='color:{colour};font-weight:bold'>{'PASS' if c.passed else 'FAIL'}</td>"
                 f"<td>{w['max_abs']:.3g}</td><td>{w['mean_abs']:.3g}</td><td>{w['psnr']:.1f}</td>"
                 f"<td>{w['cosine']:.6f}</td><td>{'-' if task is None else f'{task:.3f}'}</td></tr>")
         head = "<tr><th>format</th><th>parity</th><th>max abs</th><th>mean abs</th><th>PSNR dB</th><th>cosine</th><th>top-1 / mIoU</th></tr>"
-        return f"<table style='font-size:12px;border-collapse:collapse'>{head}{''.join(rows)}</table>"
+        table = f"<table style='font-size:12px;border-collapse:collapse'>{head}{''.join(rows)}</table>"
+        if self.divergence is not None:
+            why = (" The program agrees with PyTorch op by op on the same input, so the difference comes from "
+                   "the preprocessing, not the conversion." if self.divergence.first is None else "")
+            table += (f"<div style='font-size:12px'><b>Core ML program against PyTorch, op by op</b> (first image):"
+                      f"<pre style='font-size:11px'>{html.escape(self.divergence.describe())}</pre>{why}</div>")
+        return table
 
     def _on_export(self) -> None:
         button = self._export_button
