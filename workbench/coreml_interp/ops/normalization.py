@@ -44,17 +44,20 @@ def layer_norm(x, axes=None, gamma=None, beta=None, epsilon=1e-5):
     mean = x.mean(axes, keepdim=True)
     var = ((x - mean) ** 2).mean(axes, keepdim=True)
     y = (x - mean) / torch.sqrt(var + float(scalar(epsilon)))
-    # gamma and beta have the shape of the normalized axes, which must be the trailing ones to broadcast
+    # gamma and beta have the shape of the normalized axes (x.shape[axes]), which need not be trailing
+    shape = [x.shape[i] if i in axes else 1 for i in range(x.dim())]
     if gamma is not None:
-        y = y * tensor(gamma)
+        y = y * tensor(gamma).reshape(shape)
     if beta is not None:
-        y = y + tensor(beta)
+        y = y + tensor(beta).reshape(shape)
     return y
 
 
 @op("l2_norm")
-def l2_norm(x, axes=None, epsilon=1e-12):
-    axes = [norm_axis(a, x.dim()) for a in ints(axes)] if axes is not None else list(range(1, x.dim()))
+def l2_norm(x, axes=None, epsilon=1e-6):
+    # MIL normalizes the last three axes; the leading ones are batch (a rank-3 x is normalized whole)
+    axes = [norm_axis(a, x.dim()) for a in ints(axes)] if axes is not None else list(range(max(x.dim() - 3, 0),
+                                                                                         x.dim()))
     return x / torch.sqrt((x * x).sum(axes, keepdim=True) + float(scalar(epsilon)))
 
 
