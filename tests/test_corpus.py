@@ -572,9 +572,9 @@ def test_disk_that_fills_during_export_says_so_and_keeps_the_old_artifact(sessio
     assert [p.name for p in tmp_path.iterdir()] == [name], "a partial file was left behind"
 
 
-def test_cli_reports_a_full_disk_per_format_and_keeps_the_old_artifacts(tmp_path, monkeypatch, capsys):
-    # The disk fills while exporting: each format is reported as not produced (exit 1, as for any format
-    # that cannot be produced), with the reason, and the artifacts of the last run stay whole.
+def test_cli_stops_on_a_full_disk_and_keeps_the_old_artifacts(tmp_path, monkeypatch, capsys):
+    # The disk fills while exporting: bad input for the whole run (exit 2, one line naming the file and
+    # the fix), and the artifacts of the last run stay whole.
     argv = ["check", net(tmp_path), "--size", "32", "32", "--to", "onnx,torchscript", "--out", str(tmp_path / "out"),
             "--json"]
     assert main(argv) == 0
@@ -585,10 +585,8 @@ def test_cli_reports_a_full_disk_per_format_and_keeps_the_old_artifacts(tmp_path
     code = main(argv + ["--overwrite"])
 
     out, err = capsys.readouterr()
-    assert code == 1 and err == "", err
-    doc = json.loads(out)
-    for fmt in ("onnx", "torchscript"):
-        assert "the disk is full" in doc["formats"][fmt]["error"], doc["formats"][fmt]
+    assert code == 2 and out == "", out
+    assert len(err.splitlines()) == 1 and "the disk is full" in err and "free some space" in err, err
     assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == old
 
 

@@ -9,7 +9,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import WorkbenchError
+from .errors import OutputError, WorkbenchError
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -91,9 +91,9 @@ def atomic_output(dest: str | Path, *, overwrite: bool = False):
     except BaseException as exc:
         _remove(tmp)
         if isinstance(exc, Exception) and _disk_full(exc):
-            raise WorkbenchError(
+            raise OutputError(
                 f"writing {dest} failed: the disk is full ({_first_line(exc)}); free some space or choose "
                 "another output folder. Nothing was replaced") from exc
         if isinstance(exc, OSError):
-            raise WorkbenchError(f"writing {dest} failed: {_first_line(exc)}; nothing was replaced") from exc
+            raise OutputError(f"writing {dest} failed: {_first_line(exc)}; nothing was replaced") from exc
         raise

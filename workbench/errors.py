@@ -16,6 +16,10 @@ class ConversionError(WorkbenchError):
     """A model could not be exported to a format; the message names the op or module and the known fixes."""
 
 
+class OutputError(WorkbenchError):
+    """An output could not be written (a full disk, no permission): a problem of the machine, not of a format."""
+
+
 class RuntimeUnavailable(WorkbenchError):
     """A runtime cannot run on this machine (for example Core ML's own predict off macOS)."""
 

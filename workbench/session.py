@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from .compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare
-from .errors import RuntimeUnavailable, WorkbenchError
+from .errors import OutputError, RuntimeUnavailable, WorkbenchError
 from .export import FORMATS, Artifact, ExportSpec, export
 from .images import load_images, to_pixels
 from .models import LoadedModel, load_model
@@ -251,6 +251,8 @@ class Session:
             try:
                 result.artifact = self.export(fmt, out / f"{self.name}{FORMATS[fmt]}", overwrite=overwrite,
                                               preprocess=preprocess, **(options or {}).get(fmt, {}))
+            except OutputError:
+                raise  # the machine cannot take the outputs: no format can, so the whole check stops
             except WorkbenchError as exc:
                 result.error = str(exc)
                 continue
