@@ -135,16 +135,24 @@ def slice_by_size(x, begin, size):
 @op("pad")
 def pad(x, pad, mode="constant", constant_val=0.0):
     pads = ints(pad)
+    mode = scalar(mode)
+    if mode in ("reflect", "replicate"):
+        # `pad` may cover every axis (2 * rank values); torch reflects/replicates at most the last three,
+        # so drop the leading axes that are not padded
+        while len(pads) > 2 and pads[0] == 0 and pads[1] == 0:
+            pads = pads[2:]
     order = []
     for i in reversed(range(len(pads) // 2)):
         order += [pads[2 * i], pads[2 * i + 1]]
-    mode = scalar(mode)
     if mode == "constant":
         return F.pad(x, order, value=float(scalar(constant_val)))
     if mode in ("reflect", "replicate"):
         n = len(pads) // 2
+        if n > 3:
+            raise WorkbenchError(f"MIL pad mode {mode!r} on {n} axes: the interpreter pads at most the last three "
+                                 "axes in this mode")
         lead = x.shape[:-n]
-        y = F.pad(x.reshape(1, -1, *x.shape[-n:]) if n < 3 else x, order, mode=mode)
+        y = F.pad(x.reshape(1, -1, *x.shape[-n:]), order, mode=mode)  # (1, batch, *padded axes)
         return y.reshape(*lead, *y.shape[-n:])
     raise WorkbenchError(f"unknown MIL pad mode {mode!r}; expected constant, reflect or replicate")
 
@@ -226,4 +234,4 @@ def topk(x, k=1, axis=-1, ascending=False, sort=True, return_indices=True, outpu
 
 @op("argsort")
 def argsort(x, axis=-1, ascending=False):
-    return torch.argsort(x, norm_axis(axis, x.dim()), descending=not scalar(ascending), stable=True).to(torch.int32)
+    return torch.argsort(x, dim=norm_axis(axis, x.dim()), descending=not scalar(ascending), stable=True).to(torch.int32)
