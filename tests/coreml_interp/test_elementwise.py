@@ -1,8 +1,11 @@
 """ops/elementwise.py: binary ops with numpy broadcasting, unary ops, epsilon defaults, cast."""
 
+import coremltools as ct
 import numpy as np
 import pytest
-from _mil import IOS15, IOS17, assert_close, mb, mil_value, rand, run_op
+from _mil import FP16, IOS15, IOS17, assert_close, convert, mb, mil_value, op_types, program, rand, run_model, run_op
+
+from workbench.coreml_interp import CoreMLInterpreter
 
 # fp32 kernels against float64 numpy
 ATOL, RTOL = 1e-5, 1e-5
@@ -167,3 +170,38 @@ def test_ios17_small_integer_casts(dtype):
 def test_ios15_binary_op():
     x, y = rand(2, 3), rand(3, seed=1)
     assert_close(run_op("add", lambda x, y: mb.add(x=x, y=y), x, y, opset=IOS15), x + y, 0, 0)
+
+
+def test_fp16_program_rounds_every_op_and_fp32_removes_it():
+    # Converted at FLOAT16, the program casts x to fp16, computes mul/add/sub/exp in fp16 (constants
+    # stored as fp16: 0.1 -> 0.0999755859375) and casts back. The interpreter computes each op in fp32
+    # from fp16-exact inputs and rounds the result to fp16 -- the numpy emulation below does the same.
+    x = rand(1, 64, low=-8, high=8)
+    prog = program(lambda x: (mb.sub(x=mb.add(x=mb.mul(x=x, y=0.1), y=100.0), y=100.0),
+                              mb.exp(x=mb.mul(x=x, y=0.1))), x)
+    model = convert(prog, precision=FP16, passes=ct.PassPipeline.DEFAULT)
+    assert "cast" in op_types(model)
+    assert CoreMLInterpreter(model).declared_precision == "fp16"
+
+    f16, f32 = np.float16, np.float32
+    c = f32(f16(0.1))
+    xh = x.astype(f16).astype(f32)
+    a = (xh * c).astype(f16).astype(f32)
+    per_op = ((a + 100).astype(f16).astype(f32) - 100).astype(f16).astype(f32)
+    y, z = run_model(model, "add", x)
+    # mul/add/sub of fp16 values are exact in fp32 and then rounded once, as numpy rounds: bit-exact
+    np.testing.assert_array_equal(y, per_op)
+    # exp: torch's and numpy's fp32 exp may differ in the last fp32 bit, which can move the fp16 rounding
+    # by at most one fp16 ulp (2**-10 relative)
+    np.testing.assert_allclose(z, np.exp(a).astype(f16).astype(f32), rtol=2 ** -10, atol=0)
+    # rounding after every op, not once at the end: 100 + a is on a 1/16 grid, so y is too
+    assert np.abs(y - (x * c).astype(f16).astype(f32)).max() > 0.01
+    np.testing.assert_array_equal(np.round(y * 16), y * 16)
+
+    # compute_precision="fp32": no activation rounding; only the constants keep their fp16 storage
+    y32, z32 = run_model(model, "add", x, compute_precision="fp32")
+    x64 = x.astype(np.float64)
+    # fp32 rounding of values near 100 is 2**-17 ~ 7.6e-6 per op
+    np.testing.assert_allclose(y32, x64 * c, atol=3e-5, rtol=0)
+    np.testing.assert_allclose(z32, np.exp(x64 * c), rtol=1e-6, atol=0)
+    assert np.abs(y32 - y).max() > 0.01
