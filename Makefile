@@ -23,5 +23,10 @@ lab: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# make bench: offline benchmarks (under 10 minutes); prints a table, writes bench/results.json.
+# BENCH_ARGS=--quick for a fast run while developing, --sections ae for some sections.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -117,3 +117,14 @@ def test_a_drag_sent_by_the_browser_to_a_real_kernel_coalesces():
     assert result["errors"] == ""
     assert 1 <= result["recomputes"] < len(values), result
     assert result["scale"] == pytest.approx(values[-1])
+
+
+def test_refresh_reuses_the_runtime_session_and_converts_nothing(wb):
+    runner = wb.session.runner("onnx")
+    session, artifact = runner.session, wb.session.artifacts["onnx"]
+    written = artifact.path.stat().st_mtime_ns
+    for k in range(3):
+        wb._scale.value = wb._scale.value * 1.1
+    wb.preprocess = Preprocess.preset("half", size=(48, 48))
+    assert wb.session.runner("onnx") is runner and runner.session is session
+    assert wb.session.artifacts["onnx"] is artifact and artifact.path.stat().st_mtime_ns == written

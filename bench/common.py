@@ -1,0 +1,93 @@
+"""Timing, machine facts and table helpers shared by the sections."""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+PACKAGES = ("torch", "torchvision", "coremltools", "onnxruntime", "onnx", "onnxscript", "numpy", "pillow",
+            "ipywidgets", "ipykernel")
+
+
+@dataclass
+class Settings:
+    """How hard to measure: `quick` is for developing the bench (fewer runs, fewer models)."""
+
+    quick: bool = False
+    runs: int = 7  # fast things (a refresh, a bare inference)
+    slow_runs: int = 3  # things that take seconds (an export, a reconversion, a notebook)
+    workdir: Path = field(default_factory=lambda: Path("/tmp"))
+
+    @classmethod
+    def make(cls, quick: bool, workdir: Path) -> "Settings":
+        return cls(quick, 3, 1, workdir) if quick else cls(False, 7, 3, workdir)
+
+
+def measure(fn: Callable[[], object], runs: int, warmup: int = 1) -> dict:
+    """Median wall time of `fn` in ms over `runs` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        gc.collect()
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return summary(times)
+
+
+def summary(times_ms: list[float]) -> dict:
+    return {"median_ms": statistics.median(times_ms), "min_ms": min(times_ms), "max_ms": max(times_ms),
+            "runs": len(times_ms)}
+
+
+def row(section: str, case: str, what: str, stats: dict | None, **extra) -> dict:
+    """One line of the results: a timed thing (`stats` from `measure`) or a note (`stats` None)."""
+    return {"section": section, "case": case, "what": what, **(stats or {}), **extra}
+
+
+def target(name: str, measured: float | None, limit: float, unit: str, note: str = "") -> dict:
+    """A target from the issue: held when `measured <= limit` (None: could not be measured here)."""
+    held = None if measured is None else measured <= limit
+    return {"target": name, "measured": measured, "limit": limit, "unit": unit, "held": held, "note": note}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "os": platform.platform(),
+            "python": sys.version.split()[0], "load_average_at_start": list(os.getloadavg())}
+
+
+def versions() -> dict:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def fmt_ms(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.1f} ms"

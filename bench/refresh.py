@@ -1,0 +1,151 @@
+"""(a) Refresh: from a preprocessing change to an updated comparison, beside its floor and a reconversion.
+
+For notebook 01's super-resolution model and notebook 05's mobilenet_v2, on the sample images:
+- widget: `wb.preprocess = p` on a built `Workbench` (every live runtime, the comparison, metrics, picture);
+- refresh per format: what the widget does per format (`Session.run` with the new preprocessing, `compare`);
+- floor per format: the bare runtime on the same, already preprocessed, inputs (an ONNX Runtime session
+  built once and run as the runner runs it; the TorchScript module called on the batch; off macOS, the
+  Core ML interpreter's `predict` per image);
+- reconversion per format: what users do without the workbench: export again with the new preprocessing
+  inside, load it, run it and compare.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+
+from .common import NOTEBOOKS, measure, row, target
+
+SECTION = "a"
+
+
+def cases(quick: bool):
+    import torch
+
+    from workbench import ImageToImage, Preprocess, load_model
+    from workbench.zoo import SuperResolutionNet
+
+    model = SuperResolutionNet(upscale_factor=3)
+    model.load_state_dict(torch.load(NOTEBOOKS / "weights" / "super_resolution_x3.pth", map_location="cpu",
+                                     weights_only=True))
+    yield ("01 super-resolution, gray 96x96", dict(model=model.eval(), preprocess=Preprocess.preset(
+        "gray", size=(96, 96)), task=ImageToImage(output_range=(0.0, 1.0))))
+    if not quick:
+        torch.manual_seed(0)
+        yield "05 mobilenet_v2, 224x224", dict(model=load_model("torchvision:mobilenet_v2", weights="none"))
+
+
+def floor(fmt: str, artifact, x: np.ndarray):
+    """The bare runtime on the preprocessed batch `x`, built once; returns the call to time."""
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda: [session.run(None, {name: x[i:i + 1]}) for i in range(len(x))]  # exports fix batch 1
+    if fmt == "torchscript":
+        import torch
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = torch.jit.load(str(artifact.path), map_location="cpu").eval()
+        batch = torch.from_numpy(x)
+
+        def call():
+            with torch.inference_mode():
+                module(batch)
+
+        return call
+    if fmt == "coreml":  # off macOS the live Core ML model runs in the workbench's interpreter
+        from workbench import CoreMLInterpreter
+
+        interpreter = CoreMLInterpreter(str(artifact.path))
+        return lambda: [interpreter.predict({artifact.input_name: x[i:i + 1]}) for i in range(len(x))]
+    raise ValueError(f"no bare runtime for {fmt}")
+
+
+def batched_floor(session, x: np.ndarray, workdir):
+    """ONNX Runtime on the whole batch at once, from an export with a dynamic batch dimension."""
+    import onnxruntime as ort
+    import torch
+
+    spec = session.spec(bake=False)
+    path = workdir / "dynamic_batch.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(spec.wrapped(), (spec.example_input(pixels=False),), str(path), dynamo=False,
+                          input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda: session.run(None, {"x": x})
+
+
+def run(settings) -> tuple[list[dict], list[dict]]:
+    from workbench import Workbench
+    from workbench.export import FORMATS, export
+    from workbench.images import SAMPLE_IMAGES
+    from workbench.runtimes import runner_for
+    from workbench.views import side_by_side
+
+    rows, targets = [], []
+    for case, options in cases(settings.quick):
+        wb = Workbench(images=SAMPLE_IMAGES, **options)
+        s = wb.session
+        base = wb.reference_preprocess.with_imagetype()
+        # A new value each call, so nothing can be answered from a cache of the last one.
+        values = (base.replace(scale=(base.scale[0] * (1 + 1e-3 * (k % 50)),) * base.channels, name="bench")
+                  for k in itertools.count())
+
+        def set_preprocess():
+            wb.preprocess = next(values)
+
+        widget = measure(set_preprocess, settings.runs)
+        n = len(s.images)
+        rows.append(row(SECTION, case, f"widget refresh ({n} images, {'+'.join(wb.comparison)}, picture)", widget))
+        outputs = {f: s.run(f, wb.preprocess) for f in wb.comparison}
+        picture = measure(lambda: side_by_side(s.pixels, [i.name for i in s.images], s.reference, outputs, s.task,
+                                               wb.comparison), settings.runs)
+        rows.append(row(SECTION, case, "  of which: the picture (views.side_by_side)", picture))
+        if "coreml" in wb.comparison:  # the widget locates Core ML's divergence whenever Core ML fails
+            located = measure(lambda: s.locate(preprocess=next(values)), settings.runs)
+            rows.append(row(SECTION, case, "  of which, when Core ML fails: its op-by-op locator", located))
+
+        floors = 0.0
+        for fmt in wb.comparison:
+            def refresh(fmt=fmt):
+                out = s.run(fmt, next(values))
+                s.compare(fmt, out)  # as the widget: the artifact's precision sets the tolerance
+
+            timed = measure(refresh, settings.runs)
+            x = np.ascontiguousarray(wb.preprocess.apply(s.pixels), np.float32)
+            bare = measure(floor(fmt, s.artifacts[fmt], x), settings.runs)
+            floors += bare["median_ms"]
+            ratio = timed["median_ms"] / bare["median_ms"]
+            rows.append(row(SECTION, case, f"{fmt}: refresh (run + compare)", timed, ratio_to_floor=ratio))
+            rows.append(row(SECTION, case, f"{fmt}: floor (bare runtime, same inputs)", bare))
+            targets.append(target(f"refresh <= 1.3x floor: {case}, {fmt}", ratio, 1.3, "x"))
+            if fmt == "onnx":  # the lever not taken: exports fix batch 1, so the runner goes image by image
+                batched = measure(batched_floor(s, x, settings.workdir), settings.runs)
+                rows.append(row(SECTION, case, "onnx: floor as one batched call (a dynamic-batch export)", batched))
+        targets.append(target(f"widget refresh <= 1.3x sum of floors: {case}", widget["median_ms"] / floors, 1.3, "x",
+                              "the widget also draws the picture and the metrics table"))
+        if case.startswith("01"):
+            targets.append(target("widget refresh < 150 ms on notebook 01's images", widget["median_ms"], 150, "ms"))
+
+        for fmt in wb.formats:
+            def reconvert(fmt=fmt):
+                pre = next(values)
+                artifact = export(s.spec(preprocess=pre), fmt, settings.workdir / f"reconvert{FORMATS[fmt]}",
+                                  overwrite=True)
+                if fmt in wb.comparison:
+                    runner = runner_for(artifact)
+                    s.compare(fmt, runner.run(s.pixels))
+                    runner.deactivate()
+
+            timed = measure(reconvert, settings.slow_runs)
+            what = "export, load, run, compare" if fmt in wb.comparison else "convert and save only (no runtime here)"
+            rows.append(row(SECTION, case, f"{fmt}: full reconversion ({what})", timed))
+        wb.close()
+    return rows, targets
