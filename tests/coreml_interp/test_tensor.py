@@ -94,8 +94,6 @@ def test_concat_interleave_docstring_example():
     _same(out, [[1, 2], [7, 8], [3, 4], [9, 10], [5, 6], [11, 12]])
 
 
-@pytest.mark.xfail(strict=True, reason="program.py compiles a list input mixing constants and runtime tensors "
-                   "to names it never puts in the run's environment (KeyError); outside ops/, reported")
 def test_concat_of_a_runtime_tensor_and_a_constant():
     a, c = rand(2, 3), rand(2, 2, seed=1)
     out = run_op("concat", lambda a: mb.concat(values=[a, c], axis=1), a)

@@ -42,9 +42,10 @@ class Program:
     inputs: dict  # name -> dtype string ("fp32", "fp16", "int32", ...)
     outputs: list
     opset: str = ""
+    constants: dict = field(default_factory=dict)  # constants that list inputs mix with run-time tensors
 
     def run(self, feeds: dict, *, fp16: bool = True, observe: Observer | None = None) -> dict:
-        env = {}
+        env = dict(self.constants)
         for name, dtype in self.inputs.items():
             value = feeds[name]
             env[name] = value.half().float() if fp16 and dtype == "fp16" and value.is_floating_point() else value
@@ -108,6 +109,7 @@ def from_mil(program, function: str = "main") -> Program:
     version = getattr(fn, "opset_version", None)
     opset = getattr(version, "name", None) or (str(version) if version is not None else "")
     consts: dict[str, object] = {}
+    mixed: dict[str, object] = {}
     steps: list[Step] = []
     for operation in fn.operations:
         outs = list(operation.outputs)
@@ -124,7 +126,12 @@ def from_mil(program, function: str = "main") -> Program:
             if isinstance(var, (tuple, list)):
                 if all(v.name in consts or v.val is not None for v in var):
                     static[arg] = [consts.get(v.name, constant(v.val)) for v in var]
-                else:
+                else:  # a list mixing constants and run-time tensors (concat([x, const])): seed the constants
+                    for v in var:
+                        if v.name not in consts and v.val is not None:
+                            consts[v.name] = constant(v.val)
+                        if v.name in consts:
+                            mixed[v.name] = consts[v.name]
                     dynamic.append((arg, [v.name for v in var]))
             elif var.name in consts:
                 static[arg] = consts[var.name]
@@ -140,8 +147,8 @@ def from_mil(program, function: str = "main") -> Program:
         if name in consts:  # an output that is a constant: give it a step so runs return it
             value = consts[name]
             steps.append(Step("const", name, lambda value=value: value, {}, [], [(name, False)]))
-    _plan_frees(steps, set(output_names))
-    return Program(steps, inputs, output_names, opset)
+    _plan_frees(steps, set(output_names) | set(mixed))
+    return Program(steps, inputs, output_names, opset, mixed)
 
 
 def _is_fp16(var) -> bool:

@@ -24,6 +24,7 @@ def op(*names: str, since: int = 15):
             if name in _KERNELS:
                 raise RuntimeError(f"MIL op {name!r} is registered twice ({_KERNELS[name].__module__} and "
                                    f"{fn.__module__})")
+        for name in names:
             _KERNELS[name], _SINCE[name] = fn, since
         return fn
 
