@@ -58,7 +58,7 @@ def markdown(results: dict) -> str:
     lines += ["| section | case | what | median | runs | |", "| --- | --- | --- | --- | --- | --- |"]
     for key, section in results["sections"].items():
         for r in section["rows"]:
-            lines.append("| " + " | ".join([f"({key})"] + _cells(r)) + " |")
+            lines.append("| " + " | ".join([f"({key})"] + [c.replace("|", "\\|") for c in _cells(r)]) + " |")
     lines += ["", "| target | measured | limit | | note |", "| --- | --- | --- | --- | --- |"]
     lines += ["| " + " | ".join(_target_cells(t)) + " |" for t in results["targets"]]
     return "\n".join(lines)
