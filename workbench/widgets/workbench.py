@@ -29,6 +29,7 @@ from ..export import FORMATS, export
 from ..graph import Graph
 from ..images import SAMPLE_IMAGES
 from ..preprocess import PRESETS, Preprocess
+from ..runtimes import same_preprocess
 from ..session import Session
 from ..tasks import read_labels
 from ..views import side_by_side
@@ -57,6 +58,7 @@ class Workbench(W.VBox):
         self.formats = tuple(formats)
         self.comparison: dict[str, Comparison] = {}
         self.divergence = None  # where the Core ML program leaves PyTorch, when Core ML fails
+        self._preprocess_differs = False
         self.status: dict[str, str] = {}
         self._workdir = Path(tempfile.mkdtemp(prefix="workbench-live-"))
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
@@ -315,7 +317,9 @@ class Workbench(W.VBox):
             comparisons[fmt] = s.compare(fmt, out)  # the artifact's precision sets the default tolerance
         self.comparison = comparisons
         self.divergence = None
-        if "coreml" in comparisons and not comparisons["coreml"].passed:
+        failing = "coreml" in comparisons and not comparisons["coreml"].passed
+        self._preprocess_differs = not same_preprocess(self._preprocess, self.reference_preprocess)
+        if failing and not self._preprocess_differs:  # the preprocessing is PyTorch's: look inside the program
             self.divergence = s.locate(preprocess=self._preprocess)
         self._recomputes += 1
         self._metrics.value = self._metrics_html()
@@ -347,10 +351,12 @@ class Workbench(W.VBox):
         head = "<tr><th>format</th><th>parity</th><th>max abs</th><th>mean abs</th><th>PSNR dB</th><th>cosine</th><th>top-1 / mIoU</th></tr>"
         table = f"<table style='font-size:12px;border-collapse:collapse'>{head}{''.join(rows)}</table>"
         if self.divergence is not None:
-            why = (" The program agrees with PyTorch op by op on the same input, so the difference comes from "
-                   "the preprocessing, not the conversion." if self.divergence.first is None else "")
             table += (f"<div style='font-size:12px'><b>Core ML program against PyTorch, op by op</b> (first image):"
-                      f"<pre style='font-size:11px'>{html.escape(self.divergence.describe())}</pre>{why}</div>")
+                      f"<pre style='font-size:11px'>{html.escape(self.divergence.describe())}</pre></div>")
+        elif "coreml" in self.comparison and not self.comparison["coreml"].passed and self._preprocess_differs:
+            table += ("<div style='font-size:12px'>The preprocessing differs from PyTorch's: click <i>Match "
+                      "PyTorch</i> to see whether the Core ML program itself agrees (then the op-by-op "
+                      "locator runs if it does not).</div>")
         return table
 
     def _on_export(self) -> None:
