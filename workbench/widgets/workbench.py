@@ -329,9 +329,8 @@ class Workbench(W.VBox):
 
     def _title(self, fmt: str) -> str:
         """A column's name: the runtime that really ran (e.g. "Core ML interpreter (ML program, fp16)")."""
-        if fmt == "coreml" and fmt in self._session._runners:
-            return self._session._runners[fmt].label
-        return TITLES[fmt]
+        # called for formats that have run, so their runner exists
+        return self._session.runner(fmt).label if fmt == "coreml" else TITLES[fmt]
 
     def _metrics_html(self) -> str:
         rows = []

@@ -15,14 +15,19 @@ def _channel(v, x):
     return tensor(v).reshape(shape)
 
 
+def _scale_shift(y, gamma, beta):
+    """y * gamma + beta, per channel (axis 1), each optional."""
+    if gamma is not None:
+        y = y * _channel(gamma, y)
+    if beta is not None:
+        y = y + _channel(beta, y)
+    return y
+
+
 @op("batch_norm")
 def batch_norm(x, mean, variance, gamma=None, beta=None, epsilon=1e-5):
     y = (x - _channel(mean, x)) / torch.sqrt(_channel(variance, x) + float(scalar(epsilon)))
-    if gamma is not None:
-        y = y * _channel(gamma, x)
-    if beta is not None:
-        y = y + _channel(beta, x)
-    return y
+    return _scale_shift(y, gamma, beta)
 
 
 @op("instance_norm")
@@ -31,11 +36,7 @@ def instance_norm(x, gamma=None, beta=None, epsilon=1e-5):
     mean = x.mean(axes, keepdim=True)
     var = ((x - mean) ** 2).mean(axes, keepdim=True)
     y = (x - mean) / torch.sqrt(var + float(scalar(epsilon)))
-    if gamma is not None:
-        y = y * _channel(gamma, x)
-    if beta is not None:
-        y = y + _channel(beta, x)
-    return y
+    return _scale_shift(y, gamma, beta)
 
 
 @op("layer_norm")
