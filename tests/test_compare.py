@@ -230,3 +230,29 @@ def test_failed_comparison_does_not_pass():
     assert result.error == "conversion failed at op 'upsample_bicubic2d'"
     assert result.worst() == {}
     assert result.to_dict()["passed"] is False
+
+
+def test_batched_figures_equal_one_image_at_a_time():
+    """compare() takes every image's figures in one pass over the batch; each must equal the textbook
+    formula on that image alone, including an all-zero image and one with NaN."""
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=(5, 3, 7, 9)).astype(np.float32)
+    cand = ref + rng.normal(scale=1e-3, size=ref.shape).astype(np.float32)
+    ref[2] = cand[2] = 0.0
+    cand[3, 0, 0, 0] = np.nan
+    cand[4] = ref[4]
+    result = compare({"y": ref}, {"y": cand}, tolerance=Tolerance(rel=1e-3))
+    for i, row in enumerate(result.rows):
+        r, c = ref[i].ravel().astype(np.float64), cand[i].ravel().astype(np.float64)
+        if not np.isfinite(c).all():
+            assert (row.max_abs, row.psnr, row.cosine, row.passed) == (math.inf, -math.inf, 0.0, False)
+            continue
+        d = np.abs(r - c)
+        rng_i = r.max() - r.min()
+        assert row.max_abs == d.max() and row.mean_abs == pytest.approx(d.mean(), rel=1e-12)
+        assert row.range == rng_i and row.limit == pytest.approx(1e-3 * max(rng_i, np.abs(r).max()), rel=1e-12)
+        mse = np.mean(d ** 2)
+        assert row.psnr == (math.inf if mse == 0 else pytest.approx(10 * math.log10(rng_i ** 2 / mse), rel=1e-12))
+        norms = np.linalg.norm(r) * np.linalg.norm(c)
+        assert row.cosine == pytest.approx(1.0 if norms == 0 else np.dot(r, c) / norms, abs=1e-12)
+        assert row.max_rel == pytest.approx((d / np.maximum(np.abs(r), 1e-6 * max(rng_i, 1e-12))).max(), rel=1e-12)
