@@ -22,6 +22,9 @@ class OnnxRunner(Runner):
         ort = require("onnxruntime", "onnxruntime")
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # ORT's idle workers busy-wait by default; beside torch on few cores that spinning slows the next
+        # runtime's run (about 40 ms of notebook 01's refresh on 2 cores). Block instead.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if self.threads:
             options.intra_op_num_threads = self.threads
         try:
