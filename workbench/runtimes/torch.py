@@ -9,12 +9,16 @@ from . import Runner, named_outputs, runner
 
 
 class TorchRunner(Runner):
-    """Runs an nn.Module (eager or scripted). The reference side of every comparison."""
+    """Runs an nn.Module (eager or scripted). The reference side of every comparison.
+
+    `batch`: images per call; by default one per torch thread. Larger batches overflow the cores' caches:
+    on 2 cores, 8 images of 224x224 through mobilenet_v2 take 199 ms as one batch and 83 ms in batches of 2.
+    """
 
     name = "torch"
     label = "PyTorch"
 
-    def __init__(self, module, *, output_names=None, label: str | None = None, batch: int = 8):
+    def __init__(self, module, *, output_names=None, label: str | None = None, batch: int | None = None):
         super().__init__()
         self.module, self.output_names, self.batch = module, output_names, batch
         if label:
@@ -24,9 +28,10 @@ class TorchRunner(Runner):
         import torch
 
         results = []
+        batch = self.batch or torch.get_num_threads()
         with torch.inference_mode():
-            for start in range(0, len(inputs), self.batch):
-                x = torch.from_numpy(np.ascontiguousarray(inputs[start:start + self.batch]))
+            for start in range(0, len(inputs), batch):
+                x = torch.from_numpy(np.ascontiguousarray(inputs[start:start + batch]))
                 try:
                     out = self.module(x)
                 except Exception as exc:
