@@ -187,7 +187,7 @@ class Workbench(W.VBox):
                        self._exactness])
 
     def _comparison_panel(self) -> W.Widget:
-        self._picture = W.Image(format="png", layout=W.Layout(max_width="100%"))
+        self._picture = W.Image(format="jpeg", layout=W.Layout(max_width="100%"))
         self._metrics = W.HTML()
         return W.VBox([W.HTML("<b>PyTorch (training preprocessing) beside each conversion (slider preprocessing)</b>"),
                        self._metrics, self._picture])
@@ -323,9 +323,14 @@ class Workbench(W.VBox):
             self.divergence = s.locate(preprocess=self._preprocess)
         self._recomputes += 1
         self._metrics.value = self._metrics_html()
-        self._picture.value = side_by_side(
-            s.pixels, [i.name for i in s.images], s.reference, outputs, s.task,
-            {self._title(f): c for f, c in comparisons.items()})
+        self._drawn = (outputs, {self._title(f): c for f, c in comparisons.items()})
+        self._picture.value = self._draw("jpeg")
+
+    def _draw(self, image_format: str) -> bytes:
+        """The comparison picture as last computed: JPEG on screen (redrawn on every move), PNG in files."""
+        s, (outputs, comparisons) = self._session, self._drawn
+        return side_by_side(s.pixels, [i.name for i in s.images], s.reference, outputs, s.task, comparisons,
+                            image_format=image_format)
 
     def _title(self, fmt: str) -> str:
         """A column's name: the runtime that really ran (e.g. "Core ML interpreter (ML program, fp16)")."""
@@ -394,7 +399,7 @@ class Workbench(W.VBox):
         with atomic_output(report_json, overwrite=True) as tmp:
             tmp.write_text(report.to_json())
         with atomic_output(report_png, overwrite=True) as tmp:
-            tmp.write_bytes(self._picture.value)
+            tmp.write_bytes(self._draw("png"))  # the picture on screen, losslessly
         self._progress.value = self._progress.max
         self._progress.description = "done"
         # The session's artifacts now point at the exported files; the refresh puts the live ones back
