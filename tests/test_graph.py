@@ -68,3 +68,31 @@ def test_missing_or_wrong_files_are_clear_errors(tmp_path):
     (tmp_path / "x.mlpackage").mkdir()
     with pytest.raises(WorkbenchError, match="model.mlmodel"):
         model_file(tmp_path / "x.mlpackage")
+
+
+def test_proxy_prefix_reads_the_running_servers_base_url(tmp_path, monkeypatch):
+    """The prefix comes from the jpserver-*.json of a live server whose root holds the working folder;
+    files of dead servers and half-written files are skipped."""
+    import json
+    import os
+
+    from workbench.graph import proxy_prefix, running_servers
+
+    pytest.importorskip("jupyter_server_proxy")
+    runtime, root = tmp_path / "runtime", tmp_path / "root"
+    (root / "notebooks").mkdir(parents=True)
+    runtime.mkdir()
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("JUPYTERHUB_SERVICE_PREFIX", raising=False)
+    monkeypatch.chdir(root / "notebooks")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (runtime / "jpserver-1.json").write_text(json.dumps({"pid": int(dead.stdout), "root_dir": str(root),
+                                                         "base_url": "/dead/"}))
+    (runtime / "jpserver-2.json").write_text('{"pid": ')  # being written
+    assert running_servers() == [] and proxy_prefix() == "/"
+    (runtime / "jpserver-3.json").write_text(json.dumps({"pid": os.getpid(), "root_dir": str(root),
+                                                         "base_url": "/user/ada"}))
+    assert [s["base_url"] for s in running_servers()] == ["/user/ada"]
+    assert proxy_prefix() == "/user/ada/"
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/hub/user/bob/")
+    assert proxy_prefix() == "/hub/user/bob/"
