@@ -46,6 +46,22 @@ def measure(fn: Callable[[], object], runs: int, warmup: int = 1) -> dict:
     return summary(times)
 
 
+def measure_pair(a: Callable[[], object], b: Callable[[], object], runs: int, warmup: int = 1) -> tuple[dict, dict]:
+    """`measure` for two things taken in turns (a, b, a, b, ...): a ratio of their medians is then not
+    skewed by the machine getting faster or slower between two blocks of runs."""
+    for _ in range(warmup):
+        a()
+        b()
+    times: tuple[list, list] = ([], [])
+    for _ in range(runs):
+        for fn, out in ((a, times[0]), (b, times[1])):
+            gc.collect()
+            start = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - start) * 1000)
+    return summary(times[0]), summary(times[1])
+
+
 def summary(times_ms: list[float]) -> dict:
     return {"median_ms": statistics.median(times_ms), "min_ms": min(times_ms), "max_ms": max(times_ms),
             "runs": len(times_ms)}

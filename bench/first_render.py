@@ -3,7 +3,7 @@
 A fresh kernel (nbclient, cwd notebooks/) runs notebook 05's cells up to and including the one that builds
 and displays `Workbench(loaded, images="../sample_images")`. Measured from that cell's execute_input to its
 execute_reply: the widget is built (reference outputs, the three conversions, the first comparison and
-picture) and its view has been sent to the front end; the browser's own drawing (a few widgets and one PNG)
+picture) and its view has been sent to the front end; the browser's own drawing (a few widgets and one JPEG)
 is not included. Also: the whole notebook up to there (imports, model load), and a second Workbench built
 in the same, now warm, kernel (what the first-use imports cost).
 """

@@ -4,8 +4,8 @@ For notebook 01's super-resolution model and notebook 05's mobilenet_v2, on the 
 - widget: `wb.preprocess = p` on a built `Workbench` (every live runtime, the comparison, metrics, picture);
 - refresh per format: what the widget does per format (`Session.run` with the new preprocessing, `compare`);
 - floor per format: the bare runtime on the same, already preprocessed, inputs (an ONNX Runtime session
-  built once and run as the runner runs it; the TorchScript module called on the batch; off macOS, the
-  Core ML interpreter's `predict` per image);
+  built once and run as the runner runs it; the TorchScript module called as the runner calls it, one image
+  per torch thread; off macOS, the Core ML interpreter's `predict` per image);
 - reconversion per format: what users do without the workbench: export again with the new preprocessing
   inside, load it, run it and compare.
 """
@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from .common import NOTEBOOKS, measure, row, target
+from .common import NOTEBOOKS, measure, measure_pair, row, target
 
 SECTION = "a"
 
@@ -52,11 +52,13 @@ def floor(fmt: str, artifact, x: np.ndarray):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             module = torch.jit.load(str(artifact.path), map_location="cpu").eval()
-        batch = torch.from_numpy(x)
+        step = torch.get_num_threads()
+        batches = [torch.from_numpy(x[i:i + step]) for i in range(0, len(x), step)]
 
         def call():
             with torch.inference_mode():
-                module(batch)
+                for batch in batches:
+                    module(batch)
 
         return call
     if fmt == "coreml":  # off macOS the live Core ML model runs in the workbench's interpreter
@@ -106,7 +108,7 @@ def run(settings) -> tuple[list[dict], list[dict]]:
         rows.append(row(SECTION, case, f"widget refresh ({n} images, {'+'.join(wb.comparison)}, picture)", widget))
         outputs = {f: s.run(f, wb.preprocess) for f in wb.comparison}
         picture = measure(lambda: side_by_side(s.pixels, [i.name for i in s.images], s.reference, outputs, s.task,
-                                               wb.comparison), settings.runs)
+                                               wb.comparison, image_format="jpeg"), settings.runs)  # as the widget
         rows.append(row(SECTION, case, "  of which: the picture (views.side_by_side)", picture))
         if "coreml" in wb.comparison:  # the widget locates Core ML's divergence whenever Core ML fails
             located = measure(lambda: s.locate(preprocess=next(values)), settings.runs)
@@ -118,9 +120,8 @@ def run(settings) -> tuple[list[dict], list[dict]]:
                 out = s.run(fmt, next(values))
                 s.compare(fmt, out)  # as the widget: the artifact's precision sets the tolerance
 
-            timed = measure(refresh, settings.runs)
             x = np.ascontiguousarray(wb.preprocess.apply(s.pixels), np.float32)
-            bare = measure(floor(fmt, s.artifacts[fmt], x), settings.runs)
+            timed, bare = measure_pair(refresh, floor(fmt, s.artifacts[fmt], x), settings.runs)
             floors += bare["median_ms"]
             ratio = timed["median_ms"] / bare["median_ms"]
             rows.append(row(SECTION, case, f"{fmt}: refresh (run + compare)", timed, ratio_to_floor=ratio))
