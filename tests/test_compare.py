@@ -249,10 +249,11 @@ def test_batched_figures_equal_one_image_at_a_time():
             continue
         d = np.abs(r - c)
         rng_i = r.max() - r.min()
-        assert row.max_abs == d.max() and row.mean_abs == pytest.approx(d.mean(), rel=1e-12)
+        # differences are taken in float32, as the outputs come; sums accumulate in float64
+        assert row.max_abs == pytest.approx(d.max(), rel=1e-6) and row.mean_abs == pytest.approx(d.mean(), rel=1e-6)
         assert row.range == rng_i and row.limit == pytest.approx(1e-3 * max(rng_i, np.abs(r).max()), rel=1e-12)
         mse = np.mean(d ** 2)
-        assert row.psnr == (math.inf if mse == 0 else pytest.approx(10 * math.log10(rng_i ** 2 / mse), rel=1e-12))
+        assert row.psnr == (math.inf if mse == 0 else pytest.approx(10 * math.log10(rng_i ** 2 / mse), rel=1e-6))
         norms = np.linalg.norm(r) * np.linalg.norm(c)
         assert row.cosine == pytest.approx(1.0 if norms == 0 else np.dot(r, c) / norms, abs=1e-12)
-        assert row.max_rel == pytest.approx((d / np.maximum(np.abs(r), 1e-6 * max(rng_i, 1e-12))).max(), rel=1e-12)
+        assert row.max_rel == pytest.approx((d / np.maximum(np.abs(r), 1e-6 * max(rng_i, 1e-12))).max(), rel=1e-6)
