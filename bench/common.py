@@ -24,13 +24,13 @@ class Settings:
     """How hard to measure: `quick` is for developing the bench (fewer runs, fewer models)."""
 
     quick: bool = False
-    runs: int = 7  # fast things (a refresh, a bare inference)
+    runs: int = 15  # fast things (a refresh, a bare inference): this VM's noise needs many
     slow_runs: int = 3  # things that take seconds (an export, a reconversion, a notebook)
     workdir: Path = field(default_factory=lambda: Path("/tmp"))
 
     @classmethod
     def make(cls, quick: bool, workdir: Path) -> "Settings":
-        return cls(quick, 3, 1, workdir) if quick else cls(False, 7, 3, workdir)
+        return cls(quick, 3, 1, workdir) if quick else cls(False, 15, 3, workdir)
 
 
 def measure(fn: Callable[[], object], runs: int, warmup: int = 1) -> dict:
