@@ -118,7 +118,12 @@ def test_notebook_01_slider_export_and_graph_in_a_real_browser(lab):
 
         shot = os.environ.get("WORKBENCH_SCREENSHOT")
         if shot:
-            page.locator(".jp-OutputArea-output:has(.widget-button)").first.screenshot(path=shot)
+            # tall enough for the whole widget: taller than the notebook panel, JupyterLab's bars cover its top
+            page.set_viewport_size({"width": 1400, "height": 3000})
+            widget = page.locator(".jp-OutputArea-output:has(.widget-button)").first
+            widget.scroll_into_view_if_needed()
+            widget.screenshot(path=shot)
+            page.set_viewport_size({"width": 1400, "height": 1800})
 
         # The Graph tab: Netron's page through jupyter-server-proxy, showing the model's nodes.
         page.get_by_role("tab", name="Graph").click()
