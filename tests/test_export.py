@@ -181,3 +181,29 @@ def test_output_names_follow_dict_outputs(samples, tmp_path):
         assert art.output_names == ("out", "aux")
         assert list(s.run(fmt)) == ["out", "aux"]
         assert s.compare(fmt, s.run(fmt)).passed
+
+
+class Noisy(nn.Module):
+    def forward(self, x):
+        return x + torch.rand_like(x)
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "coreml"])
+def test_check_trace_is_torchs_own_check_and_can_be_skipped(samples, fmt):
+    s = Session(Noisy(), samples, preprocess=Preprocess.preset("unit", size=(8, 8)), task="generic")
+    checked = s.export(fmt)
+    assert any("does not match" in n and "random" in n for n in checked.notes), checked.notes
+    unchecked = s.export(fmt, check_trace=False)
+    assert not any(n.startswith("trace warning") for n in unchecked.notes), unchecked.notes
+    if fmt == "torchscript":  # without torch's check, the comparison on the sample images still catches it
+        assert not s.compare(fmt, s.run(fmt)).passed
+
+
+def test_skipping_the_check_keeps_the_control_flow_warning(samples):
+    class Branchy(nn.Module):
+        def forward(self, x):
+            return x * 2 if x.mean() > 0 else x
+
+    s = Session(Branchy(), samples, preprocess=Preprocess.preset("unit", size=(8, 8)), task="generic")
+    art = s.export("torchscript", check_trace=False)
+    assert any("data-dependent control flow" in n for n in art.notes)

@@ -29,14 +29,15 @@ PREVIEW_TYPE = "com.apple.coreml.model.preview.type"
 def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
                   precision: Literal["fp16", "fp32"] = "fp16",
                   normalization: Literal["auto", "imagetype", "bake"] = "auto",
-                  method: Literal["trace", "export"] = "trace", author: str = "", description: str = "",
-                  overwrite: bool = False) -> Artifact:
+                  method: Literal["trace", "export"] = "trace", check_trace: bool = True, author: str = "",
+                  description: str = "", overwrite: bool = False) -> Artifact:
     """Convert `spec` with coremltools and save it (.mlpackage, or .mlmodel for a neural network).
 
     target: the minimum deployment target (iOS13/iOS14 give the legacy neural network format).
     precision: compute precision of an ML program. normalization: "auto" uses ImageType's scale/bias
     when exact and bakes the normalization into the graph otherwise; "imagetype" forces the scalar
     approximation; "bake" always bakes. method: how the graph is captured (trace or torch.export).
+    check_trace: torch's check of the trace (see `torchscript.trace`).
     Raises ConversionError naming the failing op and the known fixes.
     """
     import torch
@@ -94,7 +95,7 @@ def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
         except Exception as exc:
             raise conversion_error("torch.export", exc, module=spec.source) from exc
     else:
-        source, x, trace_notes = trace(spec, bake=bake, post=post)
+        source, x, trace_notes = trace(spec, bake=bake, post=post, check_trace=check_trace)
     kwargs = dict(inputs=inputs, classifier_config=config, minimum_deployment_target=getattr(ct.target, target),
                   convert_to="neuralnetwork" if neuralnetwork else "mlprogram")
     if outputs is not None:

@@ -112,15 +112,18 @@ class Workbench(W.VBox):
     def _build_live_artifacts(self) -> None:
         """Export each format once, taking the model tensor: the sliders apply in front of them, as Core ML's
         ImageType would (x * scale + bias, in fp32 before any fp16 cast). Core ML's live model is no
-        classifier, so its outputs are the model's own (Export adds the labels)."""
+        classifier, so its outputs are the model's own (Export adds the labels). The traces skip torch's
+        own check: the first comparison, on the sample images, follows at once."""
         s = self._session
         for fmt in self.formats:
             try:
                 path = self._workdir / f"{s.name}{FORMATS[fmt]}"
+                options = {} if fmt == "onnx" else {"check_trace": False}
                 if fmt == "coreml":
-                    s.use(export(dataclasses.replace(s.spec(bake=False), labels=None), fmt, path, overwrite=True))
+                    s.use(export(dataclasses.replace(s.spec(bake=False), labels=None), fmt, path, overwrite=True,
+                                 **options))
                 else:
-                    s.export(fmt, path, bake=False, overwrite=True)
+                    s.export(fmt, path, bake=False, overwrite=True, **options)
                 self.status[fmt] = "ok"
                 self._live[fmt] = s.artifacts[fmt]
             except WorkbenchError as exc:
