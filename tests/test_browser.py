@@ -88,8 +88,11 @@ def test_notebook_01_slider_export_and_graph_in_a_real_browser(lab):
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
 
+        building = page.locator(".widget-hprogress:has(.widget-label:text-matches('^(converting to|comparing on)'))")
+        expect(building).to_be_visible()  # while the widget converts, a bar says what it is doing
         export = page.get_by_role("button", name="Export")
         expect(export).to_be_visible()
+        expect(building).to_have_count(0)  # and it is gone once the widget shows
         metrics = page.locator("table:has-text('top-1 / mIoU')")
         expect(metrics).to_contain_text("ONNX Runtime")
         picture = page.locator(".widget-image").first

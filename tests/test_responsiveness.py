@@ -128,3 +128,46 @@ def test_refresh_reuses_the_runtime_session_and_converts_nothing(wb):
     wb.preprocess = Preprocess.preset("half", size=(48, 48))
     assert wb.session.runner("onnx") is runner and runner.session is session
     assert wb.session.artifacts["onnx"] is artifact and artifact.path.stat().st_mtime_ns == written
+
+
+BUILD = f"""
+import sys
+sys.path.insert(0, {str(SAMPLES.parent / 'tests')!r})
+from conftest import SAMPLES, tiny_classifier
+from workbench import Preprocess, Workbench
+wb = Workbench(tiny_classifier(num_classes=10), SAMPLES, preprocess=Preprocess.preset("imagenet", size=(48, 48)),
+               task="classification", formats=("onnx", "torchscript"))
+wb
+"""
+
+
+def test_building_in_a_real_kernel_shows_a_progress_bar_then_removes_it():
+    """What the front end receives while `Workbench(...)` runs in a cell: a bar that counts the conversions."""
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3")
+    messages = []
+    try:
+        reply = kc.execute_interactive(BUILD, timeout=300, output_hook=messages.append)
+        assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    opened = {m["content"]["comm_id"]: m["content"]["data"]["state"] for m in messages if m["msg_type"] == "comm_open"}
+    bars = [i for i, state in opened.items() if state.get("_model_name") == "IntProgressModel"]
+    assert len(bars) == 2, "expected the build's bar and the Export panel's"
+    bar = next(i for i in bars if opened[i]["max"] == 3)  # two conversions and the first comparison
+    views = [m for m in messages if m["msg_type"] == "display_data"
+             and m["content"]["data"].get("application/vnd.jupyter.widget-view+json", {}).get("model_id") == bar]
+    assert len(views) == 1, "the bar was not shown while building"
+    said = [m["content"]["data"]["state"]["description"] for m in messages if m["msg_type"] == "comm_msg"
+            and m["content"]["comm_id"] == bar and "description" in m["content"]["data"].get("state", {})]
+    assert said == ["converting to ONNX (1/3)", "converting to TorchScript (2/3)", "comparing on 8 images (3/3)"]
+    order = [m["msg_type"] for m in messages]
+    shown, result = order.index("display_data"), order.index("execute_result")
+    updates = [i for i, m in enumerate(messages) if m["msg_type"] == "update_display_data"
+               and m["content"]["transient"]["display_id"] == views[0]["content"]["transient"]["display_id"]]
+    assert shown < updates[-1] < result, "the bar must go before the finished widget shows"
+    assert messages[updates[-1]]["content"]["data"] == {"text/html": "", "text/plain": "<IPython.core.display.HTML object>"}
+    closed = [m for m in messages if m["msg_type"] == "comm_close" and m["content"]["comm_id"] == bar]
+    assert len(closed) == 1

@@ -29,6 +29,9 @@ def test_builds_every_panel_and_conversion(wb):
     assert "Core ML interpreter (ML program, fp16)" in wb._metrics.value
     assert "per-channel std" in wb._exactness.value  # ImageNet's std cannot be one scalar
     assert wb._export_button.description == "Export"
+    model_panel = wb.children[2].children[0].value  # how long each conversion took, beside its status
+    assert all(f"converted in {wb._seconds[f]:.1f} s" in model_panel for f in wb.formats)
+    assert all(seconds > 0 for seconds in wb._seconds.values())
 
 
 def test_setting_preprocess_recomputes_before_returning(wb):

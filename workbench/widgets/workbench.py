@@ -15,6 +15,7 @@ import html
 import math
 import shutil
 import tempfile
+import time
 import traceback
 import weakref
 from pathlib import Path
@@ -36,6 +37,7 @@ from ..views import side_by_side
 
 LIVE = ("onnx", "torchscript", "coreml")  # runtimes that rerun as sliders move (Core ML: the interpreter off macOS)
 TITLES = {"onnx": "ONNX Runtime", "coreml": "Core ML", "torchscript": "TorchScript"}
+NAMES = {"onnx": "ONNX", "coreml": "Core ML", "torchscript": "TorchScript"}
 # How long a slider change waits for the ones queued behind it: messages that arrived during a recompute
 # are all read within this time, so one recompute serves them all, with the latest values.
 COALESCE_SECONDS = 0.02
@@ -69,17 +71,20 @@ class Workbench(W.VBox):
         self._recomputes = 0  # comparisons computed so far (slider drags coalesce: fewer than moves)
         self._preprocess = self.reference_preprocess.with_imagetype()
 
+        self._seconds: dict[str, float] = {}  # how long each live conversion took
         self._errors = W.HTML(layout=W.Layout(min_height="0px"))
-        self._build_live_artifacts()
-        super().__init__([
-            W.HTML(f"<h3 style='margin:4px 0'>Workbench: {html.escape(self._session.model.source)}</h3>"),
-            self._errors,
-            W.Tab(children=[self._model_panel(), self._graph_panel()], titles=("Model", "Graph")),
-            self._preprocess_panel(),
-            self._comparison_panel(),
-            self._export_panel(),
-        ])
-        self._recompute()
+        with _BuildProgress(len(self.formats) + 1) as self._building:
+            self._build_live_artifacts()
+            super().__init__([
+                W.HTML(f"<h3 style='margin:4px 0'>Workbench: {html.escape(self._session.model.source)}</h3>"),
+                self._errors,
+                W.Tab(children=[self._model_panel(), self._graph_panel()], titles=("Model", "Graph")),
+                self._preprocess_panel(),
+                self._comparison_panel(),
+                self._export_panel(),
+            ])
+            self._building.step(f"comparing on {len(self._session.images)} images")
+            self._recompute()
 
     # -- contract ---------------------------------------------------------------------------------------
     @property
@@ -116,6 +121,8 @@ class Workbench(W.VBox):
         own check: the first comparison, on the sample images, follows at once."""
         s = self._session
         for fmt in self.formats:
+            self._building.step(f"converting to {NAMES[fmt]}")
+            start = time.perf_counter()
             try:
                 path = self._workdir / f"{s.name}{FORMATS[fmt]}"
                 options = {} if fmt == "onnx" else {"check_trace": False}
@@ -128,6 +135,7 @@ class Workbench(W.VBox):
                 self._live[fmt] = s.artifacts[fmt]
             except WorkbenchError as exc:
                 self.status[fmt] = f"failed: {exc}"
+            self._seconds[fmt] = time.perf_counter() - start
 
     def _model_panel(self) -> W.Widget:
         s = self._session
@@ -140,7 +148,9 @@ class Workbench(W.VBox):
             state = self.status[fmt]
             colour = "#2a7" if state == "ok" else "#c33"
             art = s.artifacts.get(fmt)
-            extra = f" ({'; '.join(art.notes)})" if art is not None and art.notes else ""
+            took = [f"converted in {self._seconds[fmt]:.1f} s"] if state == "ok" and fmt in self._seconds else []
+            notes = took + list(art.notes if art is not None else ())
+            extra = f" ({'; '.join(notes)})" if notes else ""
             rows.append((TITLES[fmt], f"<span style='color:{colour}'>{html.escape(state)}</span>{html.escape(extra)}"))
         body = "".join(f"<tr><th style='text-align:left;padding-right:12px'>{html.escape(k)}</th>"
                        f"<td>{v if k in TITLES.values() else html.escape(v)}</td></tr>" for k, v in rows)
@@ -415,6 +425,42 @@ class Workbench(W.VBox):
             items.append(f"<li>{html.escape(str(path))} ({TITLES[fmt]}, {state}{': ' + html.escape(r.error) if r.error else ''})</li>")
         items += [f"<li>{html.escape(str(p))}</li>" for p in (report_json, report_png)]
         return f"<b>written</b><ul style='font-size:12px'>{''.join(items)}</ul>"
+
+
+class _BuildProgress:
+    """A progress bar in the output while the widget builds (it shows only once built), removed when done.
+    Shown only in a Jupyter kernel: scripts and terminals get nothing."""
+
+    def __init__(self, steps: int):
+        self._bar = self._handle = None
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return
+        shell = get_ipython()
+        if shell is None or getattr(shell, "kernel", None) is None:
+            return
+        from IPython.display import display
+
+        self._bar = W.IntProgress(value=0, max=steps, description="", style={"description_width": "initial"},
+                                  layout=W.Layout(width="480px"))
+        self._handle = display(self._bar, display_id=True)
+
+    def step(self, what: str) -> None:
+        if self._bar is not None:
+            if self._bar.description:
+                self._bar.value += 1
+            self._bar.description = f"{what} ({self._bar.value + 1}/{self._bar.max})"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            from IPython.display import HTML
+
+            self._handle.update(HTML(""))  # the output keeps no stale bar (and no "model not found" when reopened)
+            self._bar.close()
 
 
 def _three(values) -> tuple[float, ...]:
