@@ -217,3 +217,17 @@ def test_drawing_leaves_the_notebooks_matplotlib_backend_alone(wb):
     backend = matplotlib.get_backend()
     wb._on_match()
     assert matplotlib.get_backend() == backend
+
+
+def test_the_build_leaves_the_cycle_collector_as_it_found_it(wb, samples):
+    import gc
+
+    assert gc.isenabled()  # the module's workbench was built with it on: it is back on
+    gc.disable()
+    try:
+        w = Workbench(tiny_classifier(), samples, preprocess=Preprocess.preset("imagenet", size=(32, 32)),
+                      task="classification", formats=("onnx",))
+        w.close()
+        assert not gc.isenabled(), "the build turned on a collector the user had turned off"
+    finally:
+        gc.enable()

@@ -6,8 +6,9 @@ Notebook 03 loads what this writes: `notebooks/weights/digits_cnn.pth` (a state_
 classifier with labels) trained on a dataset that needs a download; `load_digits()` ships inside
 scikit-learn, so this runs offline.
 
-Run from the repository root (CPU, about 15 seconds):
+Run from the repository root (CPU, about 15 seconds), with scikit-learn installed (the `train` extra):
 
+    .venv/bin/pip install -e '.[train]'
     .venv/bin/python notebooks/train/train_digits.py
 
 Input: `load_digits()` gives 8x8 images with values 0-16 (white digit on black). Each is scaled to 0-255
