@@ -176,4 +176,6 @@ def to_pixels(images: Sequence[SampleImage], size: Sequence[int], fit: Fit = "cr
               resize: int | None = None) -> np.ndarray:
     """A batch of pixels, float32 (N, 3, H, W) RGB in 0-255, the input every runner starts from."""
     arrays = [fit_image(s.image, size, fit, resize) for s in images]
-    return np.stack(arrays).transpose(0, 3, 1, 2).astype(np.float32)
+    # C order: arithmetic on the transposed view is about 20x slower (9 ms instead of 0.4 for
+    # mobilenet_v2's preprocessing of 8 images), and every refresh starts from these pixels.
+    return np.ascontiguousarray(np.stack(arrays).transpose(0, 3, 1, 2), dtype=np.float32)
