@@ -61,7 +61,7 @@ def run(settings) -> tuple[list[dict], list[dict]]:
     import torch
 
     from workbench import Preprocess, load_model
-    from workbench.export import FORMATS, export
+    from workbench.formats import export, get
     from workbench.images import SAMPLE_IMAGES
     from workbench.session import Session
 
@@ -81,7 +81,7 @@ def run(settings) -> tuple[list[dict], list[dict]]:
     rows, targets = [], []
     for fmt in ("onnx", "coreml", "torchscript"):
         def workbench_export(fmt=fmt):
-            export(spec, fmt, settings.workdir / f"workbench{FORMATS[fmt]}", overwrite=True)
+            export(spec, fmt, settings.workdir / f"workbench{get(fmt).suffix}", overwrite=True)
 
         # Alternate the two so a noisy neighbour hurts both alike; warm-ups pay the first-use imports.
         workbench_export()

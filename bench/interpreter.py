@@ -65,7 +65,7 @@ def run(settings) -> tuple[list[dict], list[dict]]:
     import torch
 
     from workbench.images import SAMPLE_IMAGES
-    from workbench.runtimes import runner_for
+    from workbench.formats import runner_for
     from workbench.session import Session
 
     interpreter = interpreter_class()

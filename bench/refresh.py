@@ -86,15 +86,14 @@ def batched_floor(session, x: np.ndarray, workdir):
 
 def run(settings) -> tuple[list[dict], list[dict]]:
     from workbench import Workbench
-    from workbench.export import FORMATS, export
+    from workbench.formats import export, get, runner_for
     from workbench.images import SAMPLE_IMAGES
-    from workbench.runtimes import runner_for
     from workbench.views import side_by_side
 
     rows, targets = [], []
     for case, options in cases(settings.quick):
         wb = Workbench(images=SAMPLE_IMAGES, **options)
-        s = wb.session
+        s, live = wb.session, wb.live  # the reference, and the artifacts the widget runs as sliders move
         base = wb.reference_preprocess.with_imagetype()
         # A new value each call, so nothing can be answered from a cache of the last one.
         values = (base.replace(scale=(base.scale[0] * (1 + 1e-3 * (k % 50)),) * base.channels, name="bench")
@@ -106,22 +105,22 @@ def run(settings) -> tuple[list[dict], list[dict]]:
         widget = measure(set_preprocess, settings.runs)
         n = len(s.images)
         rows.append(row(SECTION, case, f"widget refresh ({n} images, {'+'.join(wb.comparison)}, picture)", widget))
-        outputs = {f: s.run(f, wb.preprocess) for f in wb.comparison}
+        outputs = {f: live.run(f, wb.preprocess) for f in wb.comparison}
         picture = measure(lambda: side_by_side(s.pixels, [i.name for i in s.images], s.reference, outputs, s.task,
                                                wb.comparison, image_format="jpeg"), settings.runs)  # as the widget
         rows.append(row(SECTION, case, "  of which: the picture (views.side_by_side)", picture))
         if "coreml" in wb.comparison:  # the widget locates Core ML's divergence whenever Core ML fails
-            located = measure(lambda: s.locate(preprocess=next(values)), settings.runs)
+            located = measure(lambda: live.locate("coreml", preprocess=next(values)), settings.runs)
             rows.append(row(SECTION, case, "  of which, when Core ML fails: its op-by-op locator", located))
 
         floors = 0.0
         for fmt in wb.comparison:
             def refresh(fmt=fmt):
-                out = s.run(fmt, next(values))
-                s.compare(fmt, out)  # as the widget: the artifact's precision sets the tolerance
+                out = live.run(fmt, next(values))
+                live.compare(fmt, out)  # as the widget: the artifact's precision sets the tolerance
 
             x = np.ascontiguousarray(wb.preprocess.apply(s.pixels), np.float32)
-            timed, bare = measure_pair(refresh, floor(fmt, s.artifacts[fmt], x), settings.runs)
+            timed, bare = measure_pair(refresh, floor(fmt, live.artifacts[fmt], x), settings.runs)
             floors += bare["median_ms"]
             ratio = timed["median_ms"] / bare["median_ms"]
             rows.append(row(SECTION, case, f"{fmt}: refresh (run + compare)", timed, ratio_to_floor=ratio))
@@ -144,11 +143,11 @@ def run(settings) -> tuple[list[dict], list[dict]]:
         for fmt in wb.formats:
             def reconvert(fmt=fmt):
                 pre = next(values)
-                artifact = export(s.spec(preprocess=pre), fmt, settings.workdir / f"reconvert{FORMATS[fmt]}",
+                artifact = export(s.spec(preprocess=pre), fmt, settings.workdir / f"reconvert{get(fmt).suffix}",
                                   overwrite=True)
                 if fmt in wb.comparison:
                     runner = runner_for(artifact)
-                    s.compare(fmt, runner.run(s.pixels))
+                    s.compare_artifact(artifact, runner.run(s.pixels))
                     runner.deactivate()
 
             timed = measure(reconvert, settings.slow_runs)

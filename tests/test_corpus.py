@@ -168,7 +168,7 @@ def coreml_models(folder: Path) -> tuple[Path, Path]:
     import coremltools as ct
     from coremltools.converters.mil import Builder as mb
 
-    from workbench.export import quiet
+    from workbench.formats.base import quiet
 
     weight = np.linspace(-1, 1, 4 * 3 * 3 * 3, dtype=np.float32).reshape(4, 3, 3, 3)
 

@@ -13,7 +13,7 @@ from torch import nn
 from conftest import tiny_classifier
 from workbench import ConversionError, Preprocess, WorkbenchError
 from workbench._files import atomic_output
-from workbench.export.diagnose import conversion_error
+from workbench.diagnose import conversion_error
 from workbench.session import Session
 
 

@@ -9,7 +9,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import OutputError, WorkbenchError
+from .errors import OutputError, WorkbenchError, first_line
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -53,7 +53,7 @@ def _first_line(exc: BaseException) -> str:
         return str(exc.args[0][0][-1])  # copytree: a list of (src, dst, why); the first says it
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    return (str(exc).splitlines() or [type(exc).__name__])[0]
+    return first_line(exc)
 
 
 @contextmanager

@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--trust-pickle", action="store_true",
                        help="allow a fully pickled model file: this RUNS CODE FROM THE FILE; only for files you trust")
     check.add_argument("--images", type=Path, help=f"folder of sample images (default: {SAMPLE_IMAGES.name}/)")
-    check.add_argument("--to", default="onnx,coreml,torchscript", help="formats, comma-separated")
+    check.add_argument("--to", help="formats, comma-separated (default: onnx,coreml,torchscript; "
+                       "'workbench check --to help' lists every registered format)")
     norm = check.add_mutually_exclusive_group()
     norm.add_argument("--preset", help="unit, half, imagenet, caffe, raw, gray, gray_raw")
     norm.add_argument("--mean", type=float, nargs="+", metavar="M", help="Normalize mean (0-1 units)")
@@ -48,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--overwrite", action="store_true", help="replace existing artifacts in --out")
     check.add_argument("--target", default="iOS16", help="Core ML minimum deployment target (iOS13/14: neural network)")
     check.add_argument("--precision", choices=["fp16", "fp32"], default="fp16", help="Core ML compute precision")
+    check.add_argument("--method", choices=["trace", "export"],
+                       help="how Core ML captures the graph: torch.jit.trace (default) or torch.export")
+    check.add_argument("--threads", type=int, help="threads for ONNX Runtime (default: all cores)")
+    check.add_argument("--coreml-compute-precision", choices=["fp32"], dest="coreml_compute_precision",
+                       help="run the Core ML interpreter at fp32 (no fp16 rounding of activations)")
+    check.add_argument("--option", action="append", default=[], metavar="FORMAT.NAME=VALUE",
+                       help="any export option of a format, e.g. coreml.normalization=bake (repeatable)")
+    check.add_argument("--runtime-option", action="append", default=[], metavar="FORMAT.NAME=VALUE",
+                       help="any runner option of a format, e.g. coreml.engine=interpreter (repeatable)")
     check.add_argument("--rtol", type=float, help="tolerance relative to each output's range "
                        "(default 1e-4 for fp32, 1e-2 for fp16)")
     check.add_argument("--atol", type=float, default=0.0, help="absolute tolerance added to --rtol's")
@@ -70,22 +80,74 @@ def _preprocess(args):
     return None
 
 
+def _formats(text: str | None) -> list[str]:
+    """The formats `--to` names, each registered; a usage error (exit 2) lists them otherwise."""
+    from . import formats
+
+    known = formats.registry()
+    listing = ", ".join(f"{n} ({f.title}, {'/'.join(f.suffixes)})" for n, f in known.items())
+    if text is None:
+        return list(formats.defaults())
+    names = [f.strip() for f in text.split(",") if f.strip()]
+    if not names or names == ["help"]:
+        raise _Usage(f"--to names no format; the registered formats are: {listing}")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise _Usage(f"--to: unknown format {unknown[0]!r}; the registered formats are: {listing}")
+    return names
+
+
+def _options(pairs: list[str], flag: str) -> dict[str, dict]:
+    """FORMAT.NAME=VALUE pairs as {format: {name: value}}; values are read as Python literals when they
+    are one (1, 0.5, True, None), else kept as text."""
+    import ast
+
+    result: dict[str, dict] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        fmt, dot, name = key.partition(".")
+        if not (sep and dot and fmt and name):
+            raise _Usage(f"{flag} {pair!r}: write FORMAT.NAME=VALUE, e.g. coreml.precision=fp32")
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parsed = value
+        result.setdefault(fmt.strip(), {})[name.strip()] = parsed
+    return result
+
+
+class _Usage(Exception):
+    """Bad command-line usage: exit 2 with the message."""
+
+
 def check(args) -> int:
     from .compare import Tolerance
     from .session import Session
     from .tasks import read_labels
 
+    names = _formats(args.to)
+    options = _options(args.option, "--option")
+    runtime = _options(args.runtime_option, "--runtime-option")
+    coreml = options.setdefault("coreml", {})
+    coreml.setdefault("target", args.target)
+    coreml.setdefault("precision", args.precision)
+    if args.method:
+        coreml["method"] = args.method
+    if args.threads:
+        runtime.setdefault("onnx", {})["threads"] = args.threads
+    if args.coreml_compute_precision:
+        runtime.setdefault("coreml", {})["compute_precision"] = args.coreml_compute_precision
+    options = {k: v for k, v in options.items() if k in names}
     if args.out:
         output_folder(args.out)  # an unwritable --out is bad input (exit 2): say so before any work
     images = args.images or SAMPLE_IMAGES
-    formats = [f.strip() for f in args.to.split(",") if f.strip()]
     labels = read_labels(args.labels) if args.labels else None
     session = Session(args.model, images, preprocess=_preprocess(args), task=args.task, labels=labels,
                       size=args.size, weights=None if args.weights == "none" else args.weights,
-                      factory=args.factory, trust=args.trust_pickle)
-    options = {"coreml": {"target": args.target, "precision": args.precision}}
+                      factory=args.factory, trust=args.trust_pickle,
+                      runtime_options={k: v for k, v in runtime.items() if k in names})
     tolerance = Tolerance(rel=args.rtol, atol=args.atol) if args.rtol is not None else None
-    report = session.check(formats, args.out, tolerance=tolerance, overwrite=args.overwrite, options=options)
+    report = session.check(names, args.out, tolerance=tolerance, overwrite=args.overwrite, options=options)
     if args.json:
         print(report.to_json())
     else:
@@ -129,6 +191,9 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore")
     try:
         return check(args)
+    except _Usage as exc:
+        print(f"workbench: error: {exc} (see 'workbench check --help')", file=sys.stderr)
+        return 2
     except WorkbenchError as exc:
         print(f"workbench: error: {exc}", file=sys.stderr)
         return 2

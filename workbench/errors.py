@@ -24,6 +24,12 @@ class RuntimeUnavailable(WorkbenchError):
     """A runtime cannot run on this machine (for example Core ML's own predict off macOS)."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type's name when it has none: what a
+    one-line error shows (an empty message must not hide the error behind an IndexError)."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
 def require(module: str, install: str):
     """Import an optional heavy dependency, or raise a WorkbenchError that gives the install command."""
     import importlib

@@ -2,7 +2,7 @@
 
 Sources: an ``nn.Module``; ``torchvision:NAME`` (with ``weights=``); ``path/to/file.py:factory``; a
 state_dict ``.pth`` with a factory; a TorchScript ``.pt``; a fully pickled model (only with ``trust=True``);
-``.onnx``; ``.mlpackage`` / ``.mlmodel``. Files are read with ``torch.load(weights_only=True)`` unless the
+and the files of every registered format (``.onnx``, ``.mlpackage``...), checked when loaded. Files are read with ``torch.load(weights_only=True)`` unless the
 caller explicitly trusts them: a pickle can run any code when loaded.
 """
 
@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import WorkbenchError, require
+from . import formats
+from .errors import WorkbenchError, first_line
 from .preprocess import Preprocess
 
 TORCH_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".pkl"}
@@ -85,16 +86,15 @@ def load_model(source, *, weights: str | Path | None = "DEFAULT", factory: str |
         raise WorkbenchError(f"{path} is empty (0 bytes); the download or save did not finish: get or export "
                              "it again")
     suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        return LoadedModel(source=text, kind="onnx", path=path, notes=[_check_onnx(path)])
-    if suffix in (".mlpackage", ".mlmodel"):
-        _check_coreml(path)
-        return LoadedModel(source=text, kind="coreml", path=path)
     if suffix in TORCH_SUFFIXES:
         return _eval(_torch_file(path, factory, trust))
+    fmt = formats.for_file(path)
+    if fmt is not None:
+        note = fmt.validate(path)
+        return LoadedModel(source=text, kind=fmt.name, path=path, notes=[note] if note else [])
+    known = [".pt/.pth"] + [s for f in formats.registry().values() for s in f.suffixes if s not in TORCH_SUFFIXES]
     raise WorkbenchError(
-        f"{path}: unknown model type {suffix!r}; use a .pt/.pth, .onnx, .mlpackage or .mlmodel file, "
-        "torchvision:NAME, or file.py:factory"
+        f"{path}: unknown model type {suffix!r}; use a {', '.join(known)} file, torchvision:NAME, or file.py:factory"
     )
 
 
@@ -218,27 +218,13 @@ def _resolve_factory(factory) -> tuple[Callable, str]:
 
 
 # -- torch files -------------------------------------------------------------------------------------
-def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
-
-
 def _torch_file(path: Path, factory, trust: bool) -> LoadedModel:
     import torch
 
-    if _is_torchscript(path):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                module = torch.jit.load(str(path), map_location="cpu")
-        except Exception as exc:
-            raise WorkbenchError(
-                f"{path} is a TorchScript archive that failed to load (truncated or corrupt?): "
-                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Save or download it again"
-            ) from exc
-        return LoadedModel(source=str(path), kind="torchscript", module=module, path=path)
+    from .formats.torchscript import validate as torchscript
+
+    if torchscript.is_torchscript(path):
+        return LoadedModel(source=str(path), kind="torchscript", module=torchscript.load(path), path=path)
     obj = _torch_load(path, trust)
     if isinstance(obj, torch.nn.Module):
         return LoadedModel(source=str(path), kind="torch", module=obj, path=path,
@@ -265,19 +251,19 @@ def _torch_load(path: Path, trust: bool):
         # A refused global means a pickled object; anything else means the bytes are not a pickle at all.
         if trust or "Weights only load failed" not in str(exc) or "invalid load key" in str(exc):
             raise WorkbenchError(
-                f"{path} is not a readable PyTorch file (truncated or corrupt?): {str(exc).splitlines()[0]}. "
+                f"{path} is not a readable PyTorch file (truncated or corrupt?): {first_line(exc)}. "
                 "Save it again with torch.save(model.state_dict(), path)") from exc
         raise WorkbenchError(
             f"{path} holds Python objects beyond weights (a pickled model?), refused because unpickling runs "
             "code from the file. Save a state_dict instead, or, only if you trust the file, pass trust=True "
-            f"(CLI: --trust-pickle). Detail: {str(exc).splitlines()[0]}"
+            f"(CLI: --trust-pickle). Detail: {first_line(exc)}"
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
             # damaged bytes fail anywhere in the unpickler, with these too
             KeyError, IndexError, OverflowError, MemoryError, struct.error) as exc:
         raise WorkbenchError(
             f"{path} is not a readable PyTorch file (truncated or corrupt?): {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}. Save or download it again") from exc
+            f"{first_line(exc)}. Save or download it again") from exc
 
 
 def _read_state_dict(path: Path, trust: bool) -> dict:
@@ -315,154 +301,3 @@ def _load_state_dict(module, state: dict, path: Path) -> None:
             f"the weights in {path} do not fit {type(module).__name__}: " + "; ".join(parts)
             + ". Check that the factory builds the architecture the weights were trained with")
     module.load_state_dict(state)
-
-
-# -- ONNX and Core ML files ---------------------------------------------------------------------------
-def _check_onnx(path: Path) -> str:
-    """Parse `path` without its external data, refuse data paths outside its folder, then onnx.checker."""
-    from google.protobuf.message import DecodeError
-
-    onnx = require("onnx", "onnx")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, ValueError, OSError) as exc:
-        raise WorkbenchError(
-            f"{path} is not a valid ONNX model (truncated or corrupt?): {str(exc).splitlines()[0]}. "
-            "Download or export it again") from exc
-    _check_onnx_external_data(model, path)
-    try:
-        onnx.checker.check_model(str(path))
-    except Exception as exc:
-        raise WorkbenchError(
-            f"{path} is not a valid ONNX model: {str(exc).splitlines()[0]}. Download or export it again") from exc
-    return "ONNX model: runs in ONNX Runtime; it cannot be converted to Core ML (coremltools takes PyTorch)"
-
-
-def _onnx_tensors(graph):
-    """Every tensor of an ONNX graph that can hold data: initializers and node attributes, subgraphs too."""
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield from (sparse.values, sparse.indices)
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
-            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                yield from _onnx_tensors(sub)
-
-
-def _check_onnx_external_data(model, path: Path) -> None:
-    """An external data location names a file in the model's folder; anything else would let a model file
-    make the runtime read any file on the machine."""
-    from onnx import TensorProto
-
-    folder = path.resolve().parent
-    for tensor in _onnx_tensors(model.graph):
-        if tensor.data_location != TensorProto.EXTERNAL:
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        target = (folder / location).resolve()
-        if not location or Path(location).is_absolute() or not target.is_relative_to(folder):
-            raise WorkbenchError(
-                f"{path}: tensor {tensor.name!r} keeps its data at {location!r}, outside the model's folder "
-                f"{folder}; refused, a model may only read data files beside it. Put the data file next to "
-                "the model and save it with a relative location (onnx.save(..., location=NAME))")
-        if not target.is_file():
-            raise WorkbenchError(
-                f"{path}: tensor {tensor.name!r} keeps its data in {location!r}, which is missing from "
-                f"{folder}; copy that file next to the model, or download or export the model again")
-
-
-def _check_coreml(path: Path) -> None:
-    """A Core ML model that can be read: its spec parses and an ML program's weights are all there."""
-    from google.protobuf.message import DecodeError
-
-    spec_path = _mlpackage_spec(path) if path.suffix.lower() == ".mlpackage" else path
-    spec = require("coremltools.proto.Model_pb2", "coremltools").Model()
-    try:
-        spec.ParseFromString(spec_path.read_bytes())
-    except (DecodeError, OSError) as exc:
-        spec.Clear()
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    else:
-        detail = "no model type in the spec"
-    if spec.specificationVersion < 1 or spec.WhichOneof("Type") is None:
-        raise WorkbenchError(
-            f"{spec_path} is not a readable Core ML model (truncated or corrupt?): {detail}. Download or "
-            "export it again")
-    if spec.WhichOneof("Type") == "mlProgram":
-        if spec_path == path:
-            raise WorkbenchError(
-                f"{path} is an ML program in a bare .mlmodel file, which cannot hold its weights; use the "
-                ".mlpackage it was saved as")
-        _check_mlprogram_weights(spec.mlProgram, path, spec_path.parent)
-
-
-def _mlpackage_spec(path: Path) -> Path:
-    """The spec file of a .mlpackage, after checking the package's Manifest and that its items exist."""
-    import json
-
-    again = "copy the whole .mlpackage folder again, or export it again"
-    if not path.is_dir():
-        raise WorkbenchError(f"{path} is a file, but a .mlpackage is a folder (a zipped download?); unzip it, "
-                             f"or {again}")
-    manifest = path / "Manifest.json"
-    if not manifest.is_file():
-        raise WorkbenchError(f"{path} has no Manifest.json, so it is not a complete Core ML package; {again}")
-    try:
-        doc = json.loads(manifest.read_text(encoding="utf-8"))
-        items = {key: entry["path"] for key, entry in doc["itemInfoEntries"].items()}
-        root = items[doc["rootModelIdentifier"]]
-    except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
-        raise WorkbenchError(f"{manifest} is damaged ({type(exc).__name__}: {exc}); {again}") from exc
-    data = (path / "Data").resolve()
-    for item in items.values():
-        target = (data / str(item)).resolve()
-        if not target.is_relative_to(data):
-            raise WorkbenchError(f"{manifest} lists {item!r}, outside the package; refused. Export it again")
-        if not target.exists():
-            raise WorkbenchError(f"{path} is missing Data/{item} (listed in its Manifest.json); {again}")
-    return data / str(root)
-
-
-def _mil_blocks_blobs(blocks):
-    for block in blocks:
-        for op in block.operations:
-            for value in op.attributes.values():
-                if value.HasField("blobFileValue"):
-                    yield value.blobFileValue
-            yield from _mil_blocks_blobs(op.blocks)
-
-
-def _check_mlprogram_weights(program, package: Path, model_folder: Path) -> None:
-    """Every weight blob the program names exists and lies wholly inside its weights file.
-
-    A blob file is a 64-byte header, then per blob a metadata record (sentinel 0xDEADBEEF, dtype, size,
-    data offset) at the offset the spec gives; a truncated file cuts one of them short.
-    """
-    again = "copy the whole .mlpackage folder again, or export it again"
-    inside = package.resolve()
-    files: dict[Path, int] = {}
-    for fn in program.functions.values():
-        for blob in _mil_blocks_blobs(fn.block_specializations.values()):
-            file = (model_folder / blob.fileName.removeprefix("@model_path/")).resolve()
-            if not file.is_relative_to(inside):
-                raise WorkbenchError(f"{package} names weights at {blob.fileName!r}, outside the package; "
-                                     "refused. Export it again")
-            shown = file.relative_to(inside)
-            if file not in files:
-                if not file.is_file():
-                    raise WorkbenchError(f"{package} is missing its weights {shown}; {again}")
-                files[file] = file.stat().st_size
-            with file.open("rb") as f:
-                f.seek(blob.offset)
-                record = f.read(24)
-            ok = len(record) == 24
-            if ok:
-                sentinel, _, size, offset = struct.unpack("<IIQQ", record)
-                ok = sentinel == 0xDEADBEEF and offset + size <= files[file]
-            if not ok:
-                raise WorkbenchError(
-                    f"{package}: its weights {shown} are truncated or damaged (the blob at offset "
-                    f"{blob.offset} is not all there); {again}")

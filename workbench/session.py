@@ -1,7 +1,10 @@
 """A model on sample images: the reference computed once, artifacts exported, outputs compared.
 
-`Session` is what the CLI and the widget drive. The PyTorch reference does not depend on the converted
-side's preprocessing, so it is computed once; runners are built once per artifact and reused.
+`Reference` is what never changes: the model, the images and their pixels, the training preprocessing, the
+PyTorch outputs, the task and labels. An `ArtifactSet` holds artifacts of a reference with their runners,
+built once per artifact and reused: the widget's live set and each export's set are separate, so an export
+never touches the runners that serve slider moves. `Session` is a reference with one set of exported
+artifacts, and `check`: what the CLI and scripts drive.
 """
 
 from __future__ import annotations
@@ -17,14 +20,14 @@ from typing import Sequence
 
 import numpy as np
 
+from . import formats as _formats
 from .compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare
 from .errors import OutputError, RuntimeUnavailable, WorkbenchError
-from .export import FORMATS, Artifact, ExportSpec, export
+from .formats import Artifact, ExportSpec, Runner
+from .formats.torchscript.runner import TorchRunner
 from .images import load_images, to_pixels
 from .models import LoadedModel, load_model
 from .preprocess import Preprocess
-from .runtimes import Runner, runner_for
-from .runtimes.torch import TorchRunner
 from .tasks import Task, make_task
 
 DEFAULT_SIZE = (224, 224)
@@ -102,8 +105,8 @@ def _finite(obj):
     return obj
 
 
-class Session:
-    """A model, its sample images and its reference outputs.
+class Reference:
+    """A model, its sample images and its reference outputs: computed once, never changed by a conversion.
 
     model: anything `load_model` takes, or a LoadedModel. images: a folder, paths or PIL images.
     preprocess: the model's training preprocessing (the reference's); defaults to what the model's
@@ -140,8 +143,12 @@ class Session:
         self.labels = None
         if labels is not None:
             self.set_labels(labels)
-        self.artifacts: dict[str, Artifact] = {}
-        self._runners: dict[str, Runner] = {}
+
+    @property
+    def training_preprocess(self) -> Preprocess:
+        """The PyTorch side's preprocessing (the model's training one): another name for `preprocess`, which
+        cannot be confused with the converted side's (`Workbench.converted_preprocess`)."""
+        return self.preprocess
 
     def set_labels(self, labels: Sequence[str]) -> None:
         """Class names for the main output (a Core ML classifier's labels); one per class, or WorkbenchError."""
@@ -171,22 +178,49 @@ class Session:
         h, w = self.preprocess.size
         return (1, self.preprocess.channels, h, w)
 
-    def spec(self, *, bake: bool = True, preprocess: Preprocess | None = None) -> ExportSpec:
-        """What exporters need; `bake` puts the preprocessing inside the artifact (pixels in)."""
+    def spec(self, *, bake: bool = True, preprocess: Preprocess | None = None, labels: bool = True) -> ExportSpec:
+        """What exporters need; `bake` puts the preprocessing inside the artifact (pixels in); `labels`
+        False leaves a classifier's labels out (its artifact gives the model's own scores)."""
         return ExportSpec(module=self.model.module, input_shape=self.input_shape,
                           output_names=tuple(self.reference), preprocess=(preprocess or self.preprocess) if bake else None,
-                          task=self.task, source=self.model.source, labels=self.labels)
+                          task=self.task, source=self.model.source, labels=self.labels if labels else None)
+
+    def compare_artifact(self, artifact: Artifact | None, outputs: dict[str, np.ndarray],
+                         tolerance: Tolerance | dict | None = None, name: str = "candidate") -> Comparison:
+        """`outputs` of `artifact` against the reference as that artifact gives it, with the tolerance of
+        its precision unless one is given."""
+        tol = tolerance or DEFAULT_TOLERANCES[artifact.precision if artifact else "fp32"]
+        expected = artifact.expected(self.reference) if artifact else self.reference
+        return compare(expected, outputs, task=self.task, tolerance=tol, images=[i.name for i in self.images],
+                       name=name)
+
+
+class ArtifactSet:
+    """Artifacts of one reference, at most one per format, each with its runner built on first use.
+
+    runtime_options: per format, what its runner takes ({"coreml": {"compute_precision": "fp32"}}).
+    """
+
+    def __init__(self, reference: Reference, runtime_options: dict[str, dict] | None = None):
+        self.reference = reference
+        self.runtime_options = {k: dict(v) for k, v in (runtime_options or {}).items()}
+        for name, options in self.runtime_options.items():
+            _formats.get(name).check_runtime_options(options)
+        self.artifacts: dict[str, Artifact] = {}
+        self._runners: dict[str, Runner] = {}
 
     def export(self, fmt: str, path: str | Path | None = None, *, bake: bool = True,
-               preprocess: Preprocess | None = None, **options) -> Artifact:
-        """Export to `fmt` (onnx, coreml, torchscript) at `path` and remember the artifact."""
+               preprocess: Preprocess | None = None, labels: bool = True, **options) -> Artifact:
+        """Export the reference's model to `fmt` at `path` (default: a new temporary folder) and keep it."""
+        format_ = _formats.get(fmt)
         if path is None:
-            path = Path(tempfile.mkdtemp(prefix="workbench-")) / f"{self.name}{FORMATS[fmt]}"
-        artifact = export(self.spec(bake=bake, preprocess=preprocess), fmt, path, **options)
-        self.use(artifact)
+            path = Path(tempfile.mkdtemp(prefix="workbench-")) / f"{self.reference.name}{format_.suffix}"
+        artifact = format_.export(self.reference.spec(bake=bake, preprocess=preprocess, labels=labels), path,
+                                  **options)
+        self.add(artifact)
         return artifact
 
-    def use(self, artifact: Artifact) -> None:
+    def add(self, artifact: Artifact) -> None:
         """Make `artifact` the one `run(artifact.format)` uses (its runner is built on first use)."""
         self.artifacts[artifact.format] = artifact
         old = self._runners.pop(artifact.format, None)
@@ -194,113 +228,133 @@ class Session:
             old.deactivate()
 
     def runner(self, fmt: str) -> Runner:
-        """The runner of the artifact exported for `fmt`, built once."""
+        """The runner of the `fmt` artifact, built once."""
         if fmt not in self._runners:
             if fmt not in self.artifacts:
                 raise WorkbenchError(f"no {fmt} artifact yet; export it first")
-            self._runners[fmt] = runner_for(self.artifacts[fmt])
+            self._runners[fmt] = _formats.runner_for(self.artifacts[fmt], **self.runtime_options.get(fmt, {}))
         return self._runners[fmt]
 
     def run(self, fmt: str, preprocess: Preprocess | None = None) -> dict[str, np.ndarray]:
         """The `fmt` artifact's outputs on the sample images, with `preprocess` applied in front of it
         (None: the artifact's own). An artifact with other preprocessing inside refuses, never ignores it."""
-        return self.runner(fmt).run(self.pixels, preprocess)
+        return self.runner(fmt).run(self.reference.pixels, preprocess)
 
     def compare(self, fmt: str, outputs: dict[str, np.ndarray],
                 tolerance: Tolerance | dict | None = None) -> Comparison:
-        artifact = self.artifacts.get(fmt)
-        tol = tolerance or DEFAULT_TOLERANCES[artifact.precision if artifact else "fp32"]
-        return compare(self.expected(fmt), outputs, task=self.task, tolerance=tol,
-                       images=[i.name for i in self.images], name=fmt)
+        return self.reference.compare_artifact(self.artifacts.get(fmt), outputs, tolerance, name=fmt)
 
     def expected(self, fmt: str) -> dict[str, np.ndarray]:
-        """The reference as the `fmt` artifact gives it: after the softmax a Core ML classifier adds, and
-        clipped to 0-255 pixels where an output became a Core ML image."""
+        """The reference as the `fmt` artifact gives it (see `Artifact.expected`)."""
         artifact = self.artifacts.get(fmt)
-        ref = dict(self.reference)
-        for name, kind, params in artifact.post if artifact else ():
-            if kind == "image" and name in ref:
-                scale, bias = params
-                ref[name] = np.clip(ref[name], (0 - bias) / scale, (255 - bias) / scale)
-            if kind == "softmax" and name in ref:
-                z = ref[name].astype(np.float64)
-                z = np.exp(z - z.max(axis=-1, keepdims=True))
-                ref[name] = (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)
-        return ref
+        return artifact.expected(self.reference.reference) if artifact else dict(self.reference.reference)
 
-    def check(self, formats: Sequence[str] = ("onnx", "coreml", "torchscript"), out: str | Path | None = None,
+    def locate(self, fmt: str = "coreml", image: int = 0, tolerance: Tolerance | None = None,
+               preprocess: Preprocess | None = None):
+        """Where the `fmt` artifact first diverges from PyTorch on sample image `image`, both sides given the
+        same input (a `coreml_interp.Divergence` for Core ML)."""
+        artifact = self.artifacts.get(fmt)
+        if artifact is None:
+            raise WorkbenchError(f"no {fmt} artifact in this set: export it first")
+        n = len(self.reference.images)
+        if not 0 <= image < n:
+            raise WorkbenchError(f"image {image} is out of range: there are {n} sample images")
+        return _formats.get(fmt).locate(artifact, self.runner(fmt), self.reference.pixels[image:image + 1],
+                                       preprocess, tolerance)
+
+    def close(self) -> None:
+        for r in self._runners.values():
+            r.deactivate()
+        self._runners.clear()
+
+
+class Session(Reference):
+    """A reference and the artifacts exported from it: what `workbench check` and scripts drive.
+
+    Takes what `Reference` takes, and runtime_options: per format, what its runner takes
+    (``{"coreml": {"compute_precision": "fp32"}, "onnx": {"threads": 1}}``).
+    """
+
+    def __init__(self, model, images, *, runtime_options: dict[str, dict] | None = None, **kwargs):
+        super().__init__(model, images, **kwargs)
+        self.exported = ArtifactSet(self, runtime_options)
+
+    @property
+    def artifacts(self) -> dict[str, Artifact]:
+        return self.exported.artifacts
+
+    def export(self, fmt: str, path: str | Path | None = None, *, bake: bool = True,
+               preprocess: Preprocess | None = None, **options) -> Artifact:
+        """Export to `fmt` (see `workbench.formats.registry()`) at `path` and remember the artifact."""
+        return self.exported.export(fmt, path, bake=bake, preprocess=preprocess, **options)
+
+    def use(self, artifact: Artifact) -> None:
+        self.exported.add(artifact)
+
+    def runner(self, fmt: str) -> Runner:
+        return self.exported.runner(fmt)
+
+    def run(self, fmt: str, preprocess: Preprocess | None = None) -> dict[str, np.ndarray]:
+        return self.exported.run(fmt, preprocess)
+
+    def compare(self, fmt: str, outputs: dict[str, np.ndarray],
+                tolerance: Tolerance | dict | None = None) -> Comparison:
+        return self.exported.compare(fmt, outputs, tolerance)
+
+    def expected(self, fmt: str) -> dict[str, np.ndarray]:
+        return self.exported.expected(fmt)
+
+    def locate(self, image: int = 0, tolerance: Tolerance | None = None, preprocess: Preprocess | None = None,
+               fmt: str = "coreml"):
+        """Where the exported `fmt` artifact first diverges from PyTorch (see `ArtifactSet.locate`)."""
+        return self.exported.locate(fmt, image, tolerance, preprocess)
+
+    def check(self, formats: Sequence[str] | None = None, out: str | Path | None = None,
               *, tolerance: Tolerance | dict | None = None, overwrite: bool = False,
               options: dict[str, dict] | None = None, preprocess: Preprocess | None = None,
               progress=None) -> Report:
         """Export to each format (preprocessing inside), run what can run here, compare with PyTorch.
 
+        formats: names from `workbench.formats.registry()` (default: `workbench.formats.defaults()`).
         preprocess: what to bake into the artifacts (default: the training preprocessing); the reference
         is always the training preprocessing, so a different one shows up as a parity failure.
-        progress: called with (format, step) as work proceeds. A format that fails to export or run is
-        reported with its error; the others go on.
+        options: per format, its export options. progress: called with (format, step) as work proceeds.
+        A format that fails to export or run is reported with its error; the others go on.
         """
+        names = list(_formats.defaults() if formats is None else formats)
+        if not names:
+            raise WorkbenchError(f"no format to check; choose from {', '.join(_formats.registry())}")
+        chosen = {name: _formats.get(name) for name in names}  # every name and option checked before any work
+        for name, given in (options or {}).items():
+            _formats.get(name).check_export_options(given)
         out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="workbench-"))
         report = Report(self.model.source, [i.name for i in self.images], self.preprocess, self.task.name,
                         notes=list(self.notes))
-        for fmt in formats:
-            if fmt not in FORMATS:
-                raise WorkbenchError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-            result = report.formats[fmt] = FormatResult(fmt)
+        for name, fmt in chosen.items():
+            result = report.formats[name] = FormatResult(name)
             if progress:
-                progress(fmt, "export")
+                progress(name, "export")
             try:
-                result.artifact = self.export(fmt, out / f"{self.name}{FORMATS[fmt]}", overwrite=overwrite,
-                                              preprocess=preprocess, **(options or {}).get(fmt, {}))
+                result.artifact = self.export(name, out / f"{self.name}{fmt.suffix}", overwrite=overwrite,
+                                              preprocess=preprocess, **(options or {}).get(name, {}))
             except OutputError:
                 raise  # the machine cannot take the outputs: no format can, so the whole check stops
             except WorkbenchError as exc:
                 result.error = str(exc)
                 continue
             if progress:
-                progress(fmt, "run")
+                progress(name, "run")
             try:
-                outputs = self.run(fmt)
-                result.label = self.runner(fmt).label
-                result.comparison = self.compare(fmt, outputs, tolerance)
-                if fmt == "coreml" and not result.comparison.passed and result.artifact.traced is not None:
-                    result.divergence = self.locate(tolerance=tolerance).describe()
+                outputs = self.run(name)
+                result.label = self.runner(name).label
+                result.comparison = self.compare(name, outputs, tolerance)
+                if fmt.locator and not result.comparison.passed and result.artifact.traced is not None:
+                    result.divergence = self.locate(tolerance=tolerance, fmt=name).describe()
             except RuntimeUnavailable as exc:
                 result.skipped = str(exc)
             except WorkbenchError as exc:
                 result.error = str(exc)
         return report
 
-    def locate(self, image: int = 0, tolerance: Tolerance | None = None, preprocess: Preprocess | None = None):
-        """Where the Core ML program first diverges from PyTorch on sample image `image`, both sides given the
-        same input: a `coreml_interp.Divergence` (run by the interpreter; the Core ML artifact must come from
-        this session). preprocess: what to apply in front of an artifact that takes the model's tensor."""
-        from .coreml_interp import CoreMLInterpreter
-        from .coreml_interp.divergence import locate
-        from .runtimes.coreml import image_feed
-
-        artifact = self.artifacts.get("coreml")
-        if artifact is None or artifact.traced is None:
-            raise WorkbenchError("no traced Core ML export in this session: export it first "
-                                 "(session.export('coreml'), traced, not method='export')")
-        if not 0 <= image < len(self.images):
-            raise WorkbenchError(f"image {image} is out of range: there are {len(self.images)} sample images")
-        import torch
-
-        runner = self.runner("coreml")
-        runner.activate()
-        interpreter = runner.model if isinstance(runner.model, CoreMLInterpreter) else CoreMLInterpreter(
-            artifact.path)
-        traced, takes_pixels = artifact.traced
-        pixels = self.pixels[image:image + 1]
-        x = runner.inputs(pixels, preprocess)  # what the artifact takes: channel-ordered pixels or the tensor
-        model_input = x if takes_pixels or artifact.preprocess is None else artifact.preprocess.apply(pixels)
-        feed = {artifact.input_name: image_feed(x[0], artifact.preprocess)}
-        if isinstance(tolerance, dict):
-            tolerance = tolerance.get("", None)
-        tol = tolerance or DEFAULT_TOLERANCES[artifact.precision]
-        return locate(traced, torch.from_numpy(np.ascontiguousarray(model_input)), interpreter, feed, tol)
-
     def close(self) -> None:
-        for r in self._runners.values():
-            r.deactivate()
-        self._runners.clear()
+        self.exported.close()

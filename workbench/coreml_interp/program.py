@@ -78,12 +78,35 @@ class Program:
 
 
 def dtype_name(var) -> str:
+    """The MIL dtype of a tensor var ("fp32", "int32", ...); "list" and "state" for those types."""
     from coremltools.converters.mil.mil import types
 
+    if types.is_list(var.sym_type):
+        return "list"
+    if types.is_state(var.sym_type):
+        return "state"
     try:
         return types.builtin_to_string(var.dtype)
-    except Exception:
+    except KeyError:  # a builtin MIL has no name for: its class name still tells the dtypes apart
         return str(var.dtype)
+
+
+# ops the compiler runs once when all their inputs are constants (constexpr_* ops always are)
+_FOLD_ON_CONSTANTS = {"dequantize", "quantize"}
+
+
+def _as_tuple(result):
+    return result if isinstance(result, tuple) else (result,)
+
+
+def _fold(operation, fn, static):
+    try:
+        return fn(**static)
+    except WorkbenchError:
+        raise
+    except Exception as exc:
+        raise WorkbenchError(f"MIL op {operation.op_type} {operation.name!r} failed to decompress its constants: "
+                             f"{type(exc).__name__}: {exc}; the model may be malformed, re-export it") from exc
 
 
 def constant(value):
@@ -140,6 +163,15 @@ def from_mil(program, function: str = "main") -> Program:
             else:
                 dynamic.append((arg, var.name))
         outputs = [(v.name, _is_fp16(v)) for v in outs]
+        if operation.op_type.startswith("constexpr_") or (not dynamic and operation.op_type in _FOLD_ON_CONSTANTS):
+            # compressed weights: decompressed once here, so runs cost what an uncompressed model costs
+            if dynamic:
+                raise WorkbenchError(f"MIL op {operation.op_type} {operation.name!r} takes run-time inputs "
+                                     f"({', '.join(a for a, _ in dynamic)}); constexpr ops take constants only: "
+                                     "the model is malformed, re-export it")
+            for (name, half), value in zip(outputs, _as_tuple(_fold(operation, fn_, static))):
+                consts[name] = value.half().float() if half and isinstance(value, torch.Tensor) else value
+            continue
         steps.append(Step(operation.op_type, operation.name, fn_, static, dynamic, outputs))
     inputs = {name: dtype_name(var) for name, var in fn.inputs.items()}
     output_names = [v.name for v in fn.outputs]
@@ -154,10 +186,9 @@ def from_mil(program, function: str = "main") -> Program:
 def _is_fp16(var) -> bool:
     from coremltools.converters.mil.mil import types
 
-    try:
-        return var.dtype == types.fp16
-    except Exception:
-        return False
+    if types.is_list(var.sym_type) or types.is_state(var.sym_type):
+        return False  # lists and states hold tensors that their own ops round
+    return var.dtype == types.fp16
 
 
 def _plan_frees(steps: list[Step], keep: set) -> None:

@@ -28,18 +28,15 @@ import ipywidgets as W
 from .._files import atomic_output
 from ..compare import Comparison
 from ..errors import RuntimeUnavailable, WorkbenchError
-from ..export import FORMATS, export
+from .. import formats as _formats
 from ..graph import Graph
 from ..images import SAMPLE_IMAGES
 from ..preprocess import PRESETS, Preprocess
-from ..runtimes import same_preprocess
-from ..session import Session
+from ..formats.base import same_preprocess
+from ..session import ArtifactSet, Session
 from ..tasks import read_labels
 from ..views import side_by_side
 
-LIVE = ("onnx", "torchscript", "coreml")  # runtimes that rerun as sliders move (Core ML: the interpreter off macOS)
-TITLES = {"onnx": "ONNX Runtime", "coreml": "Core ML", "torchscript": "TorchScript"}
-NAMES = {"onnx": "ONNX", "coreml": "Core ML", "torchscript": "TorchScript"}
 # How long a slider change waits for the ones queued behind it: messages that arrived during a recompute
 # are all read within this time, so one recompute serves them all, with the latest values.
 COALESCE_SECONDS = 0.02
@@ -66,7 +63,7 @@ class Workbench(W.VBox):
         self.status: dict[str, str] = {}
         self._workdir = Path(tempfile.mkdtemp(prefix="workbench-live-"))
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
-        self._live: dict = {}
+        self.live = ArtifactSet(self._session)  # the artifacts the sliders drive; exports never touch them
         self._graph: Graph | None = None
         self._syncing = False
         self._pending = None  # the scheduled recompute of slider changes, if any
@@ -111,6 +108,7 @@ class Workbench(W.VBox):
         if self._graph is not None:
             self._graph.close()
             self._graph = None
+        self.live.close()
         self._session.close()
         self._cleanup()
         super().close()
@@ -118,23 +116,18 @@ class Workbench(W.VBox):
     # -- panels ---------------------------------------------------------------------------------------------
     def _build_live_artifacts(self) -> None:
         """Export each format once, taking the model tensor: the sliders apply in front of them, as Core ML's
-        ImageType would (x * scale + bias, in fp32 before any fp16 cast). Core ML's live model is no
-        classifier, so its outputs are the model's own (Export adds the labels). The traces skip torch's
-        own check: the first comparison, on the sample images, follows at once."""
+        ImageType would (x * scale + bias, in fp32 before any fp16 cast). The live artifacts give the model's
+        own outputs (no classifier labels: Export adds them). Each format's live options apply (the traces
+        skip torch's own check: the first comparison, on the sample images, follows at once)."""
         s = self._session
         for fmt in self.formats:
-            self._building.step(f"converting to {NAMES[fmt]}")
+            format_ = _formats.get(fmt)
+            self._building.step(f"converting to {format_.title}")
             start = time.perf_counter()
             try:
-                path = self._workdir / f"{s.name}{FORMATS[fmt]}"
-                options = {} if fmt == "onnx" else {"check_trace": False}
-                if fmt == "coreml":
-                    s.use(export(dataclasses.replace(s.spec(bake=False), labels=None), fmt, path, overwrite=True,
-                                 **options))
-                else:
-                    s.export(fmt, path, bake=False, overwrite=True, **options)
+                self.live.export(fmt, self._workdir / f"{s.name}{format_.suffix}", bake=False, labels=False,
+                                  overwrite=True, **format_.live_options)
                 self.status[fmt] = "ok"
-                self._live[fmt] = s.artifacts[fmt]
             except WorkbenchError as exc:
                 self.status[fmt] = f"failed: {exc}"
             self._seconds[fmt] = time.perf_counter() - start
@@ -149,18 +142,19 @@ class Workbench(W.VBox):
         for fmt in self.formats:
             state = self.status[fmt]
             colour = "#2a7" if state == "ok" else "#c33"
-            art = s.artifacts.get(fmt)
+            art = self.live.artifacts.get(fmt)
             took = [f"converted in {self._seconds[fmt]:.1f} s"] if state == "ok" and fmt in self._seconds else []
             notes = took + list(art.notes if art is not None else ())
             extra = f" ({'; '.join(notes)})" if notes else ""
-            rows.append((TITLES[fmt], f"<span style='color:{colour}'>{html.escape(state)}</span>{html.escape(extra)}"))
+            rows.append((_formats.get(fmt).title, f"<span style='color:{colour}'>{html.escape(state)}</span>{html.escape(extra)}"))
+        titles = {_formats.get(f).title for f in self.formats}
         body = "".join(f"<tr><th style='text-align:left;padding-right:12px'>{html.escape(k)}</th>"
-                       f"<td>{v if k in TITLES.values() else html.escape(v)}</td></tr>" for k, v in rows)
+                       f"<td>{v if k in titles else html.escape(v)}</td></tr>" for k, v in rows)
         return W.HTML(f"<table style='font-size:13px'>{body}</table>")
 
     def _graph_panel(self) -> W.Widget:
         shown = [f for f in self.formats if self.status.get(f) == "ok"]
-        self._graph_choice = W.ToggleButtons(options=[(TITLES[f], f) for f in shown], description="Graph:")
+        self._graph_choice = W.ToggleButtons(options=[(_formats.get(f).title, f) for f in shown], description="Graph:")
         self._graph_view = W.HTML()
         self._graph_choice.observe(lambda change: self._show_graph(change["new"]), names="value")
         if shown:
@@ -173,7 +167,7 @@ class Workbench(W.VBox):
         with self._guard():
             if self._graph is not None:
                 self._graph.close()
-            self._graph = Graph(self._session.artifacts[fmt].path)
+            self._graph = Graph(self.live.artifacts[fmt].path)
             self._graph_view.value = self._graph.html()
 
     def _preprocess_panel(self) -> W.Widget:
@@ -210,8 +204,8 @@ class Workbench(W.VBox):
     def _export_panel(self) -> W.Widget:
         self._out = W.Text(value=str(Path.cwd() / "exports" / self._session.name), description="folder",
                            layout=W.Layout(width="60%"))
-        self._export_formats = {f: W.Checkbox(value=self.status.get(f) == "ok", description=TITLES[f], indent=False)
-                                for f in FORMATS}
+        self._export_formats = {n: W.Checkbox(value=self.status.get(n) == "ok", description=f.title, indent=False)
+                                for n, f in _formats.registry().items()}
         self._target = W.Dropdown(options=["iOS13", "iOS14", "iOS15", "iOS16", "iOS17", "iOS18"], value="iOS16",
                                   description="target")
         self._precision = W.Dropdown(options=["fp16", "fp32"], value="fp16", description="precision")
@@ -319,23 +313,20 @@ class Workbench(W.VBox):
         self._exactness.value = f"<div style='font-size:12px'>{text}<br>now: {html.escape(self._preprocess.describe())}</div>"
 
     def _recompute(self) -> None:
-        s = self._session
-        for fmt, artifact in self._live.items():
-            if s.artifacts.get(fmt) is not artifact:
-                s.use(artifact)  # code exported through the session: the live view keeps its own artifacts
+        live = self.live
         outputs, comparisons = {}, {}
         for fmt in self.formats:
-            if fmt not in LIVE or self.status.get(fmt) != "ok":
+            if self.status.get(fmt) != "ok":
                 continue
-            out = s.run(fmt, preprocess=self._preprocess)
+            out = live.run(fmt, preprocess=self._preprocess)
             outputs[self._title(fmt)] = out
-            comparisons[fmt] = s.compare(fmt, out)  # the artifact's precision sets the default tolerance
+            comparisons[fmt] = live.compare(fmt, out)  # the artifact's precision sets the default tolerance
         self.comparison = comparisons
         self.divergence = None
-        failing = "coreml" in comparisons and not comparisons["coreml"].passed
         self._preprocess_differs = not same_preprocess(self._preprocess, self.reference_preprocess)
+        failing = [f for f, c in comparisons.items() if not c.passed and _formats.get(f).locator]
         if failing and not self._preprocess_differs:  # the preprocessing is PyTorch's: look inside the program
-            self.divergence = s.locate(preprocess=self._preprocess)
+            self.divergence = live.locate(failing[0], preprocess=self._preprocess)
         self._recomputes += 1
         self._metrics.value = self._metrics_html()
         self._drawn = (outputs, {self._title(f): c for f, c in comparisons.items()})
@@ -349,8 +340,7 @@ class Workbench(W.VBox):
 
     def _title(self, fmt: str) -> str:
         """A column's name: the runtime that really ran (e.g. "Core ML interpreter (ML program, fp16)")."""
-        # called for formats that have run, so their runner exists
-        return self._session.runner(fmt).label if fmt == "coreml" else TITLES[fmt]
+        return self.live.runner(fmt).label
 
     def _metrics_html(self) -> str:
         rows = []
@@ -358,7 +348,7 @@ class Workbench(W.VBox):
             c = self.comparison.get(fmt)
             if c is None:
                 why = self.status.get(fmt, "")
-                rows.append(f"<tr><td>{TITLES[fmt]}</td><td colspan=6 style='color:#888'>{html.escape(why)}</td></tr>")
+                rows.append(f"<tr><td>{_formats.get(fmt).title}</td><td colspan=6 style='color:#888'>{html.escape(why)}</td></tr>")
                 continue
             w = c.worst()
             task = w.get("top1_agreement", w.get("miou"))
@@ -394,7 +384,7 @@ class Workbench(W.VBox):
         out = Path(self._out.value).expanduser()
         report_json, report_png = out / "parity_report.json", out / "parity_report.png"
         if not self._overwrite.value:
-            clashes = [p for p in [out / f"{self._session.name}{FORMATS[f]}" for f in formats] + [report_json, report_png]
+            clashes = [p for p in [out / f"{self._session.name}{_formats.get(f).suffix}" for f in formats] + [report_json, report_png]
                        if p.exists() or p.with_suffix(".mlmodel").exists()]
             if clashes:
                 raise WorkbenchError(f"{clashes[0]} already exists; tick 'overwrite existing files' or choose another folder")
@@ -417,14 +407,11 @@ class Workbench(W.VBox):
             tmp.write_bytes(self._draw("png"))  # the picture on screen, losslessly
         self._progress.value = self._progress.max
         self._progress.description = "done"
-        # The session's artifacts now point at the exported files; the refresh puts the live ones back
-        # (converting them again would double the wait for nothing).
-        self._recompute()
         items = []
         for fmt, r in report.formats.items():
             state = {True: "parity PASS", False: "parity FAIL", None: "not run here"}[r.passed]
             path = r.artifact.path if r.artifact else "-"
-            items.append(f"<li>{html.escape(str(path))} ({TITLES[fmt]}, {state}{': ' + html.escape(r.error) if r.error else ''})</li>")
+            items.append(f"<li>{html.escape(str(path))} ({_formats.get(fmt).title}, {state}{': ' + html.escape(r.error) if r.error else ''})</li>")
         items += [f"<li>{html.escape(str(p))}</li>" for p in (report_json, report_png)]
         return f"<b>written</b><ul style='font-size:12px'>{''.join(items)}</ul>"
 

@@ -31,7 +31,7 @@ def tensor(value) -> torch.Tensor:
     arr = np.asarray(value)
     if arr.dtype == np.float64 or arr.dtype == np.float16:
         arr = arr.astype(np.float32)
-    return torch.from_numpy(np.ascontiguousarray(arr))
+    return torch.from_numpy(np.ascontiguousarray(arr)).reshape(arr.shape)  # ascontiguousarray makes 0-d 1-d
 
 
 def norm_axis(value, rank: int) -> int:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import WorkbenchError
-from . import Runner, named_outputs, runner
+from ...errors import WorkbenchError, first_line
+from ..base import Runner, named_outputs
 
 
 class TorchRunner(Runner):
     """Runs an nn.Module (eager or scripted). The reference side of every comparison.
 
-    `batch`: images per call; by default one per torch thread. Larger batches overflow the cores' caches:
-    on 2 cores, 8 images of 224x224 through mobilenet_v2 take 199 ms as one batch and 83 ms in batches of 2.
+    `batch`: images per call; by default one per torch thread, so each image's activations stay in its
+    core's cache (bench/refresh.py measures the difference).
     """
 
     name = "torch"
@@ -37,13 +37,12 @@ class TorchRunner(Runner):
                 except Exception as exc:
                     raise WorkbenchError(
                         f"{self.label} forward() failed on input {tuple(x.shape)}: {type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''}. Check the input size and channels "
+                        f"{first_line(exc)}. Check the input size and channels "
                         "the model expects") from exc
                 results.append(named_outputs(out, self.output_names))
         return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
 
 
-@runner("torchscript")
 class TorchScriptRunner(TorchRunner):
     name = "torchscript"
     label = "TorchScript"
@@ -53,13 +52,9 @@ class TorchScriptRunner(TorchRunner):
         self.artifact, self.preprocess = artifact, artifact.preprocess
 
     def _activate(self):
-        import warnings
+        from .validate import load
 
-        import torch
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": we know
-            self.module = torch.jit.load(str(self.artifact.path), map_location="cpu").eval()
+        self.module = load(self.artifact.path).eval()
 
     def _deactivate(self):
         self.module = None

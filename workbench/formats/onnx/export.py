@@ -6,13 +6,12 @@ import io
 import warnings
 from pathlib import Path
 
-from .._files import atomic_output
-from ..errors import WorkbenchError, require
-from . import Artifact, ExportSpec, exporter, quiet
-from .diagnose import conversion_error
+from ..._files import atomic_output
+from ...errors import WorkbenchError, first_line, require
+from ..base import Artifact, ExportSpec, quiet
+from ...diagnose import conversion_error
 
 
-@exporter("onnx")
 def export_onnx(spec: ExportSpec, path: Path, *, opset: int | None = None, overwrite: bool = False,
                 legacy: bool = False) -> Artifact:
     """Write `spec` as ONNX with named inputs/outputs and check it with onnx.checker.
@@ -50,13 +49,13 @@ def export_onnx(spec: ExportSpec, path: Path, *, opset: int | None = None, overw
                 torch.onnx.export(model, (x,), buffer, dynamo=False, **kwargs)
         except Exception as exc:
             raise conversion_error("ONNX", first_error or exc, module=spec.source) from exc
-        notes += sorted({f"trace warning: {str(w.message).splitlines()[0]}" for w in caught
+        notes += sorted({f"trace warning: {first_line(w.message)}" for w in caught
                          if issubclass(w.category, torch.jit.TracerWarning)})
         proto = onnx.load_from_string(buffer.getvalue())
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:
-        raise WorkbenchError(f"the exported ONNX model fails onnx.checker: {str(exc).splitlines()[0]}") from exc
+        raise WorkbenchError(f"the exported ONNX model fails onnx.checker: {first_line(exc)}") from exc
     with atomic_output(path, overwrite=overwrite) as tmp:
         tmp.write_bytes(proto.SerializeToString())
     return Artifact("onnx", path, spec.input_name, spec.output_names, tuple(x.shape), baked,

@@ -13,8 +13,8 @@ import platform
 import numpy as np
 from PIL import Image
 
-from ..errors import RuntimeUnavailable, WorkbenchError, require
-from . import Runner, runner
+from ...errors import RuntimeUnavailable, WorkbenchError, require
+from ..base import ClassProbabilities, ImagePixels, Runner
 
 ENGINES = ("predict", "interpreter")
 
@@ -24,7 +24,6 @@ def available() -> bool:
     return platform.system() == "Darwin"
 
 
-@runner("coreml")
 class CoreMLRunner(Runner):
     name = "coreml"
     label = "Core ML"
@@ -45,7 +44,7 @@ class CoreMLRunner(Runner):
 
     def _activate(self):
         if self.engine == "interpreter":
-            from ..coreml_interp import CoreMLInterpreter
+            from ...coreml_interp import CoreMLInterpreter
 
             self.model = CoreMLInterpreter(self.artifact.path, compute_precision=self.compute_precision)
             self.label = self.model.label
@@ -56,6 +55,13 @@ class CoreMLRunner(Runner):
 
     def _deactivate(self):
         self.model = None
+
+    def interpreter(self):
+        """The Core ML interpreter on this artifact: the one this runner runs, or a new one (on macOS)."""
+        from ...coreml_interp import CoreMLInterpreter
+
+        self.activate()
+        return self.model if isinstance(self.model, CoreMLInterpreter) else CoreMLInterpreter(self.artifact.path)
 
     def _run(self, inputs):
         kwargs = {"image_outputs": "array"} if self.engine == "interpreter" else {}
@@ -75,13 +81,12 @@ class CoreMLRunner(Runner):
                 continue
             if not isinstance(values[0], (str, int)):
                 result[name] = np.concatenate([_array(v) for v in values])
-        for name, kind, params in self.artifact.post:
-            if kind in ("softmax", "probabilities"):  # the classifier's dict stands for the model's output
+        for m in self.artifact.mappings:
+            if isinstance(m, ClassProbabilities):  # the classifier's dict stands for the model's output
                 probs = next(n for n in self.artifact.output_names if isinstance(outputs[0][n], dict))
-                result[name] = np.array([[o[probs][label] for label in params] for o in outputs], np.float32)
-            elif kind == "image" and name in result:  # back from 0-255 pixels to the model's units
-                scale, bias = params
-                result[name] = (result[name] - bias) / scale
+                result[m.output] = np.array([[o[probs][label] for label in m.labels] for o in outputs], np.float32)
+            elif isinstance(m, ImagePixels) and m.output in result:  # back from 0-255 pixels to the model's units
+                result[m.output] = m.to_model_units(result[m.output])
         return result
 
 

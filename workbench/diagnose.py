@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import ConversionError
+from .errors import ConversionError, first_line
 
 # (pattern in the converter's message, what it means and what to do). Order matters: first match wins.
 KNOWN = [
@@ -29,7 +29,7 @@ def conversion_error(fmt: str, exc: BaseException, *, module: str = "") -> Conve
     """A ConversionError for `exc` raised while exporting to `fmt`."""
     text = f"{type(exc).__name__}: {exc}"
     op = _OP.search(text)
-    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__).rstrip(".")
+    first = first_line(exc).rstrip(".")
     where = f" op '{op.group(1)}'" if op else ""
     fixes = [fix for pattern, fix in KNOWN if re.search(pattern, text, re.I)]
     if op and not fixes:

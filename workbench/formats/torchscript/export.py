@@ -10,10 +10,10 @@ import io
 import warnings
 from pathlib import Path
 
-from .._files import atomic_output
-from ..errors import WorkbenchError
-from . import Artifact, ExportSpec, exporter
-from .diagnose import conversion_error
+from ..._files import atomic_output
+from ...errors import WorkbenchError, first_line
+from ..base import Artifact, ExportSpec
+from ...diagnose import conversion_error
 
 
 def trace(spec: ExportSpec, *, bake=None, post=None, check_trace: bool = True):
@@ -36,7 +36,7 @@ def trace(spec: ExportSpec, *, bake=None, post=None, check_trace: bool = True):
                 traced = torch.jit.trace(model, x, strict=False, check_trace=check_trace)
     except Exception as exc:
         raise conversion_error("TorchScript trace", exc, module=spec.source) from exc
-    notes = sorted({_trace_note(str(w.message).splitlines()[0]) for w in caught
+    notes = sorted({_trace_note(first_line(w.message)) for w in caught
                     if issubclass(w.category, torch.jit.TracerWarning)})
     return traced, x, tuple(notes)
 
@@ -49,7 +49,6 @@ def _trace_note(message: str) -> str:
     return f"trace warning: {message} ({why})"
 
 
-@exporter("torchscript")
 def export_torchscript(spec: ExportSpec, path: Path, *, optimize: bool = False, check_trace: bool = True,
                        overwrite: bool = False) -> Artifact:
     """Write `spec` as a traced TorchScript `.pt`; `optimize` runs torch's mobile optimizer on it.

@@ -14,18 +14,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
-from .._files import atomic_output
-from ..errors import WorkbenchError, require
-from ..tasks import Classification, ImageToImage, Segmentation
-from . import Artifact, ExportSpec, exporter, quiet
-from .diagnose import conversion_error
-from .torchscript import trace
+from ..._files import atomic_output
+from ...errors import WorkbenchError, require
+from ...tasks import Classification, ImageToImage, Segmentation
+from ..base import Artifact, ClassProbabilities, ExportSpec, ImagePixels, quiet
+from ...diagnose import conversion_error
+from ..torchscript.export import trace
 
 NEURALNETWORK_TARGETS = {"iOS13", "iOS14", "macOS10_15", "macOS11"}
 PREVIEW_TYPE = "com.apple.coreml.model.preview.type"
 
 
-@exporter("coreml")
 def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
                   precision: Literal["fp16", "fp32"] = "fp16",
                   normalization: Literal["auto", "imagetype", "bake"] = "auto",
@@ -76,7 +75,7 @@ def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
             post[main] = torch.nn.Softmax(dim=-1)
         config = ct.ClassifierConfig(list(spec.labels), predicted_feature_name="classLabel")
     elif isinstance(task, ImageToImage) and (neuralnetwork or _at_least(target, "iOS16")):
-        from .._torch import Deprocess
+        from ..._torch import Deprocess
 
         post[main] = Deprocess(*task.deprocess)
         channels = _output_channels(spec)
@@ -122,13 +121,13 @@ def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
     if fit is not None and not fit.exact:
         notes.append("normalization baked into the graph (per-channel std)" if bake is not None else
                      f"ImageType scalar approximation: {fit.describe()}")
-    outputs_post = ()
+    mappings = ()
     if classifier:
-        outputs_post = ((main, "softmax" if main in post else "probabilities", tuple(spec.labels)),)
+        mappings = (ClassProbabilities(main, tuple(spec.labels), softmax=main in post),)
     elif main in post:
-        outputs_post = ((main, "image", tuple(task.deprocess)),)
+        mappings = (ImagePixels(main, *task.deprocess),)
     artifact = Artifact("coreml", path, spec.input_name, names, spec.input_shape, effective,
-                        precision=precision, notes=tuple(notes), post=outputs_post,
+                        precision=precision, notes=tuple(notes), mappings=mappings,
                         traced=(source, bake is not None) if method == "trace" else None)
     return replace(artifact, notes=artifact.notes + (f"{'neural network' if neuralnetwork else 'ML program'}, "
                                                      f"minimum target {target}",))
@@ -158,7 +157,7 @@ def _at_least(target: str, minimum: str) -> bool:
 
 
 def _describe(mlmodel, spec: ExportSpec, effective, baked: bool, task, author: str, description: str) -> None:
-    from .. import __version__
+    from ... import __version__
 
     mlmodel.author = author or "workbench"
     mlmodel.short_description = description or f"{spec.source or 'model'} converted by the workbench"

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import WorkbenchError, require
-from . import Runner, runner
+from ...errors import WorkbenchError, first_line, require
+from ..base import Runner
 
 
-@runner("onnx")
 class OnnxRunner(Runner):
     name = "onnx"
     label = "ONNX Runtime"
@@ -47,5 +46,5 @@ class OnnxRunner(Runner):
         except Exception as exc:
             raise WorkbenchError(
                 f"ONNX Runtime failed on input {x.shape[1:]} (the model takes {inp.shape}): "
-                f"{str(exc).splitlines()[0]}") from exc
+                f"{first_line(exc)}") from exc
         return {n: np.concatenate([r[j] for r in rows]) for j, n in enumerate(names)}

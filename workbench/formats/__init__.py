@@ -1,0 +1,182 @@
+"""The formats, one folder each, registered by name: everything the workbench knows about a format.
+
+A format folder (`onnx/`, `coreml/`, `torchscript/`, ...) declares one `Format` in its `__init__.py` and keeps
+its exporter, runner and file validation beside it. The CLI's `--to`, the session's `check`, and the widget's
+columns, checkboxes and graph buttons all iterate `registry()`; nothing else lists formats. Adding a format
+is adding a folder (see the README's "How to add a format"). Declarations are light: a format's heavy
+package (onnxruntime, coremltools, ...) is imported by its exporter or runner when first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+from ..errors import WorkbenchError
+from ..preprocess import Preprocess
+from .base import Artifact, ExportSpec, Runner
+
+Native = Literal["imagetype", "mean_norm"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """An export or runner option a user can set: its name, default and what it does."""
+
+    name: str
+    default: object = None
+    help: str = ""
+    choices: tuple | None = None
+
+
+@dataclass(frozen=True)
+class Format:
+    """A format: its names, its file, and where its exporter, runner and validator live.
+
+    exporter/runner/validator/locator: ``"module:attribute"`` relative to `package` (imported on first
+    use). native: the preprocessing the runtime applies itself ("imagetype": Core ML's one scalar scale and
+    per-channel bias; "mean_norm": ncnn's and MNN's per-channel (x - mean) * norm); None puts it in the graph.
+    live_options: what the widget's live conversion passes to the exporter (it compares on the sample images
+    right after, so e.g. torch's own trace check can be skipped).
+    """
+
+    name: str
+    title: str  # the format, as buttons and checkboxes name it ("Core ML")
+    runtime: str  # what runs it here, before the runner says more ("ONNX Runtime")
+    suffixes: tuple[str, ...]  # the first is what exports write
+    package: str
+    exporter: str = ".export:export"
+    runner: str = ".runner:runner"
+    validator: str = ".validate:validate"
+    locator: str | None = None  # where a failing artifact first leaves PyTorch, op by op
+    native: Native | None = None
+    precisions: tuple[str, ...] = ("fp32",)
+    default_precision: str = "fp32"
+    export_options: tuple[Option, ...] = ()
+    runtime_options: tuple[Option, ...] = ()
+    live_options: dict = field(default_factory=dict)
+    default: bool = False  # in `workbench check`'s and the widget's default set
+    order: int = 100  # position in tables and menus
+    notes: str = ""  # what a user should know (a dependency it adds, a limit)
+
+    @property
+    def suffix(self) -> str:
+        return self.suffixes[0]
+
+    def _load(self, ref: str | None) -> Callable:
+        module, _, attr = ref.partition(":")
+        return getattr(importlib.import_module(module, self.package), attr)
+
+    def export(self, spec: ExportSpec, path: str | Path, **options) -> Artifact:
+        """Write `spec` at `path` (see the format's exporter for its options)."""
+        self.check_export_options(options)
+        return self._load(self.exporter)(spec, Path(path), **options)
+
+    def make_runner(self, artifact: Artifact, **options) -> Runner:
+        """A runner for `artifact` (not yet active), with the format's runtime options."""
+        self.check_runtime_options(options)
+        return self._load(self.runner)(artifact, **options)
+
+    def check_export_options(self, options: dict) -> None:
+        """Refuse options this format's exporter does not take, naming the ones it does."""
+        _check_options(self, options, self.export_options, "export")
+
+    def check_runtime_options(self, options: dict) -> None:
+        """Refuse options this format's runner does not take, naming the ones it does."""
+        _check_options(self, options, self.runtime_options, "runtime")
+
+    def validate(self, path: str | Path) -> str | None:
+        """Check a file of this format when it is loaded; raises WorkbenchError naming what is wrong.
+        Returns a note for the user, or None."""
+        return self._load(self.validator)(Path(path))
+
+    def locate(self, *args, **kwargs):
+        if self.locator is None:
+            raise WorkbenchError(f"{self.title} has no op-by-op divergence locator")
+        return self._load(self.locator)(*args, **kwargs)
+
+    def native_exact(self, pre: Preprocess) -> bool | None:
+        """Whether the runtime's own preprocessing expresses `pre` exactly (None: it has none; the
+        preprocessing goes into the graph, where it is always exact)."""
+        if self.native == "imagetype":
+            return pre.imagetype_fit().exact
+        if self.native == "mean_norm":
+            return True
+        return None
+
+
+def _check_options(fmt: Format, given: dict, declared: tuple[Option, ...], kind: str) -> None:
+    known = {o.name: o for o in declared}
+    for name, value in given.items():
+        if name not in known and name != "overwrite":
+            raise WorkbenchError(f"{fmt.title} has no {kind} option {name!r}; its options: "
+                                 f"{', '.join(known) or 'none'}")
+        choices = known[name].choices if name in known else None
+        if choices and value not in choices:
+            raise WorkbenchError(f"{fmt.title} {kind} option {name}={value!r}: choose one of "
+                                 f"{', '.join(map(str, choices))}")
+
+
+_REGISTRY: dict[str, Format] = {}
+_discovered = False
+
+
+def register(fmt: Format) -> Format:
+    """Add `fmt` to the registry; a second format of the same name is a bug."""
+    if fmt.name in _REGISTRY and _REGISTRY[fmt.name] is not fmt:
+        raise RuntimeError(f"format {fmt.name!r} is registered twice ({_REGISTRY[fmt.name].package} and "
+                           f"{fmt.package})")
+    _REGISTRY[fmt.name] = fmt
+    return fmt
+
+
+def unregister(name: str) -> None:
+    """Remove a format (tests register formats of their own)."""
+    _REGISTRY.pop(name, None)
+
+
+def registry() -> dict[str, Format]:
+    """Every registered format by name, in display order."""
+    global _discovered
+    if not _discovered:
+        _discovered = True
+        for info in pkgutil.iter_modules(__path__):
+            if info.ispkg:
+                importlib.import_module(f"{__name__}.{info.name}")
+    return dict(sorted(_REGISTRY.items(), key=lambda kv: (kv[1].order, kv[0])))
+
+
+def get(name: str) -> Format:
+    """The format called `name`, or a WorkbenchError listing the registered ones."""
+    formats = registry()
+    if name not in formats:
+        raise WorkbenchError(f"unknown format {name!r}; choose from {', '.join(formats)}")
+    return formats[name]
+
+
+def defaults() -> tuple[str, ...]:
+    """The formats `workbench check` and the widget use when none are named."""
+    return tuple(n for n, f in registry().items() if f.default)
+
+
+def for_file(path: str | Path) -> Format | None:
+    """The format whose files end like `path`, if any."""
+    suffix = Path(path).suffix.lower()
+    return next((f for f in registry().values() if suffix in f.suffixes), None)
+
+
+def export(spec: ExportSpec, fmt: str, path: str | Path, **options) -> Artifact:
+    """Export `spec` to format `fmt` at `path` (see each exporter for its options)."""
+    return get(fmt).export(spec, path, **options)
+
+
+def runner_for(artifact: Artifact, **options) -> Runner:
+    """The runner for an exported artifact."""
+    return get(artifact.format).make_runner(artifact, **options)
+
+
+__all__ = ["Artifact", "ExportSpec", "Format", "Option", "Runner", "defaults", "export", "for_file", "get",
+           "register", "registry", "runner_for", "unregister"]

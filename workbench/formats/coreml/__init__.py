@@ -1,0 +1,27 @@
+"""Core ML: an ML program (or an iOS 13/14 neural network), run by coremltools' predict on macOS and by the
+workbench's Core ML interpreter everywhere else."""
+
+from .. import Format, Option, register
+
+TARGETS = ("iOS13", "iOS14", "iOS15", "iOS16", "iOS17", "iOS18")
+
+FORMAT = register(Format(
+    name="coreml", title="Core ML", runtime="Core ML", suffixes=(".mlpackage", ".mlmodel"), package=__name__,
+    exporter=".export:export_coreml", runner=".runner:CoreMLRunner", validator=".validate:check_coreml",
+    locator=".locate:locate", native="imagetype", precisions=("fp16", "fp32"), default_precision="fp16",
+    export_options=(
+        Option("target", "iOS16", "minimum deployment target (iOS13/iOS14: the legacy neural network)"),
+        Option("precision", "fp16", "compute precision of an ML program", ("fp16", "fp32")),
+        Option("normalization", "auto", "ImageType scale/bias when exact, else baked ('auto'), always "
+               "the scalar approximation ('imagetype'), or always baked ('bake')", ("auto", "imagetype", "bake")),
+        Option("method", "trace", "how the graph is captured", ("trace", "export")),
+        Option("check_trace", True, "torch's own check of the trace"),
+        Option("author", ""), Option("description", "")),
+    runtime_options=(
+        Option("engine", None, "'predict' (coremltools, macOS only) or 'interpreter' (any OS)",
+               (None, "predict", "interpreter")),
+        Option("compute_precision", None, "interpreter: None runs as declared (fp16 rounding), 'fp32' without",
+               (None, "fp32")),),
+    live_options={"check_trace": False},
+    default=True, order=20,
+))

@@ -1,0 +1,12 @@
+"""ONNX: exported with torch's exporter, run by ONNX Runtime on the CPU."""
+
+from .. import Format, Option, register
+
+FORMAT = register(Format(
+    name="onnx", title="ONNX", runtime="ONNX Runtime", suffixes=(".onnx",), package=__name__,
+    exporter=".export:export_onnx", runner=".runner:OnnxRunner", validator=".validate:check_onnx",
+    export_options=(Option("opset", None, "ONNX opset version (default: the exporter's)"),
+                    Option("legacy", False, "use the legacy TorchScript-based exporter")),
+    runtime_options=(Option("threads", None, "ONNX Runtime intra-op threads (default: all cores)"),),
+    default=True, order=10,
+))
