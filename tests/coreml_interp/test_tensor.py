@@ -1,4 +1,4 @@
-"""ops/tensor.py: shape ops, slicing, joining, gathering, padding, depth/space rearrangements, sorting."""
+"""ops/tensor.py: shape ops, slicing, joining, padding, depth/space rearrangements, sorting."""
 
 import numpy as np
 import pytest
@@ -214,31 +214,6 @@ def test_pixel_unshuffle_inverts_pixel_shuffle():
     _same(out, x.reshape(1, 2, 2, f, 3, f).transpose(0, 1, 3, 5, 2, 4).reshape(1, 8, 2, 3))
 
 
-@pytest.mark.parametrize("axis", [0, 1, -1])
-def test_gather_negative_indices(axis):
-    x = rand(4, 5, 6)
-    indices = np.array([[0, -1], [2, -3]], np.int32)
-    _check("gather", lambda x: mb.gather(x=x, indices=indices, axis=axis), x,
-           expected=np.take(x, indices, axis))
-
-
-def test_gather_with_runtime_indices():
-    x, indices = rand(5, 3), np.array([4, -5, 0, 2], np.int32)
-    out = run_op("gather", lambda x, i: mb.gather(x=x, indices=i, axis=0), x, indices)
-    _same(out, np.take(x, indices, 0))
-
-
-@pytest.mark.parametrize("axis", [0, 1, -1])
-def test_gather_along_axis(axis):
-    x = rand(3, 4, 5)
-    rng = np.random.default_rng(0)
-    shape = list(x.shape)
-    shape[axis] = 2
-    indices = rng.integers(-x.shape[axis], x.shape[axis], shape).astype(np.int32)
-    _check("gather_along_axis", lambda x: mb.gather_along_axis(x=x, indices=indices, axis=axis), x,
-           expected=np.take_along_axis(x, np.where(indices < 0, indices + x.shape[axis], indices), axis))
-
-
 def test_select_broadcasts():
     cond, a, b = rand(3, 1), rand(3, 4, seed=1), rand(4, seed=2)
     out = run_op("select", lambda c, a, b: mb.select(cond=mb.greater(x=c, y=0.0), a=a, b=b), cond, a, b)
@@ -292,3 +267,133 @@ def test_identity_and_shape():
     _same(run_op("identity", lambda x: mb.identity(x=x), X), X)
     # a static shape is folded to a constant at conversion: call the kernel on a tensor instead
     _same(kernel("shape")(x=__import__("torch").zeros(2, 3, 4)).numpy(), np.array([2, 3, 4], np.int32))
+
+
+@pytest.mark.parametrize("value", [2.5, 0.0])
+def test_fill_like(value):
+    x = rand(2, 3)
+    out = run_op("fill_like", lambda x: mb.fill_like(ref_tensor=x, value=value), x)
+    _same(out, np.full((2, 3), value, np.float32))
+
+
+@pytest.mark.parametrize("lower, upper", [(0, -1), (-1, 0), (0, 0), (1, 2)])
+def test_band_part(lower, upper):
+    x = rand(2, 4, 5)
+    m, n = np.arange(4)[:, None], np.arange(5)[None]
+    keep = ((lower < 0) | (m - n <= lower)) & ((upper < 0) | (n - m <= upper))
+    _check("band_part", lambda x: mb.band_part(x=x, lower=lower, upper=upper), x, expected=np.where(keep, x, 0))
+
+
+def test_non_zero():
+    x = np.array([[0.0, 1.5, 0.0], [2.0, 0.0, -1.0]], np.float32)
+    out = run_op("non_zero", lambda x: mb.non_zero(x=x), x)
+    _same(out, np.argwhere(x != 0))
+
+
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_one_hot(axis):
+    indices = np.array([[0, 2], [3, 1]], np.int32)
+    out = run_op("one_hot", lambda i: mb.one_hot(indices=i, one_hot_vector_size=4, axis=axis, on_value=5.0,
+                                                 off_value=-1.0), indices)
+    expected = np.moveaxis(np.where(np.eye(4, dtype=bool)[indices], 5.0, -1.0), -1, axis)
+    _same(out, expected)
+
+
+def test_reshape_like():
+    x, a, b = rand(2, 3, 4, 5), rand(2, 3, 4, seed=1), rand(1, 20, 6, seed=2)
+    out = run_op("reshape_like", lambda x, a, b: mb.reshape_like(x=x, ref_tensors=(a, b), begins=(0, 1), ends=(2, 2),
+                                                                 end_masks=(False, False)), x, a, b, opset=IOS16)
+    _same(out, x.reshape(2, 3, 20))
+
+
+@pytest.mark.parametrize("case", ["plain", "strided", "negative-stride", "squeeze"])
+def test_slice_update(case):
+    import coremltools as ct
+
+    begin, end, stride, begin_mask, end_mask, squeeze_mask, index = SLICES[case]
+    kwargs = {"begin": begin, "end": end}
+    for name, value in [("stride", stride), ("begin_mask", begin_mask), ("end_mask", end_mask),
+                        ("squeeze_mask", squeeze_mask)]:
+        if value is not None:
+            kwargs[name] = value
+    update = rand(*X[index].shape, seed=5)
+    expected = X.copy()
+    expected[index] = update
+    out = run_op("slice_update", lambda x, u: mb.slice_update(x=x, update=u, **kwargs), X, update,
+                 opset=ct.target.iOS18)
+    _same(out, expected)
+
+
+def _np_space_to_batch(x, bh, bw, pads):
+    x = np.pad(x, [(0, 0), (0, 0), tuple(pads[0]), tuple(pads[1])])
+    n, c, h, w = x.shape
+    out = np.empty((bh * bw * n, c, h // bh, w // bw), x.dtype)
+    for i, j, b in np.ndindex(bh, bw, n):  # TF: batch (i * bw + j) * n + b takes rows i::bh, columns j::bw
+        out[(i * bw + j) * n + b] = x[b, :, i::bh, j::bw]
+    return out
+
+
+def test_space_to_batch_and_back():
+    x = rand(2, 3, 4, 6)
+    pads = [[1, 1], [0, 2]]
+    expected = _np_space_to_batch(x, 2, 4, pads)
+    out = run_op("space_to_batch", lambda x: mb.space_to_batch(x=x, block_shape=[2, 4], paddings=pads), x)
+    _same(out, expected)
+    back = run_op("batch_to_space", lambda y: mb.batch_to_space(x=y, block_shape=[2, 4], crops=pads), expected)
+    _same(back, x)
+
+
+@pytest.mark.parametrize("axis, size, stride", [(1, 3, 1), (-1, 2, 2), (0, 2, 1)])
+def test_sliding_windows(axis, size, stride):
+    x = rand(4, 6, 5)
+    a = axis % 3
+    n = (x.shape[a] - size) // stride + 1
+    expected = np.stack([np.take(x, range(i * stride, i * stride + size), a) for i in range(n)], a)
+    _same(run_op("sliding_windows", lambda x: mb.sliding_windows(x=x, axis=axis, size=size, stride=stride), x),
+          expected)
+
+
+@pytest.mark.parametrize("seq_axis, batch_axis", [(1, 0), (0, 1), (2, 0)])
+def test_reverse_sequence(seq_axis, batch_axis):
+    x = rand(3, 4, 5)
+    lengths = np.array([2, 0, 3, 1, 4][:x.shape[batch_axis]], np.int32)
+    expected = x.copy()
+    for b, n in enumerate(lengths):
+        src = np.take(x, b, batch_axis)
+        axis = seq_axis - 1 if seq_axis > batch_axis else seq_axis
+        part = np.flip(np.take(src, range(n), axis), axis)
+        dst = [slice(None)] * 3
+        dst[batch_axis] = b
+        sub = [slice(None)] * 2
+        sub[axis] = slice(0, n)
+        view = expected[tuple(dst)]
+        view[tuple(sub)] = part
+    out = run_op("reverse_sequence", lambda x, l: mb.reverse_sequence(x=x, lengths=l, seq_axis=seq_axis,
+                                                                       batch_axis=batch_axis), x, lengths)
+    _same(out, expected)
+
+
+def test_non_maximum_suppression_ios15():
+    # (x, y, w, h) center-size; box 1 overlaps box 0 heavily, box 3 falls below the score threshold
+    boxes = np.array([[[0.5, 0.5, 1.0, 1.0], [0.55, 0.5, 1.0, 1.0], [3.0, 3.0, 1.0, 1.0], [6.0, 6.0, 1.0, 1.0]]],
+                     np.float32)
+    scores = np.array([[[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.05, 0.01]]], np.float32)
+    out = run_op("non_maximum_suppression", lambda b, s: mb.non_maximum_suppression(
+        boxes=b, scores=s, iou_threshold=0.5, score_threshold=0.1, max_boxes=3), boxes, scores, opset=IOS16)
+    kept_boxes, kept_scores, indices, count = out
+    _same(indices, [[0, 2, -1]])
+    _same(count, [2])
+    _same(kept_boxes[0, :2], boxes[0, [0, 2]])
+    _same(kept_scores[0, :2], scores[0, [0, 2]])
+    _same(kept_boxes[0, 2], np.zeros(4))
+
+
+def test_non_maximum_suppression_ios17_per_class():
+    boxes = np.array([[[0.5, 0.55, 3.0], [0.5, 0.5, 3.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]], np.float32)  # (1, 4, 3)
+    scores = np.array([[[0.9, 0.1, 0.3], [0.1, 0.8, 0.7]]], np.float32)  # (1, 2 classes, 3 boxes)
+    build = lambda b, s, per_class: mb.non_maximum_suppression(  # noqa: E731
+        boxes=b, scores=s, iou_threshold=0.5, max_boxes=3, per_class_suppression=per_class)
+    _, _, together = run_op("non_maximum_suppression", lambda b, s: build(b, s, False), boxes, scores, opset=IOS17)
+    _same(together, [[0, 2, -1]])  # box 1 overlaps box 0
+    _, _, per_class = run_op("non_maximum_suppression", lambda b, s: build(b, s, True), boxes, scores, opset=IOS17)
+    _same(per_class, [[0, 1, 2]])  # box 1's best class differs from box 0's: kept

@@ -1,5 +1,6 @@
 """Tensor operations and transformations (ops/defs/iOS15-18/tensor_operation.py, tensor_transformation.py,
-scatter_gather.py, and `select` from control_flow.py): shapes, slicing, joining, gathering, padding."""
+and `select` from control_flow.py): shapes, slicing and slice updates, joining, padding, filling, masks,
+space/depth/batch rearrangements, sorting, non-maximum suppression."""
 
 from __future__ import annotations
 
@@ -181,24 +182,6 @@ def pixel_unshuffle(x, downscale_factor):
     return F.pixel_unshuffle(x, int(scalar(downscale_factor)))
 
 
-@op("gather")
-def gather(x, indices, axis=0, batch_dims=0, validate_indices=False):
-    x, indices = tensor(x), tensor(indices).long()
-    a = norm_axis(axis, x.dim())
-    if int(scalar(batch_dims)) != 0:
-        raise WorkbenchError("MIL gather with batch_dims > 0 is not supported by the interpreter")
-    indices = torch.where(indices < 0, indices + x.shape[a], indices)
-    out = x.index_select(a, indices.reshape(-1))
-    return out.reshape(*x.shape[:a], *indices.shape, *x.shape[a + 1:])
-
-
-@op("gather_along_axis")
-def gather_along_axis(x, indices, axis=0, validate_indices=False):
-    x, indices = tensor(x), tensor(indices).long()
-    a = norm_axis(axis, x.dim())
-    return torch.gather(x, a, torch.where(indices < 0, indices + x.shape[a], indices))
-
-
 @op("fill")
 def fill(shape, value=0.0):
     return torch.full(ints(shape), float(scalar(value)))
@@ -235,3 +218,181 @@ def topk(x, k=1, axis=-1, ascending=False, sort=True, return_indices=True, outpu
 @op("argsort")
 def argsort(x, axis=-1, ascending=False):
     return torch.argsort(x, dim=norm_axis(axis, x.dim()), descending=not scalar(ascending), stable=True).to(torch.int32)
+
+
+@op("fill_like", since=16)
+def fill_like(ref_tensor, value=0.0):
+    value = scalar(value)
+    dtype = torch.bool if isinstance(value, bool) else torch.int32 if isinstance(value, int) else torch.float32
+    return torch.full(tuple(tensor(ref_tensor).shape), value, dtype=dtype)
+
+
+@op("band_part")
+def band_part(x, lower=-1, upper=-1):
+    """Zero everything outside the band of the last two axes: below `lower` and above `upper` diagonals
+    (negative keeps the whole triangle)."""
+    x = tensor(x)
+    lower, upper = int(scalar(lower)), int(scalar(upper))
+    m = torch.arange(x.shape[-2]).unsqueeze(1)
+    n = torch.arange(x.shape[-1]).unsqueeze(0)
+    keep = ((lower < 0) | (m - n <= lower)) & ((upper < 0) | (n - m <= upper))
+    return torch.where(keep, x, torch.zeros((), dtype=x.dtype))
+
+
+@op("non_zero")
+def non_zero(x):
+    """[N, rank] int32: the index of every non-zero element, in row-major order."""
+    return torch.nonzero(tensor(x)).to(torch.int32)
+
+
+@op("one_hot")
+def one_hot(indices, one_hot_vector_size, axis=-1, on_value=1, off_value=0):
+    indices = tensor(indices).long()
+    size = int(scalar(one_hot_vector_size))
+    on, off = scalar(on_value), scalar(off_value)
+    dtype = torch.bool if isinstance(on, bool) else torch.int32 if isinstance(on, int) else torch.float32
+    hot = F.one_hot(torch.where(indices < 0, indices + size, indices).clamp(0, size - 1), size).bool()
+    hot &= ((indices >= -size) & (indices < size)).unsqueeze(-1)  # out-of-range indices give all off
+    out = torch.where(hot, torch.tensor(on, dtype=dtype), torch.tensor(off, dtype=dtype))
+    return out.movedim(-1, norm_axis(axis, indices.dim() + 1))
+
+
+@op("reshape_like", since=16)
+def reshape_like(x, ref_tensors, begins, ends, end_masks):
+    shape = []
+    for ref, b, e, m in zip(ref_tensors, ints(begins), ints(ends), np.asarray(end_masks).reshape(-1)):
+        dims = list(tensor(ref).shape)
+        shape += dims[b:] if bool(m) else dims[b:e]
+    return tensor(x).reshape(shape)
+
+
+def _slice_indices(x, begin, end, stride, begin_mask, end_mask, squeeze_mask):
+    """Per axis, the indices slice_by_index selects (a one-element list on squeezed axes)."""
+    rank = x.dim()
+    begin, end = ints(begin), ints(end)
+    stride = ints(stride) if stride is not None else [1] * rank
+    masks = [[bool(v) for v in np.asarray(m).reshape(-1)] if m is not None else [False] * rank
+             for m in (begin_mask, end_mask, squeeze_mask)]
+    out = []
+    for a in range(rank):
+        n = x.shape[a]
+        if masks[2][a]:
+            out.append([begin[a] + n if begin[a] < 0 else begin[a]])
+            continue
+        b = None if masks[0][a] else begin[a]
+        e = None if masks[1][a] else end[a]
+        out.append(list(range(*slice(b, e, stride[a]).indices(n))))
+    return out, masks[2]
+
+
+@op("slice_update", since=18)
+def slice_update(x, update, begin, end, stride=None, begin_mask=None, end_mask=None, squeeze_mask=None):
+    """x with the slice that slice_by_index(x, ...) selects replaced by `update`."""
+    x, update = tensor(x), tensor(update)
+    index, squeezed = _slice_indices(x, begin, end, stride, begin_mask, end_mask, squeeze_mask)
+    grid = torch.meshgrid(*[torch.tensor(i, dtype=torch.long) for i in index], indexing="ij")
+    out = x.clone()
+    out[grid] = update.reshape([len(i) for i in index]).to(x.dtype)
+    return out
+
+
+@op("space_to_batch")
+def space_to_batch(x, block_shape, paddings):
+    """TF's SpaceToBatchND on (N, C, H, W): pad, then each (i, j) offset in a block becomes a batch group
+    (batch index (i * bw + j) * N + n)."""
+    bh, bw = ints(block_shape)
+    (t, b), (l, r) = np.asarray(paddings).reshape(2, 2).tolist()
+    x = F.pad(tensor(x), [l, r, t, b])
+    n, c, h, w = x.shape
+    y = x.reshape(n, c, h // bh, bh, w // bw, bw).permute(3, 5, 0, 1, 2, 4)
+    return y.reshape(bh * bw * n, c, h // bh, w // bw)
+
+
+@op("batch_to_space")
+def batch_to_space(x, block_shape, crops):
+    """The inverse of space_to_batch: batch groups back into block offsets, then `crops` removed."""
+    bh, bw = ints(block_shape)
+    (t, b), (l, r) = np.asarray(crops).reshape(2, 2).tolist()
+    x = tensor(x)
+    nb, c, h, w = x.shape
+    n = nb // (bh * bw)
+    y = x.reshape(bh, bw, n, c, h, w).permute(2, 3, 4, 0, 5, 1).reshape(n, c, h * bh, w * bw)
+    return y[:, :, t:h * bh - b, l:w * bw - r]
+
+
+@op("sliding_windows")
+def sliding_windows(x, axis, size, stride=1):
+    """Windows of `size` every `stride` along `axis`: the window index at `axis`, its elements right after."""
+    x = tensor(x)
+    a = norm_axis(axis, x.dim())
+    return x.unfold(a, int(scalar(size)), int(scalar(stride))).movedim(-1, a + 1)
+
+
+@op("reverse_sequence")
+def reverse_sequence(x, lengths, seq_axis=0, batch_axis=0):
+    """For each batch element b, the first lengths[b] elements along seq_axis reversed."""
+    x = tensor(x)
+    s, b = norm_axis(seq_axis, x.dim()), norm_axis(batch_axis, x.dim())
+    out = x.clone()
+    for i, n in enumerate(ints(lengths)):
+        if n > 0:
+            part = x.select(b, i)
+            axis = s - 1 if s > b else s
+            out.select(b, i).narrow(axis, 0, n).copy_(part.narrow(axis, 0, n).flip(axis))
+    return out
+
+
+def _iou(box: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """IoU of one (x, y, w, h) center-size box with each of `boxes`."""
+    def corners(b):
+        return b[..., 0] - b[..., 2] / 2, b[..., 1] - b[..., 3] / 2, b[..., 0] + b[..., 2] / 2, b[..., 1] + b[..., 3] / 2
+
+    x0, y0, x1, y1 = corners(box)
+    bx0, by0, bx1, by1 = corners(boxes)
+    inter = (torch.minimum(x1, bx1) - torch.maximum(x0, bx0)).clamp(min=0) * (
+        torch.minimum(y1, by1) - torch.maximum(y0, by0)).clamp(min=0)
+    union = box[2] * box[3] + boxes[:, 2] * boxes[:, 3] - inter
+    return torch.where(union > 0, inter / union, torch.zeros_like(union))
+
+
+def _nms_one(boxes, scores, iou_threshold, score_threshold, max_boxes, per_class):
+    """Greedy NMS of one batch element: boxes (B, 4), scores (B, K) -> the kept box indices."""
+    best, cls = scores.max(1)
+    order = [int(i) for i in torch.argsort(best, descending=True, stable=True) if best[i] >= score_threshold]
+    kept: list[int] = []
+    for i in order:
+        if len(kept) == max_boxes:
+            break
+        rivals = [k for k in kept if not per_class or cls[k] == cls[i]]
+        if rivals and bool((_iou(boxes[i], boxes[rivals]) > iou_threshold).any()):
+            continue
+        kept.append(i)
+    return kept
+
+
+@op("non_maximum_suppression")
+def non_maximum_suppression(boxes, scores, iou_threshold, max_boxes, score_threshold=None,
+                            per_class_suppression=False):
+    """Greedy NMS by the best class score. iOS15: boxes (n, B, 4), scores (n, B, K), a score threshold,
+    and a fourth output with the number kept; iOS17 (no score_threshold): boxes (n, 4, B), scores (n, K, B).
+    Outputs are padded to max_boxes with zeros (index -1)."""
+    ios17 = score_threshold is None
+    boxes, scores = tensor(boxes), tensor(scores)
+    if ios17:
+        boxes, scores = boxes.transpose(1, 2), scores.transpose(1, 2)
+    n, k = boxes.shape[0], scores.shape[2]
+    m = int(scalar(max_boxes))
+    out_boxes, out_scores = torch.zeros(n, m, 4), torch.zeros(n, m, k)
+    out_index, counts = torch.full((n, m), -1, dtype=torch.int32), torch.zeros(n, dtype=torch.int32)
+    threshold = float("-inf") if ios17 else float(scalar(score_threshold))
+    for b in range(n):
+        kept = _nms_one(boxes[b], scores[b], float(scalar(iou_threshold)), threshold, m,
+                        bool(scalar(per_class_suppression)))
+        counts[b] = len(kept)
+        if kept:
+            idx = torch.tensor(kept)
+            out_boxes[b, :len(kept)], out_scores[b, :len(kept)] = boxes[b, idx], scores[b, idx]
+            out_index[b, :len(kept)] = idx.to(torch.int32)
+    if ios17:
+        return out_boxes.transpose(1, 2), out_scores.transpose(1, 2), out_index
+    return out_boxes, out_scores, out_index, counts
