@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from _mil import IOS15, IOS16, assert_close, mb, rand, run_op
+from _mil import IOS15, IOS16, IOS17, assert_close, mb, rand, run_op
 
 # interpolation weights in fp32 against float64
 ATOL, RTOL = 1e-5, 1e-5
@@ -119,3 +119,119 @@ def test_crop():
     x = rand(1, 2, 6, 7)
     out = run_op("crop", lambda x: mb.crop(x=x, crop_height=[1, 2], crop_width=[0, 3]), x)
     np.testing.assert_array_equal(out, x[..., 1:4, 0:4])
+
+
+@pytest.mark.parametrize("mode", ["DEFAULT", "ALIGN_CORNERS", "UNALIGN_CORNERS"])
+@pytest.mark.parametrize("shape, dims", [([1, 7, 9], 2), ([9], 1), ([0, 5], 2)], ids=["two-axes", "last-axis",
+                                                                                       "zero-keeps"])
+def test_ios17_resize_linear(mode, shape, dims):
+    x = rand(1, 2, 4, 5)
+    out = run_op("resize", lambda x: mb.resize(x=x, shape=np.array(shape, np.int32), resized_dims=np.uint32(dims),
+                                               interpolation_mode="LINEAR", sampling_mode=mode), x, opset=IOS17)
+    height = x.shape[2] if dims == 1 or shape[-2] == 0 else shape[-2]
+    assert_close(out, np_bilinear(x, height, shape[-1], mode), ATOL, RTOL, f"resize {shape} {mode}")
+
+
+def test_ios17_resize_nearest():
+    x = rand(1, 2, 4, 5)
+    out = run_op("resize", lambda x: mb.resize(x=x, shape=np.array([6, 10], np.int32), resized_dims=np.uint32(2),
+                                               interpolation_mode="NEAREST_NEIGHBOR"), x, opset=IOS17)
+    rows, cols = (np.arange(6) * 4 // 6), (np.arange(10) * 5 // 10)
+    assert_close(out, x[:, :, rows][:, :, :, cols], 0, 0)
+
+
+def np_crop(image, box, th, tw):
+    """TF crop_and_resize (ALIGN_CORNERS): th x tw points from corner pixel (h0, w0) to (h1, w1), zero outside."""
+    h0, w0, h1, w1 = box
+    out = np.zeros((image.shape[0], th, tw))
+    for i, j in np.ndindex(th, tw):
+        y = h0 + i * (h1 - h0) / (th - 1)
+        x = w0 + j * (w1 - w0) / (tw - 1)
+        if not (0 <= y <= image.shape[1] - 1 and 0 <= x <= image.shape[2] - 1):
+            continue
+        y0, x0 = int(np.floor(y)), int(np.floor(x))
+        y1, x1 = min(y0 + 1, image.shape[1] - 1), min(x0 + 1, image.shape[2] - 1)
+        fy, fx = y - y0, x - x0
+        out[:, i, j] = ((image[:, y0, x0] * (1 - fx) + image[:, y0, x1] * fx) * (1 - fy)
+                        + (image[:, y1, x0] * (1 - fx) + image[:, y1, x1] * fx) * fy)
+    return out
+
+
+def test_ios17_crop_resize_boxes_and_indices():
+    x = rand(2, 3, 6, 7)
+    boxes = np.array([[0.5, 1.0, 4.0, 5.5], [1.0, 0.0, 5.0, 6.0], [-1.0, 2.0, 3.0, 8.0]], np.float32)
+    index = np.array([1, 0, 1], np.int32)
+    out = run_op("crop_resize", lambda x, b, i: mb.crop_resize(x=x, boxes=b, box_indices=i, target_height=4,
+                                                                target_width=3, sampling_mode="ALIGN_CORNERS"),
+                 x, boxes, index, opset=IOS17)
+    expected = np.stack([np_crop(x[i], b, 4, 3) for i, b in zip(index, boxes)])
+    assert_close(out, expected, ATOL, RTOL, "crop_resize against TF's crop_and_resize")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_crop_resize_of_the_whole_image_is_resize_bilinear(mode):
+    x = rand(1, 2, 5, 6)
+    roi = np.array([0, 0, 4, 5], np.float32).reshape(1, 1, 4, 1, 1)  # the corner pixels: the whole image
+    out = run_op("crop_resize", lambda x: mb.crop_resize(x=x, roi=roi, target_height=3, target_width=8,
+                                                         sampling_mode=mode), x, opset=IOS16)
+    assert out.shape == (1, 1, 2, 3, 8)
+    assert_close(out[0], np_bilinear(x, 3, 8, mode), ATOL, RTOL, mode)
+
+
+def test_crop_resize_roi_with_image_index_and_normalized_coordinates():
+    x = rand(2, 1, 5, 5)
+    roi = np.array([[1, 0.25, 0.0, 0.75, 1.0]], np.float32).reshape(1, 1, 5, 1, 1)
+    # the docstring's (N, 1, C, h, w), which the kernel gives; coremltools' type inference declares
+    # (N, B, C, h, w) for this roi too, so this case calls the kernel rather than a converted program
+    import torch
+
+    from workbench.coreml_interp.registry import kernel
+
+    out = kernel("crop_resize")(x=torch.from_numpy(x), roi=torch.from_numpy(roi), target_height=3, target_width=3,
+                                normalized_coordinates=True, sampling_mode="ALIGN_CORNERS").numpy()
+    assert out.shape == (1, 1, 1, 3, 3)
+    assert_close(out[0, 0], np_crop(x[1], [1.0, 0.0, 3.0, 4.0], 3, 3), ATOL, RTOL)
+
+
+@pytest.mark.parametrize("align", [True, False])
+@pytest.mark.parametrize("sampling, padding", [("bilinear", "constant"), ("bilinear", "border"),
+                                               ("nearest", "constant"), ("nearest", "border")])
+def test_resample_matches_grid_sample(sampling, padding, align):
+    import torch
+    import torch.nn.functional as F
+
+    x = rand(2, 3, 4, 5)
+    coords = rand(2, 3, 6, 2, low=-1.3, high=1.3, seed=1)
+    out = run_op("resample", lambda x, c: mb.resample(x=x, coordinates=c, sampling_mode=sampling, padding_mode=padding,
+                                                      padding_value=0.0, coordinates_mode="normalized_minus_one_to_one",
+                                                      align_corners=align), x, coords)
+    expected = F.grid_sample(torch.from_numpy(x), torch.from_numpy(coords), mode=sampling,
+                             padding_mode={"constant": "zeros", "border": "border"}[padding], align_corners=align)
+    assert_close(out, expected.numpy(), ATOL, RTOL, f"{sampling} {padding} align_corners={align}")
+
+
+@pytest.mark.parametrize("padding, expected", [
+    ("constant", [9, 9, 9, 1, 2, 3, 9, 9, 9]), ("border", [1, 1, 1, 1, 2, 3, 3, 3, 3]),
+    ("reflection", [2, 3, 2, 1, 2, 3, 2, 1, 2]), ("symmetric", [3, 2, 1, 1, 2, 3, 3, 2, 1])])
+def test_resample_padding_modes_docstring_examples(padding, expected):
+    x = np.array([1, 2, 3], np.float32).reshape(1, 1, 1, 3)
+    coords = np.stack([np.arange(-3, 6), np.zeros(9)], -1).astype(np.float32).reshape(1, 1, 9, 2)
+    out = run_op("resample", lambda x, c: mb.resample(x=x, coordinates=c, sampling_mode="nearest", padding_mode=padding,
+                                                      padding_value=9.0, coordinates_mode="unnormalized",
+                                                      align_corners=True), x, coords)
+    assert_close(out.reshape(-1), expected, 0, 0)
+
+
+def test_affine_matches_affine_grid_and_grid_sample():
+    import torch
+    import torch.nn.functional as F
+
+    x = rand(2, 3, 5, 6)
+    theta = np.array([[0.8, -0.3, 0.1, 0.2, 0.9, -0.2], [1.1, 0.0, 0.3, 0.0, 1.0, 0.0]], np.float32)
+    out = run_op("affine", lambda x, t: mb.affine(x=x, transform_matrix=t, output_height=4, output_width=7,
+                                                  sampling_mode="bilinear", padding_mode="constant", padding_value=0.0,
+                                                  coordinates_mode="normalized_minus_one_to_one", align_corners=True),
+                 x, theta)
+    grid = F.affine_grid(torch.from_numpy(theta).reshape(2, 2, 3), [2, 3, 4, 7], align_corners=True)
+    expected = F.grid_sample(torch.from_numpy(x), grid, align_corners=True)
+    assert_close(out, expected.numpy(), ATOL, RTOL)
