@@ -24,53 +24,53 @@ def wb():
 
 
 async def _settled(wb):
-    while wb._pending is not None:  # the scheduled recompute has not run yet
+    while wb.pending:  # the scheduled recompute has not run yet
         await asyncio.sleep(0.005)
 
 
 def test_rapid_slider_changes_in_an_event_loop_give_one_recompute_with_the_last_value(wb):
-    wb._on_match()
-    scales = [wb._scale.value * (1 + 0.05 * k) for k in range(1, 11)]
+    wb.controller.match()
+    scales = [wb.control("scale").value * (1 + 0.05 * k) for k in range(1, 11)]
 
     async def drag():
-        before = wb._recomputes
+        before = wb.controller.recomputes
         for value in scales:
-            wb._scale.value = value
-        assert wb._recomputes == before, "a change recomputed before the ones behind it were read"
+            wb.control("scale").value = value
+        assert wb.controller.recomputes == before, "a change recomputed before the ones behind it were read"
         await _settled(wb)
         return before
 
     before = asyncio.run(drag())
-    assert wb._recomputes == before + 1
+    assert wb.controller.recomputes == before + 1
     assert wb.preprocess.scale[0] == pytest.approx(scales[-1])
-    latest = wb.session.compare("onnx", wb.session.run("onnx", wb.preprocess))
+    latest = wb.live.compare("onnx", wb.live.run("onnx", wb.preprocess))
     assert wb.comparison["onnx"].worst()["max_abs"] == pytest.approx(latest.worst()["max_abs"])
 
 
 def test_setting_preprocess_from_code_wins_over_a_pending_slider_change(wb):
-    wb._on_match()
+    wb.controller.match()
     target = Preprocess.preset("half", size=(48, 48))
 
     async def drag_then_set():
-        wb._scale.value = wb._scale.value * 3
-        before = wb._recomputes
+        wb.control("scale").value = wb.control("scale").value * 3
+        before = wb.controller.recomputes
         wb.preprocess = target  # synchronous: complete when the setter returns
-        assert wb._recomputes == before + 1 and wb.preprocess == target
-        assert wb._pending is None, "the slider change still waits to overwrite the value set from code"
+        assert wb.controller.recomputes == before + 1 and wb.preprocess == target
+        assert not wb.pending, "the slider change still waits to overwrite the value set from code"
         await asyncio.sleep(5 * COALESCE_SECONDS)  # past the deadline a stale recompute would have had
         return before
 
     before = asyncio.run(drag_then_set())
-    assert wb._recomputes == before + 1
+    assert wb.controller.recomputes == before + 1
     assert wb.preprocess == target
 
 
 def test_without_an_event_loop_a_slider_change_recomputes_at_once(wb):
-    wb._on_match()
-    before = wb._recomputes
-    wb._scale.value = wb._scale.value * 2
-    assert wb._recomputes == before + 1
-    assert wb.preprocess.scale[0] == pytest.approx(wb._scale.value)
+    wb.controller.match()
+    before = wb.controller.recomputes
+    wb.control("scale").value = wb.control("scale").value * 2
+    assert wb.controller.recomputes == before + 1
+    assert wb.preprocess.scale[0] == pytest.approx(wb.control("scale").value)
 
 
 SETUP = f"""
@@ -80,14 +80,14 @@ from conftest import SAMPLES, tiny_classifier
 from workbench import Preprocess, Workbench
 wb = Workbench(tiny_classifier(num_classes=10), SAMPLES, preprocess=Preprocess.preset("imagenet", size=(48, 48)),
                task="classification", formats=("onnx",))
-start = wb._recomputes
-print(wb._scale.model_id)
+start = wb.controller.recomputes
+print(wb.control("scale").model_id)
 """
 SETTLE = """
 import asyncio, json
-while wb._pending is not None:
+while wb.pending:
     await asyncio.sleep(0.01)
-print(json.dumps({"recomputes": wb._recomputes - start, "scale": wb.preprocess.scale[0], "errors": wb._errors.value}))
+print(json.dumps({"recomputes": wb.controller.recomputes - start, "scale": wb.preprocess.scale[0], "errors": wb.shown()["errors"]}))
 """
 
 
@@ -120,14 +120,14 @@ def test_a_drag_sent_by_the_browser_to_a_real_kernel_coalesces():
 
 
 def test_refresh_reuses_the_runtime_session_and_converts_nothing(wb):
-    runner = wb.session.runner("onnx")
-    session, artifact = runner.session, wb.session.artifacts["onnx"]
+    runner = wb.live.runner("onnx")
+    session, artifact = runner.session, wb.live.artifacts["onnx"]
     written = artifact.path.stat().st_mtime_ns
     for k in range(3):
-        wb._scale.value = wb._scale.value * 1.1
+        wb.control("scale").value = wb.control("scale").value * 1.1
     wb.preprocess = Preprocess.preset("half", size=(48, 48))
-    assert wb.session.runner("onnx") is runner and runner.session is session
-    assert wb.session.artifacts["onnx"] is artifact and artifact.path.stat().st_mtime_ns == written
+    assert wb.live.runner("onnx") is runner and runner.session is session
+    assert wb.live.artifacts["onnx"] is artifact and artifact.path.stat().st_mtime_ns == written
 
 
 BUILD = f"""
@@ -156,13 +156,14 @@ def test_building_in_a_real_kernel_shows_a_progress_bar_then_removes_it():
     opened = {m["content"]["comm_id"]: m["content"]["data"]["state"] for m in messages if m["msg_type"] == "comm_open"}
     bars = [i for i, state in opened.items() if state.get("_model_name") == "IntProgressModel"]
     assert len(bars) == 2, "expected the build's bar and the Export panel's"
-    bar = next(i for i in bars if opened[i]["max"] == 3)  # two conversions and the first comparison
+    bar = next(i for i in bars if opened[i]["max"] == 4)  # the reference, two conversions, the first comparison
     views = [m for m in messages if m["msg_type"] == "display_data"
              and m["content"]["data"].get("application/vnd.jupyter.widget-view+json", {}).get("model_id") == bar]
     assert len(views) == 1, "the bar was not shown while building"
     said = [m["content"]["data"]["state"]["description"] for m in messages if m["msg_type"] == "comm_msg"
             and m["content"]["comm_id"] == bar and "description" in m["content"]["data"].get("state", {})]
-    assert said == ["converting to ONNX (1/3)", "converting to TorchScript (2/3)", "comparing on 8 images (3/3)"]
+    assert said == ["loading the model and computing PyTorch's outputs (1/4)", "converting to ONNX (2/4)",
+                    "converting to TorchScript (3/4)", "comparing on 8 images (4/4)"]
     order = [m["msg_type"] for m in messages]
     shown, result = order.index("display_data"), order.index("execute_result")
     updates = [i for i, m in enumerate(messages) if m["msg_type"] == "update_display_data"

@@ -1,4 +1,5 @@
-"""The Workbench widget built headless (no kernel, no browser): assert on its state."""
+"""The Workbench widget built headless (no kernel, no browser): assert on its public state and on what its
+controls show, which is what the browser draws."""
 
 import json
 import math
@@ -9,7 +10,9 @@ import torch
 from conftest import tiny_classifier
 from workbench import Preprocess, Workbench, WorkbenchError
 from workbench.compare import Tolerance
+from workbench.preprocess import CAFFE_MEAN_BGR
 from workbench.tasks import ImageToImage
+from workbench.widgets.controller import CUSTOM, MODEL
 from workbench.zoo import UnetGenerator
 
 
@@ -24,14 +27,13 @@ def wb(samples):
 def test_builds_every_panel_and_conversion(wb):
     assert wb.status == {"onnx": "ok", "coreml": "ok", "torchscript": "ok"}
     assert set(wb.comparison) == {"onnx", "coreml", "torchscript"}
-    assert wb._picture.value[:3] == b"\xff\xd8\xff"  # JPEG: redrawn on every move, encoded in milliseconds
+    assert wb.picture[:3] == b"\xff\xd8\xff"  # JPEG: redrawn on every move, encoded in milliseconds
+    shown = wb.shown()
     # off macOS Core ML's column is the interpreter's, and says so with its precision
-    assert "Core ML interpreter (ML program, fp16)" in wb._metrics.value
-    assert "per-channel std" in wb._exactness.value  # ImageNet's std cannot be one scalar
-    assert wb._export_button.description == "Export"
-    model_panel = wb.children[2].children[0].value  # how long each conversion took, beside its status
-    assert all(f"converted in {wb._seconds[f]:.1f} s" in model_panel for f in wb.formats)
-    assert all(seconds > 0 for seconds in wb._seconds.values())
+    assert "Core ML interpreter (ML program, fp16)" in shown["metrics"]
+    assert "per-channel std" in shown["exactness"]  # ImageNet's std cannot be one scalar
+    assert wb.control("export").description == "Export"
+    assert all(f"converted in {wb.controller.seconds[f]:.1f} s" in shown["model"] for f in wb.formats)
 
 
 def test_setting_preprocess_recomputes_before_returning(wb):
@@ -41,10 +43,10 @@ def test_setting_preprocess_recomputes_before_returning(wb):
     wb.preprocess = wb.reference_preprocess.with_imagetype()  # Core ML's best scalar: visibly off
     approx = wb.comparison["onnx"].worst()
     assert approx["max_abs"] > 100 * max(exact["max_abs"], 1e-7)
-    assert wb.preprocess.scale == (wb.preprocess.scale[0],) * 3
+    assert wb.converted_preprocess is wb.preprocess  # the unambiguous name of the same value
 
 
-def test_core_ml_follows_the_sliders_and_locates_a_failure(wb):
+def test_core_ml_follows_the_controls_and_locates_a_failure(wb):
     wb.preprocess = wb.reference_preprocess
     assert wb.comparison["coreml"].passed, wb.comparison["coreml"].failures
     assert wb.divergence is None
@@ -52,127 +54,271 @@ def test_core_ml_follows_the_sliders_and_locates_a_failure(wb):
     assert not wb.comparison["coreml"].passed
     # the preprocessing differs from PyTorch's: that alone explains it, so the locator does not run
     assert wb.divergence is None
-    assert "preprocessing differs from PyTorch's" in wb._metrics.value
+    assert "preprocessing differs from PyTorch's" in wb.shown()["metrics"]
     # with PyTorch's preprocessing but a tolerance nothing meets, the locator looks inside the program
-    wb.session.compare = lambda fmt, out, tolerance=None, _c=wb.session.compare: _c(fmt, out, Tolerance(rel=0.0))
+    wb.live.compare = lambda fmt, out, tolerance=None, _c=wb.live.compare: _c(fmt, out, Tolerance(rel=0.0))
     try:
         wb.preprocess = wb.reference_preprocess
     finally:
-        del wb.session.compare
+        del wb.live.compare
     assert wb.divergence is not None and wb.divergence.matched > 0
-    assert "op by op" in wb._metrics.value
+    assert "op by op" in wb.shown()["metrics"]
 
 
 def test_moving_a_slider_degrades_the_converted_output(wb):
-    wb._on_match()
+    wb.controller.match()
     matched = wb.comparison["onnx"].worst()["max_abs"]
-    assert not wb._bake.value
-    wb._scale.value = wb._scale.value * 1.5
+    scale = wb.control("scale")
+    scale.value = scale.value * 1.5  # as the browser sends a drag
     moved = wb.comparison["onnx"].worst()
     assert moved["max_abs"] > 10 * matched
-    assert wb.preprocess.scale[0] == pytest.approx(wb._scale.value)
-    wb._bias[0].value = wb._bias[0].value + 1.0
+    assert wb.preprocess.scale[0] == pytest.approx(scale.value)
+    assert wb.control("scale_text").value == repr(wb.preprocess.scale[0])  # the readout shows the exact value
+    wb.control("bias0").value = wb.control("bias0").value + 1.0
     assert wb.comparison["onnx"].worst()["max_abs"] > moved["max_abs"] * 0.5
-    wb._on_match()
+    assert wb.control("preset").value == CUSTOM  # values of no preset: the menu says so
+    wb.control("match").click()
     assert wb.comparison["onnx"].worst()["max_abs"] == pytest.approx(matched)
+    assert wb.control("preset").value == MODEL  # issue 13.3: after Match the menu names the model's own
 
 
-def test_slider_rounding_echoed_back_keeps_the_exact_value(wb):
+def test_typed_values_apply_exactly_and_bad_text_keeps_the_last_good_state(wb):
+    wb.controller.match()
+    wb.control("scale_text").value = "0.00392156862745098"
+    assert wb.preprocess.scale == (1 / 255,) * 3
+    assert wb.control("scale_text").value == "0.00392156862745098"  # not 0.003917 (issue 13.3)
+    before = wb.preprocess
+    wb.control("bias1_text").value = "minus two"
+    assert "not a number" in wb.shown()["errors"] and wb.preprocess == before
+    assert wb.control("bias1_text").value == repr(before.bias[1])
+    wb.controller.match()
+
+
+def test_the_slider_echo_of_a_shown_value_changes_nothing(wb):
     wb.preprocess = Preprocess.preset("half", size=(48, 48))
-    exact = wb.preprocess
-    # What the browser sends back after displaying the values: each rounded to its slider's step.
-    wb._scale.value = 10 ** (round(math.log10(exact.scale[0]) / wb._scale.step) * wb._scale.step)
-    wb._bias[0].value = round(exact.bias[0] / wb._bias[0].step) * wb._bias[0].step
-    assert wb.preprocess.scale == exact.scale and wb.preprocess.bias == exact.bias
-    wb._preset.value = "__model__"
+    exact, recomputes = wb.preprocess, wb.controller.recomputes
+    wb.control("scale").value = wb.control("scale").value  # what the browser sends back after drawing it
+    wb.control("bias0").value = float(wb.control("bias0").value)
+    assert wb.preprocess == exact and wb.controller.recomputes == recomputes
+    wb.controller.match()
 
 
-def test_bake_uses_the_exact_normalization(wb):
-    wb._bake.value = True
+def test_caffe_preset_applies_its_exact_values_and_every_control_shows_them(wb):
+    """Issue 13.1: the dropdown said caffe while the biases stayed at ImageNet's -2.1, pinned at the end."""
+    wb.control("preset").value = "caffe"
+    assert wb.preprocess.bias == tuple(-m for m in CAFFE_MEAN_BGR) and wb.preprocess.scale == (1.0,) * 3
+    assert wb.preprocess.bgr and wb.control("bgr").value
+    for i, b in enumerate(wb.preprocess.bias):
+        slider = wb.control(f"bias{i}")
+        assert slider.min <= slider.value <= slider.max and slider.value == b  # inside its range, not clipped
+        assert float(wb.control(f"bias{i}_text").value) == b
+    assert wb.control("preset").value == "caffe"
+    wb.controller.match()
+
+
+def test_bake_shows_the_baked_values_and_disables_what_no_longer_applies(wb):
+    """Issue 13.3: ticking bake changed the preprocessing while the controls kept the old values, enabled."""
+    wb.controller.match()
+    before = wb.preprocess
+    wb.control("bake").value = True
     assert wb.comparison["onnx"].passed and wb.preprocess == wb.reference_preprocess
-    wb._bake.value = False
-    wb._on_match()
+    assert wb.control("scale_text").value == ", ".join(repr(s) for s in wb.reference_preprocess.scale)
+    for name in ("scale", "scale_text", "bias0", "bias0_text", "bgr", "preset"):
+        assert wb.control(name).disabled, name
+    assert "baked into the model" in wb.shown()["reasons"]
+    with pytest.raises(WorkbenchError, match="untick bake"):
+        wb.controller.edit(scale=0.01)
+    wb.control("bake").value = False
+    assert wb.preprocess == before and not wb.control("scale").disabled
 
 
 def test_bad_preprocess_keeps_the_last_good_state(wb):
-    wb._on_match()
-    before, pic = wb.preprocess, wb._picture.value
+    wb.controller.match()
+    before, pic = wb.preprocess, wb.picture
     with pytest.raises(WorkbenchError, match="channel"):
         wb.preprocess = Preprocess.preset("gray")
-    assert wb.preprocess == before and wb._picture.value == pic
+    assert wb.preprocess == before and wb.picture == pic
     with pytest.raises(WorkbenchError, match="must be a Preprocess"):
         wb.preprocess = "imagenet"
 
 
 def test_presets_dropdown_sets_values(wb):
-    wb._preset.value = "half"
+    wb.control("preset").value = "half"
     assert wb.preprocess.scale[0] == pytest.approx(1 / 127.5) and wb.preprocess.bias == (-1.0, -1.0, -1.0)
-    assert wb._scale.value == pytest.approx(1 / 127.5)
+    assert wb.control("scale").value == pytest.approx(1 / 127.5)
     assert not wb.comparison["onnx"].passed  # the model was trained with ImageNet's normalization
-    wb._preset.value = "__model__"
+    wb.controller.match()
 
 
-def test_export_writes_artifacts_and_report_and_refuses_to_overwrite(wb, tmp_path):
+def test_busy_state_names_the_format_and_marks_old_columns(wb):
+    """Issue 13.4: while a recompute runs the widget says so, format by format, and old columns are marked."""
+    seen = []
+    wb.controller.listen(lambda what: seen.append((what, wb.controller.busy, wb.shown()["busy"],
+                                                    wb.shown()["metrics"].count("out of date"))))
+    wb.preprocess = Preprocess.preset("unit", size=(48, 48))
+    running = [b for what, b, _, _ in seen if what == "busy" and b and b.startswith("running ")]
+    assert len(running) == 3 and running[0].endswith("(1/3)") and running[-1].endswith("(3/3)")
+    assert {r.removeprefix("running ").rsplit(" (", 1)[0] for r in running} == {wb.controller.title(f)
+                                                                                 for f in wb.formats}
+    texts = [shown for what, b, shown, _ in seen if what == "busy" and b]
+    assert all("out of date until replaced" in t for t in texts)
+    stale_counts = [n for what, _, _, n in seen if what == "column"]
+    assert stale_counts == sorted(stale_counts, reverse=True) and stale_counts[-1] == 0  # replaced one by one
+    assert wb.controller.busy is None and wb.shown()["busy"] == ""
+    wb.controller.match()
+
+
+def test_tolerance_is_shown_beside_each_format(wb):
+    """Issue 13.7: ONNX FAIL at 0.00385 beside Core ML PASS at 0.00398 needs each one's tolerance."""
+    metrics = wb.shown()["metrics"]
+    assert "1e-4 of scale (fp32" in metrics.replace("0.0001", "1e-4") and "0.01 of scale (fp16" in metrics
+
+
+def test_every_image_can_be_paged_through(wb):
+    """Issue 13.8: only 4 of the sample images were shown."""
+    n = len(wb.session.images)
+    assert n > 4 and wb.controller.pages == math.ceil(n / 4)
+    assert f"images 1-4 of {n}" in wb.shown()["page"] and wb.control("previous").disabled
+    first = wb.picture
+    wb.control("next").click()
+    assert f"images 5-{min(8, n)} of {n}" in wb.shown()["page"] and wb.picture != first
+    wb.control("previous").click()
+    assert wb.picture == first
+
+
+def test_export_writes_what_is_in_force_and_reports_it(wb, tmp_path):
+    """Issue 13.6: the report said the training mean/std while the files carried the slider values."""
     out = tmp_path / "exp"
-    wb._out.value = str(out)
-    wb._on_match()
-    wb._on_export()
-    assert wb._errors.value == ""
+    wb.control("folder").value = str(out)
+    wb.preprocess = wb.reference_preprocess  # exact, per channel: what the files will carry
+    wb.control("export").click()
+    assert wb.shown()["confirm"] == ""  # every format passes: nothing to ask
     names = {p.name for p in out.iterdir()}
     assert {"SmallCNN.onnx", "SmallCNN.mlpackage", "SmallCNN.pt", "parity_report.json", "parity_report.png"} <= names
     report = json.loads((out / "parity_report.json").read_text())
+    assert report["preprocess"]["scale"] == list(wb.preprocess.scale) and report["passed"] is True
+    assert report["formats"]["onnx"]["preprocess"]["scale"] == list(wb.preprocess.scale)
     assert report["formats"]["onnx"]["path"].endswith("SmallCNN.onnx")
     assert not [n for n in names if n.startswith(".")]
-    assert wb._progress.value == wb._progress.max and "written" in wb._written.value
+    assert "written" in wb.shown()["written"] and "parity_report.json" in wb.shown()["written"]
+
+
+def test_export_refusal_says_why_and_clears_the_last_list(wb, tmp_path):
+    """Issue 13.5: with files there and overwrite unticked, Export did nothing, silently."""
+    out = tmp_path / "again"
+    wb.control("folder").value = str(out)
+    wb.preprocess = wb.reference_preprocess
+    wb.control("export").click()
     mtime = (out / "SmallCNN.onnx").stat().st_mtime_ns
-    wb._on_export()  # again, without "overwrite": refused, nothing touched, the widget still works
-    assert "already exists" in wb._errors.value and "overwrite" in wb._errors.value
+    wb.control("export").click()
+    written = wb.shown()["written"]
+    assert "refused" in written and "already exists" in written and "overwrite" in written
+    assert "parity_report.png</li>" not in written  # the previous export's list is gone
     assert (out / "SmallCNN.onnx").stat().st_mtime_ns == mtime
-    assert not wb._export_button.disabled
-    wb._on_match()
-    assert wb._errors.value == ""
+    assert not wb.control("export").disabled
+
+
+def test_export_of_files_that_fail_parity_asks_first(wb, tmp_path):
+    """Issue 13.6: Export in the default state wrote files failing parity, and said nothing."""
+    out = tmp_path / "failing"
+    wb.control("folder").value = str(out)
+    wb.preprocess = Preprocess.preset("unit", size=(48, 48))  # wrong for an ImageNet model: every format fails
+    wb.control("export").click()
+    assert "fail parity" in wb.shown()["confirm"] and not out.exists()
+    wb.control("confirm").click()
+    assert (out / "SmallCNN.onnx").is_file() and "parity FAIL" in wb.shown()["written"]
+    report = json.loads((out / "parity_report.json").read_text())
+    # the report records what is inside the files: x/255, not the training mean/std
+    assert report["preprocess"]["scale"] == [1 / 255] * 3 and report["passed"] is False
+    assert report["training_preprocess"]["std"] == list(wb.reference_preprocess.std)
+    wb.controller.match()
 
 
 def test_labels_file_in_the_export_panel(wb, tmp_path):
     import coremltools as ct
 
+    wb.preprocess = wb.reference_preprocess
     bad = tmp_path / "three.txt"
     bad.write_text("a\nb\nc\n")
-    wb._labels_file.value = str(bad)
-    wb._out.value = str(tmp_path / "labelled")
-    wb._on_export()
-    assert "3 labels for a model with 10 classes" in wb._errors.value
+    wb.control("labels").value = str(bad)
+    wb.control("folder").value = str(tmp_path / "labelled")
+    wb.control("export").click()
+    assert "3 labels for a model with 10 classes" in wb.shown()["errors"]
     assert not (tmp_path / "labelled").exists()
     good = tmp_path / "ten.txt"
     good.write_text("".join(f"class {i}\n" for i in range(10)))
-    wb._labels_file.value = str(good)
-    wb._on_export()
-    assert wb._errors.value == ""
+    wb.control("labels").value = str(good)
+    wb.control("export").click()
+    assert wb.shown()["errors"] == ""
     spec = ct.utils.load_spec(str(tmp_path / "labelled" / "SmallCNN.mlpackage"))
     assert spec.description.predictedFeatureName == "classLabel"
-    assert "class 9" in str(spec.mlProgram) or "class 9" in str(spec)
-    wb._labels_file.value = ""
+    wb.control("labels").value = ""
+
+
+def test_export_leaves_the_live_runners_untouched(wb, tmp_path):
+    """Issue 12: an export never rebuilds the live runners; the same objects serve refreshes after it."""
+    runners = {f: wb.live.runner(f) for f in wb.formats}
+    artifacts = dict(wb.live.artifacts)
+    wb.control("folder").value = str(tmp_path / "untouched")
+    wb.control("overwrite").value = True
+    wb.preprocess = wb.reference_preprocess
+    wb.control("export").click()
+    wb.control("overwrite").value = False
+    wb.preprocess = Preprocess.preset("half", size=(48, 48))
+    assert {f: wb.live.runner(f) for f in wb.formats} == runners
+    assert all(runners[f].active for f in wb.formats) and wb.live.artifacts == artifacts
+    wb.controller.match()
 
 
 def test_export_into_an_unwritable_folder_shows_the_error(wb):
-    wb._out.value = "/proc/workbench/exports"
-    wb._on_export()
-    assert "output folder" in wb._errors.value
+    wb.controller.match()
+    wb.control("folder").value = "/proc/workbench/exports"
+    wb.control("export").click()
+    assert "output folder" in wb.shown()["errors"]
     assert set(wb.comparison) == {"onnx", "coreml", "torchscript"}
 
 
-def test_graph_panel_serves_the_onnx_model_on_loopback(wb):
+def test_graph_buttons_name_formats_and_show_the_live_artifact(wb, tmp_path):
+    """Issue 13.2: after the notebook exported an .mlmodel, the button called ONNX Runtime showed it."""
     import urllib.request
 
-    graph = wb._graph
-    assert graph is not None and graph.address[0] == "127.0.0.1"
-    assert f"proxy/{graph.port}/" in wb._graph_view.value
-    page = urllib.request.urlopen(graph.local_url, timeout=10).read().decode()
-    assert "netron" in page.lower() and '<meta name="file" content="/data/' in page
-    model = urllib.request.urlopen(graph.local_url + "data/" + graph.path.name, timeout=10).read()
-    assert model == graph.path.read_bytes()
-    wb._graph_choice.value = "coreml"
-    assert wb._graph.path.name == "model.mlmodel" and not graph.alive
+    wb.session.export("coreml", tmp_path / "nn.mlmodel", target="iOS13")  # as notebook 03 does
+    graph = wb.control("graph")
+    assert [label for label, _ in graph.options] == ["ONNX", "Core ML", "TorchScript"]
+    graph.value = "onnx"
+    assert wb.graph.path == wb.live.artifacts["onnx"].path
+    page = urllib.request.urlopen(wb.graph.local_url, timeout=10).read().decode()
+    assert "netron" in page.lower()
+    graph.value = "coreml"
+    assert wb.graph.path.name == "model.mlmodel" and wb.graph.path.parent.parent.parent == wb.live.artifacts[
+        "coreml"].path
+
+
+def test_reference_below_fp16_range_is_said(samples):
+    """Issue 13.9: random weights giving logits near 1e-9 pass any preprocessing; the widget must say so."""
+    model = tiny_classifier(num_classes=10)
+    with torch.no_grad():
+        model.classifier.weight.mul_(1e-9)
+        model.classifier.bias.zero_()
+    w = Workbench(model, samples, preprocess=Preprocess.preset("imagenet", size=(32, 32)), task="classification",
+                  formats=("onnx",))
+    try:
+        assert "below fp16" in w.shown()["warnings"]
+    finally:
+        w.close()
+
+
+def test_grayscale_model_has_one_bias_labelled_luma(samples):
+    """Issue 13.3: the grayscale model's single bias slider was labelled R."""
+    w = Workbench(tiny_classifier(num_classes=4, in_channels=1), samples,
+                  preprocess=Preprocess.preset("gray", size=(16, 16)), task="classification", formats=("onnx",))
+    try:
+        assert w.control("bias0").description == "Y (luma)"
+        assert w.control("bgr").disabled and "no colour order" in w.shown()["reasons"]
+        with pytest.raises(WorkbenchError, match="no control 'bias1'"):
+            w.control("bias1")
+    finally:
+        w.close()
 
 
 def test_image_to_image_model_with_tanh_output(samples):
@@ -180,7 +326,7 @@ def test_image_to_image_model_with_tanh_output(samples):
     w = Workbench(UnetGenerator(num_downs=3).eval(), samples, preprocess=Preprocess.preset("half", size=(32, 32)),
                   task=ImageToImage(output_range=(-1.0, 1.0)), formats=("onnx",))
     try:
-        assert "exactly" in w._exactness.value  # Normalize(0.5, 0.5) is exact in ImageType
+        assert "exactly" in w.shown()["exactness"]  # Normalize(0.5, 0.5) is exact in ImageType
         assert w.comparison["onnx"].passed
         w.preprocess = Preprocess.preset("unit", size=(32, 32))  # the classic wrong guess: x/255
         assert not w.comparison["onnx"].passed
@@ -189,13 +335,26 @@ def test_image_to_image_model_with_tanh_output(samples):
         w.close()
 
 
+def test_adding_and_removing_a_live_format(samples):
+    w = Workbench(tiny_classifier(), samples, preprocess=Preprocess.preset("unit", size=(16, 16)),
+                  task="classification", formats=("onnx",))
+    try:
+        w.control("live:torchscript").value = True
+        assert w.formats == ("onnx", "torchscript") and "torchscript" in w.comparison
+        assert "TorchScript" in [label for label, _ in w.control("graph").options]
+        w.control("live:torchscript").value = False
+        assert w.formats == ("onnx",) and "torchscript" not in w.comparison
+    finally:
+        w.close()
+
+
 def test_closing_stops_the_graph_server_and_removes_live_files(samples):
     w = Workbench(tiny_classifier(), samples, preprocess=Preprocess.preset("unit", size=(16, 16)),
                   task="classification", formats=("onnx",))
-    graph, workdir = w._graph, w._workdir
-    assert graph.alive and any(workdir.iterdir())
+    graph, artifact = w.graph, w.live.artifacts["onnx"]
+    assert graph.alive and artifact.path.is_file()
     w.close()
-    assert not graph.alive and not workdir.exists()
+    assert not graph.alive and not artifact.path.parent.exists()
 
 
 def test_exporting_through_the_session_does_not_freeze_the_sliders(samples, tmp_path):
@@ -215,7 +374,7 @@ def test_drawing_leaves_the_notebooks_matplotlib_backend_alone(wb):
     import matplotlib
 
     backend = matplotlib.get_backend()
-    wb._on_match()
+    wb.controller.match()
     assert matplotlib.get_backend() == backend
 
 
@@ -231,3 +390,13 @@ def test_the_build_leaves_the_cycle_collector_as_it_found_it(wb, samples):
         assert not gc.isenabled(), "the build turned on a collector the user had turned off"
     finally:
         gc.enable()
+
+
+def test_the_controller_imports_without_jupyter():
+    import subprocess
+    import sys
+
+    code = ("import sys, workbench.widgets.controller; "
+            "print(sorted(m for m in ('ipywidgets', 'IPython', 'ipykernel') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

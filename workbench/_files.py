@@ -34,6 +34,22 @@ def output_folder(folder: str | Path) -> Path:
     return folder
 
 
+def check_writable(folder: str | Path) -> None:
+    """Raise WorkbenchError unless `folder` can be written or created; creates nothing (a probe folder is made
+    and removed in the nearest folder that exists)."""
+    import tempfile
+
+    folder = Path(folder)
+    existing = next(p for p in [folder, *folder.parents] if p.exists())
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".workbench-probe-"))
+    except OSError as exc:
+        raise WorkbenchError(f"cannot create the output folder {folder}: {exc.strerror or exc}; choose another "
+                             "folder") from exc
+
+
 def _disk_full(exc: BaseException) -> bool:
     """Whether `exc` (or what caused it) is a full disk or quota. Copying a folder (shutil.Error) and
     converters' native writers report it only as text, so the text counts too."""

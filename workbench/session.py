@@ -16,7 +16,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from .formats.torchscript.runner import TorchRunner
 from .images import load_images, to_pixels
 from .models import LoadedModel, load_model
 from .preprocess import Preprocess
-from .tasks import Task, make_task
+from .tasks import ImageToImage, Task, check_output_range, final_activations, fitting_range, make_task
 
 DEFAULT_SIZE = (224, 224)
 
@@ -58,6 +58,8 @@ class FormatResult:
              "path": str(self.artifact.path) if self.artifact else None}
         if self.artifact:
             d["precision"] = self.artifact.precision
+            # what the file itself applies to 0-255 pixels (None: it takes the model's input tensor)
+            d["preprocess"] = self.artifact.preprocess.to_dict() if self.artifact.preprocess else None
             d["notes"] = list(self.artifact.notes)
         if self.comparison is not None:
             d.update(self.comparison.worst())
@@ -73,12 +75,15 @@ class FormatResult:
 
 @dataclass
 class Report:
+    """A check: `preprocess` is what the artifacts carry inside, `training_preprocess` the reference's."""
+
     model: str
     images: list[str]
     preprocess: Preprocess
     task: str
     formats: dict[str, FormatResult] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    training_preprocess: Preprocess | None = None
 
     @property
     def passed(self) -> bool:
@@ -87,7 +92,8 @@ class Report:
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "model": self.model, "images": self.images, "task": self.task,
-                "preprocess": self.preprocess.to_dict(), "notes": self.notes,
+                "preprocess": self.preprocess.to_dict(),
+                "training_preprocess": (self.training_preprocess or self.preprocess).to_dict(), "notes": self.notes,
                 "formats": {k: v.to_dict() for k, v in self.formats.items()}}
 
     def to_json(self) -> str:
@@ -111,11 +117,19 @@ class Reference:
     model: anything `load_model` takes, or a LoadedModel. images: a folder, paths or PIL images.
     preprocess: the model's training preprocessing (the reference's); defaults to what the model's
     source says (torchvision weights), else x/255 with a note. size: (H, W) input size; defaults to the
-    preprocessing's, else 224x224. task/labels: what the output means (guessed from its shape if not given).
+    preprocessing's, else 224x224. task/labels: what the main output means (guessed from its shape if not
+    given); `task` may also map output names to tasks (per-output tasks; outputs not named are generic).
+    output: the main output, by name or position (default: the task's, else the model's first); it comes
+    first in `reference` and in every artifact. An image output's range is read from the model's final
+    tanh/sigmoid unless declared (``ImageToImage(output_range=...)``); a reference outside it is an error.
     """
 
-    def __init__(self, model, images, *, preprocess: Preprocess | None = None, task: str | Task | None = None,
-                 labels: Sequence[str] | None = None, size: Sequence[int] | None = None, **load_options):
+    def __init__(self, model, images, *, preprocess: Preprocess | None = None,
+                 task: str | Task | Mapping[str, str | Task] | None = None, labels: Sequence[str] | None = None,
+                 size: Sequence[int] | None = None, output: str | int | None = None, progress=None,
+                 **load_options):
+        if progress:
+            progress("model", "load")
         self.model = model if isinstance(model, LoadedModel) else load_model(model, **load_options)
         if self.model.module is None:
             raise WorkbenchError(
@@ -133,16 +147,79 @@ class Reference:
         self.preprocess = pre
         self.images = load_images(images)
         self.pixels = to_pixels(self.images, pre.size, pre.fit, pre.resize)
+        if progress:
+            progress("PyTorch", "run")
         # One image at a time, as a phone runs it: a model that mixes the batch still gets a fair reference.
-        self.reference = TorchRunner(self.model.module, label="PyTorch (eager)", batch=1).run(self.pixels, pre)
+        raw = TorchRunner(self.model.module, label="PyTorch (eager)", batch=1).run(self.pixels, pre)
+        self._model_outputs = tuple(raw)  # the model's own order: the export wrapper maps from it
         labels = labels if labels is not None else self.model.labels
-        if isinstance(task, Task):
-            self.task = task
-        else:
-            self.task = make_task(task or self.model.task, labels=labels, outputs=self.reference)
+        self.tasks = self._make_tasks(raw, task, output, labels)
+        main = next(iter(self.tasks))
+        self.task = self.tasks[main]
+        self.reference = {main: raw[main], **{k: v for k, v in raw.items() if k != main}}
         self.labels = None
         if labels is not None:
             self.set_labels(labels)
+
+    def _make_tasks(self, raw: dict, task, output, labels) -> dict[str, Task]:
+        """Every output's task, the main output's first; image ranges read from the model or checked."""
+        given = dict(task) if isinstance(task, Mapping) else {}
+        unknown = [n for n in given if n not in raw]
+        if unknown:
+            raise WorkbenchError(f"task given for output {unknown[0]!r}; the model's outputs are {list(raw)}")
+        main = _output_name(raw, output) if output is not None else None
+        if main is None and given:
+            main = next(n for n in raw if n in given)
+        main_task = given.get(main) if given else task
+        if main is None and isinstance(main_task, Task) and main_task.output is not None:
+            main = _output_name(raw, main_task.output)
+        if isinstance(main_task, Task):
+            chosen = main_task
+        else:
+            chosen = make_task(main_task or self.model.task, labels=labels,
+                               outputs={main: raw[main]} if main else raw)
+        main = main or chosen.main_output(raw)
+        tasks = {main: _for_output(chosen, main)}
+        for name in raw:
+            if name != main:
+                t = given.get(name)
+                tasks[name] = _for_output(t if isinstance(t, Task) else make_task(t or "generic", outputs={name: raw[name]}),
+                                          name)
+        declared = {n for n, t in ([(main, main_task)] + list(given.items())) if isinstance(t, ImageToImage)}
+        guessed = main_task is None and self.model.task is None  # the main task was read from its shape
+        images = [n for n, t in tasks.items() if isinstance(t, ImageToImage)]
+        found = {}
+        if images:
+            import torch
+
+            x = torch.from_numpy(self.preprocess.apply(self.pixels[:1]))
+            found = final_activations(self.model.module, x)
+        for name in images:
+            t = tasks[name]
+            op, rng = found.get(name, ("", None))
+            if name in declared:
+                why = "declared"
+                if rng is not None and tuple(rng) != t.output_range:
+                    self.notes.append(f"image output {name!r}: declared range {t.output_range}, but the model's "
+                                      f"final {op} gives {tuple(rng)}: check the declaration")
+            elif rng is not None:
+                t = tasks[name] = dataclasses.replace(t, output_range=rng)
+                why = f"read from the model's final {op}"
+                self.notes.append(f"image output {name!r}: range {tuple(rng)} {why}")
+            else:
+                why = "assumed by default" + (f" (its final op, {op}, does not say)" if op else "")
+                self.notes.append(f"image output {name!r}: range {t.output_range} {why}; declare it with "
+                                  "--output-range LOW HIGH (Python: ImageToImage(output_range=...))")
+            if guessed and name == main and why.startswith("assumed") and fitting_range(raw[name]) is None:
+                # image-shaped, but no image range fits its values: not an image, compared as a tensor
+                tasks[name] = _for_output(Task(), name)
+                self.notes[-1] = (f"output {name!r} is image-shaped but its values fit no image range: compared "
+                                  "as a generic tensor (to show it as an image: --task image --output-range LOW HIGH)")
+                continue
+            note = check_output_range(name, raw[name], t.output_range, why)
+            if note:
+                self.notes.append(note)
+        return tasks
 
     @property
     def training_preprocess(self) -> Preprocess:
@@ -165,9 +242,13 @@ class Reference:
 
     @property
     def name(self) -> str:
-        """A file-name stem for artifacts: the torchvision name, the .py file's or the model file's stem."""
+        """A file-name stem for artifacts: the model's own name (its class or factory function, the torchvision
+        or timm name), else the model file's stem."""
+        own = getattr(self.model, "name", "")
         source = self.model.source.split(" ")[0]
-        if source.startswith("torchvision:"):
+        if own:
+            stem = own
+        elif source.startswith("torchvision:"):
             stem = source.split(":", 1)[1]
         else:
             stem = Path(source.rpartition(":")[0] if ".py:" in source else source).stem
@@ -181,7 +262,10 @@ class Reference:
     def spec(self, *, bake: bool = True, preprocess: Preprocess | None = None, labels: bool = True) -> ExportSpec:
         """What exporters need; `bake` puts the preprocessing inside the artifact (pixels in); `labels`
         False leaves a classifier's labels out (its artifact gives the model's own scores)."""
-        return ExportSpec(module=self.model.module, input_shape=self.input_shape,
+        module = self.model.module
+        if tuple(self.reference) != self._model_outputs:  # the main output first, as the reference has it
+            module = _outputs_by_name(module, self._model_outputs)
+        return ExportSpec(module=module, input_shape=self.input_shape,
                           output_names=tuple(self.reference), preprocess=(preprocess or self.preprocess) if bake else None,
                           task=self.task, source=self.model.source, labels=self.labels if labels else None)
 
@@ -193,6 +277,48 @@ class Reference:
         expected = artifact.expected(self.reference) if artifact else self.reference
         return compare(expected, outputs, task=self.task, tolerance=tol, images=[i.name for i in self.images],
                        name=name)
+
+
+def _output_name(outputs: Mapping, output: str | int) -> str:
+    """The name of output `output` (a name, or a position as int or digits), or WorkbenchError listing them."""
+    names = list(outputs)
+    if isinstance(output, int) or (isinstance(output, str) and output.isdigit() and output not in outputs):
+        i = int(output)
+        if not 0 <= i < len(names):
+            raise WorkbenchError(f"output {i} is out of range: the model has {len(names)} outputs {names}")
+        return names[i]
+    if output not in outputs:
+        raise WorkbenchError(f"the model has no output {output!r}; its outputs are {names} (name or position)")
+    return output
+
+
+def _for_output(task: Task, name: str) -> Task:
+    """`task` bound to output `name`."""
+    if dataclasses.is_dataclass(task):
+        return dataclasses.replace(task, output=name) if task.output != name else task
+    bound = type(task)()
+    bound.output = name
+    return bound
+
+
+def _outputs_by_name(module, names: Sequence[str]):
+    """`module` with its outputs as a {name: tensor} dict, so exporters can take them in any order."""
+    import torch
+
+    class OutputsByName(torch.nn.Module):
+        def __init__(self, model, names):
+            super().__init__()
+            self.model, self.names = model, list(names)
+
+        def forward(self, x):
+            out = self.model(x)
+            if isinstance(out, dict):
+                return out
+            return dict(zip(self.names, out if isinstance(out, (tuple, list)) else [out]))
+
+    wrapped = OutputsByName(module, names)
+    wrapped.__class__.__name__ = type(module).__name__
+    return wrapped.eval()
 
 
 class ArtifactSet:
@@ -328,8 +454,8 @@ class Session(Reference):
         for name, given in (options or {}).items():
             _formats.get(name).check_export_options(given)
         out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="workbench-"))
-        report = Report(self.model.source, [i.name for i in self.images], self.preprocess, self.task.name,
-                        notes=list(self.notes))
+        report = Report(self.model.source, [i.name for i in self.images], preprocess or self.preprocess,
+                        self.task.name, notes=list(self.notes), training_preprocess=self.preprocess)
         for name, fmt in chosen.items():
             result = report.formats[name] = FormatResult(name)
             if progress:

@@ -1,5 +1,13 @@
-"""The workbench's notebook UI: a thin layer holding state and calling the core."""
+"""The workbench's notebook UI: a UI-free controller (`controller.py`, importable without Jupyter) and a thin
+ipywidgets view of it (`workbench.py`)."""
 
-from .workbench import Workbench
+
+def __getattr__(name):  # the view needs ipywidgets; the controller does not
+    if name == "Workbench":
+        from .workbench import Workbench
+
+        return Workbench
+    raise AttributeError(f"module 'workbench.widgets' has no attribute {name!r}")
+
 
 __all__ = ["Workbench"]

@@ -1,426 +1,544 @@
-"""`Workbench`: model, graph, preprocessing sliders, side-by-side comparison and export, in one widget.
+"""`Workbench`: model, graph, preprocessing controls, side-by-side comparison and export, in one widget.
 
-The PyTorch side always gets the model's training preprocessing (the reference, computed once). The
-converted side gets raw pixels and applies the slider preprocessing, as the phone will: Core ML's
-ImageType semantics, one scalar scale and a bias per channel. Moving a slider reruns only the converted
-runtimes on cached sessions; nothing is reconverted. Slider moves from the browser coalesce: a drag sends
-many values while one recompute runs, and only the latest is computed (see `_on_control`).
+A thin ipywidgets view of a `Controller` (widgets/controller.py), which holds the one state and does the work:
+the view draws every control from that state and forwards events to it. The PyTorch side always gets the
+model's training preprocessing (the reference, computed once); the converted side gets raw pixels and the
+preprocessing in force, as the phone will. Moving a control reruns only the live runtimes; nothing is
+reconverted. Slider moves from the browser coalesce: a drag sends many values while one recompute runs, and
+only the latest is computed (see `_Coalescer`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import html
 import math
-import shutil
-import tempfile
-import time
 import traceback
-import weakref
 from pathlib import Path
 from typing import Sequence
 
 import ipywidgets as W
 
-from .._files import atomic_output
+from .. import formats as _formats
 from ..compare import Comparison
 from ..errors import RuntimeUnavailable, WorkbenchError
-from .. import formats as _formats
 from ..graph import Graph
 from ..images import SAMPLE_IMAGES
-from ..preprocess import PRESETS, Preprocess
-from ..formats.base import same_preprocess
-from ..session import ArtifactSet, Session
-from ..tasks import read_labels
-from ..views import side_by_side
+from ..preprocess import Preprocess
+from ..session import Session
+from .controller import CUSTOM, Controller
 
 # How long a slider change waits for the ones queued behind it: messages that arrived during a recompute
 # are all read within this time, so one recompute serves them all, with the latest values.
 COALESCE_SECONDS = 0.02
+GREEN, RED, GREY, AMBER = "#2a7", "#c33", "#888", "#b60"
 
 
 class Workbench(W.VBox):
     """The workbench widget.
 
     model, images, preprocess (the training preprocessing), task, labels, size: as for `Session`.
-    formats: the conversions to build and show. `preprocess` (the converted side's, settable) and
-    `comparison` ({format: Comparison}, the latest) are the contract with code.
+    formats: the conversions run live (default: `workbench.formats.defaults()`); runtime_options: per format,
+    what its runner takes. `preprocess` (the converted side's, settable) and `comparison` ({format:
+    Comparison}, the latest) are the contract with code.
     """
 
     def __init__(self, model, images=None, *, preprocess: Preprocess | None = None, task=None,
-                 labels: Sequence[str] | None = None, formats: Sequence[str] = ("onnx", "coreml", "torchscript"),
-                 size=None, **load_options):
-        self._session = Session(model, images if images is not None else SAMPLE_IMAGES, preprocess=preprocess,
-                                task=task, labels=labels, size=size, **load_options)
-        self.reference_preprocess = self._session.preprocess
-        self.formats = tuple(formats)
-        self.comparison: dict[str, Comparison] = {}
-        self.divergence = None  # where the Core ML program leaves PyTorch, when Core ML fails
-        self._preprocess_differs = False
-        self.status: dict[str, str] = {}
-        self._workdir = Path(tempfile.mkdtemp(prefix="workbench-live-"))
-        self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
-        self.live = ArtifactSet(self._session)  # the artifacts the sliders drive; exports never touch them
-        self._graph: Graph | None = None
-        self._syncing = False
-        self._pending = None  # the scheduled recompute of slider changes, if any
-        self._recomputes = 0  # comparisons computed so far (slider drags coalesce: fewer than moves)
-        self._preprocess = self.reference_preprocess.with_imagetype()
-
-        self._seconds: dict[str, float] = {}  # how long each live conversion took
-        self._errors = W.HTML(layout=W.Layout(min_height="0px"))
-        with _BuildProgress(len(self.formats) + 1) as self._building, _collector_paused():
-            self._build_live_artifacts()
-            super().__init__([
-                W.HTML(f"<h3 style='margin:4px 0'>Workbench: {html.escape(self._session.model.source)}</h3>"),
-                self._errors,
-                W.Tab(children=[self._model_panel(), self._graph_panel()], titles=("Model", "Graph")),
-                self._preprocess_panel(),
-                self._comparison_panel(),
-                self._export_panel(),
-            ])
-            self._building.step(f"comparing on {len(self._session.images)} images")
-            self._recompute()
+                 labels: Sequence[str] | None = None, formats: Sequence[str] | None = None, size=None,
+                 runtime_options: dict[str, dict] | None = None, **load_options):
+        steps = len(_formats.defaults() if formats is None else formats) + 2
+        with _BuildProgress(steps) as building, _collector_paused():
+            building.step("loading the model and computing PyTorch's outputs")
+            session = Session(model, images if images is not None else SAMPLE_IMAGES, preprocess=preprocess,
+                              task=task, labels=labels, size=size, **load_options)
+            self.controller = Controller(session, formats=formats, runtime_options=runtime_options,
+                                         progress=building.step)
+            self._graph: Graph | None = None
+            self._syncing = False
+            self._coalescer = _Coalescer(self._apply_edits)
+            super().__init__(self._panels())
+            self.controller.listen(self._render)
+            for what in ("controls", "live", "result", "busy"):
+                self._render(what)
 
     # -- contract ---------------------------------------------------------------------------------------
     @property
     def preprocess(self) -> Preprocess:
         """The converted side's preprocessing; setting it recomputes the comparison before returning."""
-        return self._preprocess
+        return self.controller.preprocess
 
     @preprocess.setter
     def preprocess(self, value: Preprocess) -> None:
-        if not isinstance(value, Preprocess):
-            raise WorkbenchError(f"preprocess must be a Preprocess, not {type(value).__name__}")
-        self._cancel_pending()  # this value is newer than any slider change still waiting
-        self._apply(value)
-        self._sync_controls()
+        self._coalescer.cancel()  # this value is newer than any slider change still waiting
+        self.controller.set_preprocess(value)
+
+    converted_preprocess = preprocess  # an unambiguous name: the converted side's, not the training one
+
+    @property
+    def comparison(self) -> dict[str, Comparison]:
+        return self.controller.comparison
+
+    @property
+    def reference_preprocess(self) -> Preprocess:
+        """The PyTorch side's (training) preprocessing."""
+        return self.controller.reference_preprocess
 
     @property
     def session(self) -> Session:
-        return self._session
+        return self.controller.session
+
+    @property
+    def live(self):
+        """The live artifacts and their runners (`session.ArtifactSet`); Export never touches them."""
+        return self.controller.live
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        return self.controller.formats
+
+    @property
+    def status(self) -> dict[str, str]:
+        return self.controller.status
+
+    @property
+    def divergence(self):
+        return self.controller.divergence
+
+    @property
+    def pending(self) -> bool:
+        """Whether a slider change still waits to be applied (drags coalesce; see `_Coalescer`)."""
+        return self._coalescer.pending
+
+    def control(self, name: str) -> W.Widget:
+        """The control called `name` ("scale", "scale_text", "bias0".."bias2", "bias0_text"..., "bgr", "bake",
+        "preset", "match", "graph", "export", "folder", "overwrite", "labels", "live:<format>",
+        "export:<format>", "previous", "next"): what a user clicks or types into, for scripts and tests."""
+        named = {"scale": self._scale, "scale_text": self._scale_text, "bgr": self._bgr, "bake": self._bake,
+                 "preset": self._preset, "match": self._match, "graph": self._graph_choice,
+                 "export": self._export_button, "confirm": self._confirm, "folder": self._out,
+                 "overwrite": self._overwrite, "labels": self._labels_file, "previous": self._previous,
+                 "next": self._next}
+        named.update({f"bias{i}": s for i, s in enumerate(self._bias)})
+        named.update({f"bias{i}_text": t for i, t in enumerate(self._bias_text)})
+        named.update({f"live:{n}": b for n, b in self._live_boxes.items()})
+        named.update({f"export:{n}": b for n, b in self._export_formats.items()})
+        if name not in named:
+            raise WorkbenchError(f"no control {name!r}; controls: {', '.join(named)}")
+        return named[name]
+
+    def shown(self) -> dict[str, str]:
+        """The text of each area as the front end shows it: "errors", "warnings", "busy", "metrics", "page",
+        "exactness", "reasons", "written", "confirm", "model", "graph"."""
+        return {"errors": self._errors.value, "warnings": self._warnings.value, "busy": self._busy.value,
+                "metrics": self._metrics.value, "page": self._page.value, "exactness": self._exactness.value,
+                "reasons": self._reasons.value, "written": self._written.value,
+                "confirm": self._confirm_text.value if self._confirm_row.layout.display != "none" else "",
+                "model": self._model.value, "graph": self._graph_view.value}
+
+    @property
+    def picture(self) -> bytes:
+        """The comparison picture on screen (JPEG)."""
+        return self._picture.value
+
+    @property
+    def graph(self) -> Graph | None:
+        """The Netron server showing the chosen format's graph."""
+        return self._graph
 
     def close(self) -> None:
-        self._cancel_pending()
+        self._coalescer.cancel()
         if self._graph is not None:
             self._graph.close()
             self._graph = None
-        self.live.close()
-        self._session.close()
-        self._cleanup()
+        self.controller.close()
+        self.session.close()
         super().close()
 
-    # -- panels ---------------------------------------------------------------------------------------------
-    def _build_live_artifacts(self) -> None:
-        """Export each format once, taking the model tensor: the sliders apply in front of them, as Core ML's
-        ImageType would (x * scale + bias, in fp32 before any fp16 cast). The live artifacts give the model's
-        own outputs (no classifier labels: Export adds them). Each format's live options apply (the traces
-        skip torch's own check: the first comparison, on the sample images, follows at once)."""
-        s = self._session
-        for fmt in self.formats:
-            format_ = _formats.get(fmt)
-            self._building.step(f"converting to {format_.title}")
-            start = time.perf_counter()
-            try:
-                self.live.export(fmt, self._workdir / f"{s.name}{format_.suffix}", bake=False, labels=False,
-                                  overwrite=True, **format_.live_options)
-                self.status[fmt] = "ok"
-            except WorkbenchError as exc:
-                self.status[fmt] = f"failed: {exc}"
-            self._seconds[fmt] = time.perf_counter() - start
-
-    def _model_panel(self) -> W.Widget:
-        s = self._session
-        params = s.model.parameters
-        rows = [("source", s.model.source), ("input", f"{s.input_shape} ({self.reference_preprocess.describe()})"),
-                ("parameters", f"{params:,}" if params is not None else "-"), ("task", s.task.name),
-                ("images", f"{len(s.images)}: {', '.join(i.name for i in s.images)}")]
-        rows += [("note", n) for n in s.notes]
-        for fmt in self.formats:
-            state = self.status[fmt]
-            colour = "#2a7" if state == "ok" else "#c33"
-            art = self.live.artifacts.get(fmt)
-            took = [f"converted in {self._seconds[fmt]:.1f} s"] if state == "ok" and fmt in self._seconds else []
-            notes = took + list(art.notes if art is not None else ())
-            extra = f" ({'; '.join(notes)})" if notes else ""
-            rows.append((_formats.get(fmt).title, f"<span style='color:{colour}'>{html.escape(state)}</span>{html.escape(extra)}"))
-        titles = {_formats.get(f).title for f in self.formats}
-        body = "".join(f"<tr><th style='text-align:left;padding-right:12px'>{html.escape(k)}</th>"
-                       f"<td>{v if k in titles else html.escape(v)}</td></tr>" for k, v in rows)
-        return W.HTML(f"<table style='font-size:13px'>{body}</table>")
+    # -- building the view ---------------------------------------------------------------------------------
+    def _panels(self) -> list[W.Widget]:
+        c = self.controller
+        self._errors = W.HTML(layout=W.Layout(min_height="0px"))
+        self._warnings = W.HTML("".join(
+            f"<div style='color:{AMBER};border:1px solid #eb8;padding:4px;background:#fff8e8;font-size:12px'>"
+            f"{html.escape(w)}</div>" for w in c.warnings))
+        self._busy = W.HTML(layout=W.Layout(min_height="20px"))
+        self._model = W.HTML()
+        return [W.HTML(f"<h3 style='margin:4px 0'>Workbench: {html.escape(c.session.model.source)}</h3>"),
+                self._errors, self._warnings,
+                W.Tab(children=[self._model, self._graph_panel()], titles=("Model", "Graph")),
+                self._preprocess_panel(), self._busy, self._comparison_panel(), self._export_panel()]
 
     def _graph_panel(self) -> W.Widget:
-        shown = [f for f in self.formats if self.status.get(f) == "ok"]
-        self._graph_choice = W.ToggleButtons(options=[(_formats.get(f).title, f) for f in shown], description="Graph:")
+        self._graph_choice = W.ToggleButtons(options=[], description="Graph:")
         self._graph_view = W.HTML()
         self._graph_choice.observe(lambda change: self._show_graph(change["new"]), names="value")
-        if shown:
-            self._show_graph(shown[0])
-        else:
-            self._graph_view.value = "<i>no conversion succeeded: no graph to show</i>"
         return W.VBox([self._graph_choice, self._graph_view])
 
-    def _show_graph(self, fmt: str) -> None:
-        with self._guard():
-            if self._graph is not None:
-                self._graph.close()
-            self._graph = Graph(self.live.artifacts[fmt].path)
-            self._graph_view.value = self._graph.html()
-
     def _preprocess_panel(self) -> W.Widget:
-        pre = self._preprocess
-        self._scale = W.FloatLogSlider(value=pre.scale[0], base=10, min=-4, max=1, step=0.001,
-                                       description="scale", readout_format=".6f", continuous_update=True)
-        self._bias = [W.FloatSlider(value=b, min=min(-3.0, b), max=max(3.0, b), step=0.001, description=c,
-                                    readout_format=".4f") for c, b in zip("RGB", _three(pre.bias))]
-        self._bgr = W.Checkbox(value=pre.bgr, description="BGR", indent=False)
-        self._gray = W.Checkbox(value=pre.grayscale, description="grayscale", indent=False, disabled=True)
-        options = [("model's own (training)", "__model__")] + [(name, name) for name in PRESETS
-                                                                 if PRESETS[name]().grayscale == pre.grayscale]
-        self._preset = W.Dropdown(options=options, value="__model__", description="preset")
+        c = self.controller
+        self._preset = W.Dropdown(options=c.presets() + [("custom values", CUSTOM)], description="preset")
         self._match = W.Button(description="Match PyTorch", button_style="info", icon="magic",
                                tooltip="set the values derived from the model's training normalization")
-        self._bake = W.Checkbox(value=False, description="bake the exact normalization into the model", indent=False)
+        # step=None: the front end snaps nothing, so it never sends back a rounded value; the text beside
+        # each slider shows the exact value in force and takes one typed in.
+        self._scale = W.FloatLogSlider(base=10, min=-4, max=1, step=None, readout=False, description="scale")
+        self._scale_text = W.Text(continuous_update=False, layout=W.Layout(width="230px"))
+        n = c.reference_preprocess.channels
+        self._bias = [W.FloatSlider(min=-3, max=3, step=None, readout=False) for _ in range(n)]
+        self._bias_text = [W.Text(continuous_update=False, layout=W.Layout(width="230px")) for _ in range(n)]
+        self._bgr = W.Checkbox(description="BGR", indent=False, layout=W.Layout(width="auto"))
+        self._bake = W.Checkbox(description="bake the exact normalization into the model", indent=False,
+                                layout=W.Layout(width="auto"))
+        self._reasons = W.HTML()
         self._exactness = W.HTML()
-        for control in [self._scale, self._bgr, self._bake, *self._bias]:
-            control.observe(self._on_control, names="value")
-        self._preset.observe(self._on_preset, names="value")
-        self._match.on_click(lambda _: self._on_match())
-        self._update_exactness()
-        return W.VBox([W.HTML("<b>Preprocessing of the converted side</b> (Core ML ImageType: x * scale + bias)"),
-                       W.HBox([self._preset, self._match]), self._scale,
-                       W.HBox(self._bias[: self._preprocess.channels]), W.HBox([self._bgr, self._gray, self._bake]),
-                       self._exactness])
+        self._scale.observe(lambda ch: self._on_slider("scale", ch["new"]), names="value")
+        self._scale_text.observe(lambda ch: self._on_text("scale", ch["new"]), names="value")
+        for i, (slider, text) in enumerate(zip(self._bias, self._bias_text)):
+            slider.observe(lambda ch, i=i: self._on_slider(i, ch["new"]), names="value")
+            text.observe(lambda ch, i=i: self._on_text(i, ch["new"]), names="value")
+        self._bgr.observe(lambda ch: self._act(lambda: c.edit(bgr=ch["new"])), names="value")
+        self._bake.observe(lambda ch: self._act(lambda: c.set_bake(ch["new"])), names="value")
+        self._preset.observe(lambda ch: self._act(lambda: c.choose_preset(ch["new"])), names="value")
+        self._match.on_click(lambda _: self._act(c.match))
+        self._live_boxes = {name: W.Checkbox(description=f.title, indent=False, layout=W.Layout(width="auto"))
+                            for name, f in _formats.registry().items()}
+        for name, box in self._live_boxes.items():
+            box.observe(lambda ch, name=name: self._on_live(name, ch["new"]), names="value")
+        rows = [W.HBox([self._scale, self._scale_text])]
+        rows += [W.HBox([s, t]) for s, t in zip(self._bias, self._bias_text)]
+        return W.VBox([W.HTML("<b>Preprocessing of the converted side</b> (x * scale + bias on 0-255 pixels, "
+                              "as Core ML's ImageType applies it)"),
+                       W.HBox([self._preset, self._match]), *rows, W.HBox([self._bgr, self._bake]),
+                       self._reasons, self._exactness,
+                       W.HBox([W.HTML("<span style='font-size:12px'>run live:&nbsp;</span>"),
+                               *self._live_boxes.values()])])
 
     def _comparison_panel(self) -> W.Widget:
         self._picture = W.Image(format="jpeg", layout=W.Layout(max_width="100%"))
         self._metrics = W.HTML()
-        return W.VBox([W.HTML("<b>PyTorch (training preprocessing) beside each conversion (slider preprocessing)</b>"),
-                       self._metrics, self._picture])
+        self._previous = W.Button(description="", icon="chevron-left", layout=W.Layout(width="40px"),
+                                  tooltip="previous images")
+        self._next = W.Button(description="", icon="chevron-right", layout=W.Layout(width="40px"),
+                              tooltip="next images")
+        self._page = W.HTML()
+        self._previous.on_click(lambda _: self._act(lambda: self.controller.show_page(self.controller.page - 1)))
+        self._next.on_click(lambda _: self._act(lambda: self.controller.show_page(self.controller.page + 1)))
+        return W.VBox([W.HTML("<b>PyTorch (training preprocessing) beside each conversion (the preprocessing "
+                              "above)</b>"), self._metrics, W.HBox([self._previous, self._page, self._next]),
+                       self._picture])
 
     def _export_panel(self) -> W.Widget:
-        self._out = W.Text(value=str(Path.cwd() / "exports" / self._session.name), description="folder",
+        c = self.controller
+        self._out = W.Text(value=str(Path.cwd() / "exports" / c.session.name), description="folder",
                            layout=W.Layout(width="60%"))
-        self._export_formats = {n: W.Checkbox(value=self.status.get(n) == "ok", description=f.title, indent=False)
+        self._export_formats = {n: W.Checkbox(value=c.status.get(n) == "ok", description=f.title, indent=False,
+                                              layout=W.Layout(width="auto"))
                                 for n, f in _formats.registry().items()}
-        self._target = W.Dropdown(options=["iOS13", "iOS14", "iOS15", "iOS16", "iOS17", "iOS18"], value="iOS16",
-                                  description="target")
+        from ..formats.coreml import TARGETS
+
+        self._target = W.Dropdown(options=list(TARGETS), value="iOS16", description="target")
         self._precision = W.Dropdown(options=["fp16", "fp32"], value="fp16", description="precision")
         self._labels_file = W.Text(placeholder="labels.txt (optional)", description="labels")
         self._overwrite = W.Checkbox(value=False, description="overwrite existing files", indent=False)
         self._export_button = W.Button(description="Export", button_style="success", icon="download")
         self._progress = W.IntProgress(value=0, min=0, max=1, description="", layout=W.Layout(width="40%"))
+        self._confirm_text = W.HTML()
+        self._confirm = W.Button(description="Export anyway", button_style="warning")
+        self._cancel = W.Button(description="Cancel")
+        self._confirm_row = W.HBox([self._confirm_text, self._confirm, self._cancel], layout=W.Layout(display="none"))
         self._written = W.HTML()
-        self._export_button.on_click(lambda _: self._on_export())
-        return W.VBox([W.HTML("<b>Export</b> (current preprocessing inside the artifacts)"), self._out,
+        self._export_button.on_click(lambda _: self._on_export(confirmed=False))
+        self._confirm.on_click(lambda _: self._on_export(confirmed=True))
+        self._cancel.on_click(lambda _: self._hide_confirm())
+        return W.VBox([W.HTML("<b>Export</b> (the preprocessing in force inside the artifacts)"), self._out,
                        W.HBox(list(self._export_formats.values())), W.HBox([self._target, self._precision]),
                        W.HBox([self._labels_file, self._overwrite]), W.HBox([self._export_button, self._progress]),
-                       self._written])
+                       self._confirm_row, self._written])
 
-    # -- behaviour --------------------------------------------------------------------------------------------
-    def _guard(self):
-        return _ErrorArea(self._errors)
-
-    def _controls_preprocess(self) -> Preprocess:
-        if self._bake.value:
-            return self.reference_preprocess
-        n, current = self._preprocess.channels, self._preprocess
-        # A slider holds its value rounded to its step, and the browser sends that rounding back: keep the
-        # exact current value unless the user moved the control by at least half a step.
-        scale = current.scale[0]
-        if abs(math.log10(self._scale.value) - math.log10(abs(scale))) > self._scale.step / 2 + 1e-12:
-            scale = self._scale.value
-        bias = tuple(b if abs(slider.value - b) <= slider.step / 2 + 1e-12 else slider.value
-                     for slider, b in zip(self._bias[:n], current.bias))
-        if (scale, bias, self._bgr.value) == (current.scale[0], current.bias, current.bgr) and current.scale == (scale,) * n:
-            return current
-        return self.reference_preprocess.replace(scale=(scale,) * n, bias=bias, bgr=self._bgr.value, name="sliders")
-
-    def _on_control(self, change) -> None:
-        """A control moved. In a kernel, the recompute waits for the event loop, so the changes queued
-        behind this one are read first and one recompute uses the latest values (a drag does not leave a
-        queue of stale recomputes). With no event loop (a script, a test) it recomputes at once."""
+    # -- events -> controller -----------------------------------------------------------------------------
+    def _act(self, action) -> None:
+        """Run a controller action from an event; a WorkbenchError shows in the widget, which keeps its state."""
         if self._syncing:
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._flush()
-            return
-        if self._pending is None:
-            self._pending = loop.call_later(COALESCE_SECONDS, self._flush)
+        with _ErrorArea(self._errors):
+            action()
 
-    def _flush(self) -> None:
-        self._pending = None
-        with self._guard():
-            self._apply(self._controls_preprocess())  # the controls' values now: the latest change wins
-
-    def _cancel_pending(self) -> None:
-        if self._pending is not None:
-            self._pending.cancel()
-            self._pending = None
-
-    def _on_preset(self, change) -> None:
+    def _on_slider(self, key, value) -> None:
         if self._syncing:
             return
-        with self._guard():
-            base = self.reference_preprocess if change["new"] == "__model__" else Preprocess.preset(change["new"])
-            self.preprocess = base.replace(size=self.reference_preprocess.size, resize=self.reference_preprocess.resize,
-                                           fit=self.reference_preprocess.fit).with_imagetype()
+        shown = self.controller.controls()["scale" if key == "scale" else f"bias{key}"].value
+        if isinstance(shown, float) and math.isclose(value, shown, rel_tol=1e-9, abs_tol=1e-12):
+            return  # the front end echoing the value it was given
+        self._coalescer.add(key, value)
 
-    def _on_match(self) -> None:
-        with self._guard():
-            self.preprocess = self.reference_preprocess.with_imagetype()
+    def _on_text(self, key, text: str) -> None:
+        if self._syncing:
+            return
+        with _ErrorArea(self._errors):
+            try:
+                value = float(text)
+            except ValueError:
+                self._render("controls")
+                raise WorkbenchError(f"{text!r} is not a number; type a value such as 0.0039215686 or -123.68") from None
+            self._coalescer.cancel()
+            self._apply_edits({key: value})
 
-    def _apply(self, pre: Preprocess) -> None:
-        """Recompute with `pre`; on error the previous preprocessing and comparison stay."""
-        if pre.channels != self.reference_preprocess.channels:
-            raise WorkbenchError(f"the model takes {self.reference_preprocess.channels} channel(s); this "
-                                 f"preprocessing gives {pre.channels}")
-        previous = self._preprocess
-        self._preprocess = pre
-        try:
-            self._recompute()
-        except Exception:
-            self._preprocess = previous
-            raise
-        self._update_exactness()
+    def _apply_edits(self, edits: dict) -> None:
+        with _ErrorArea(self._errors):
+            try:
+                self.controller.edit(scale=edits.pop("scale", None), bias=edits or None)
+            except WorkbenchError:
+                self._render("controls")  # back to the values in force
+                raise
 
-    def _sync_controls(self) -> None:
-        pre = self._preprocess
-        self._syncing = True
-        try:
-            self._scale.value = pre.scale[0]
-            for slider, b in zip(self._bias, _three(pre.bias)):
-                slider.min, slider.max = min(slider.min, b), max(slider.max, b)
-                slider.value = b
-            self._bgr.value = pre.bgr
-            self._bake.value = pre.scale != tuple([pre.scale[0]] * pre.channels)
-        finally:
-            self._syncing = False
+    def _on_live(self, name: str, on: bool) -> None:
+        if self._syncing:
+            return
+        c = self.controller
+        with _ErrorArea(self._errors):
+            c.add_live(name) if on else c.remove_live(name)
 
-    def _update_exactness(self) -> None:
-        fit = self.reference_preprocess.imagetype_fit()
-        if fit.exact:
-            text = f"<span style='color:#2a7'>Core ML's ImageType expresses the training preprocessing exactly</span>: {html.escape(fit.describe())}"
-        else:
-            text = (f"<span style='color:#b60'>Core ML's ImageType cannot express the training preprocessing exactly "
-                    f"(per-channel std)</span>: best scalar scale {fit.scale:.6f} leaves up to {fit.max_error:.4f} "
-                    "(normalized units). Tick <i>bake</i> to put the exact normalization in the model.")
-        self._exactness.value = f"<div style='font-size:12px'>{text}<br>now: {html.escape(self._preprocess.describe())}</div>"
+    def _show_graph(self, fmt: str | None) -> None:
+        if fmt is None or self._syncing:
+            return
+        with _ErrorArea(self._errors):
+            artifact = self.live.artifacts[fmt]
+            if self._graph is not None:
+                self._graph.close()
+            self._graph = Graph(artifact.path)
+            self._graph_view.value = self._graph.html()
 
-    def _recompute(self) -> None:
-        live = self.live
-        outputs, comparisons = {}, {}
-        for fmt in self.formats:
-            if self.status.get(fmt) != "ok":
-                continue
-            out = live.run(fmt, preprocess=self._preprocess)
-            outputs[self._title(fmt)] = out
-            comparisons[fmt] = live.compare(fmt, out)  # the artifact's precision sets the default tolerance
-        self.comparison = comparisons
-        self.divergence = None
-        self._preprocess_differs = not same_preprocess(self._preprocess, self.reference_preprocess)
-        failing = [f for f, c in comparisons.items() if not c.passed and _formats.get(f).locator]
-        if failing and not self._preprocess_differs:  # the preprocessing is PyTorch's: look inside the program
-            self.divergence = live.locate(failing[0], preprocess=self._preprocess)
-        self._recomputes += 1
-        self._metrics.value = self._metrics_html()
-        self._drawn = (outputs, {self._title(f): c for f, c in comparisons.items()})
-        self._picture.value = self._draw("jpeg")
-
-    def _draw(self, image_format: str) -> bytes:
-        """The comparison picture as last computed: JPEG on screen (redrawn on every move), PNG in files."""
-        s, (outputs, comparisons) = self._session, self._drawn
-        return side_by_side(s.pixels, [i.name for i in s.images], s.reference, outputs, s.task, comparisons,
-                            image_format=image_format)
-
-    def _title(self, fmt: str) -> str:
-        """A column's name: the runtime that really ran (e.g. "Core ML interpreter (ML program, fp16)")."""
-        return self.live.runner(fmt).label
-
-    def _metrics_html(self) -> str:
-        rows = []
-        for fmt in self.formats:
-            c = self.comparison.get(fmt)
-            if c is None:
-                why = self.status.get(fmt, "")
-                rows.append(f"<tr><td>{_formats.get(fmt).title}</td><td colspan=6 style='color:#888'>{html.escape(why)}</td></tr>")
-                continue
-            w = c.worst()
-            task = w.get("top1_agreement", w.get("miou"))
-            colour = "#2a7" if c.passed else "#c33"
-            rows.append(
-                f"<tr><td>{html.escape(self._title(fmt))}</td><td style='color:{colour};font-weight:bold'>{'PASS' if c.passed else 'FAIL'}</td>"
-                f"<td>{w['max_abs']:.3g}</td><td>{w['mean_abs']:.3g}</td><td>{w['psnr']:.1f}</td>"
-                f"<td>{w['cosine']:.6f}</td><td>{'-' if task is None else f'{task:.3f}'}</td></tr>")
-        head = "<tr><th>format</th><th>parity</th><th>max abs</th><th>mean abs</th><th>PSNR dB</th><th>cosine</th><th>top-1 / mIoU</th></tr>"
-        table = f"<table style='font-size:12px;border-collapse:collapse'>{head}{''.join(rows)}</table>"
-        if self.divergence is not None:
-            table += (f"<div style='font-size:12px'><b>Core ML program against PyTorch, op by op</b> (first image):"
-                      f"<pre style='font-size:11px'>{html.escape(self.divergence.describe())}</pre></div>")
-        elif "coreml" in self.comparison and not self.comparison["coreml"].passed and self._preprocess_differs:
-            table += ("<div style='font-size:12px'>The preprocessing differs from PyTorch's: click <i>Match "
-                      "PyTorch</i> to see whether the Core ML program itself agrees (then the op-by-op "
-                      "locator runs if it does not).</div>")
-        return table
-
-    def _on_export(self) -> None:
+    def _on_export(self, confirmed: bool) -> None:
         button = self._export_button
         button.disabled = True
-        try:
-            with self._guard():
-                self._written.value = self._export()
-        finally:
-            button.disabled = False
-
-    def _export(self) -> str:
-        formats = [f for f, box in self._export_formats.items() if box.value]
-        if not formats:
-            raise WorkbenchError("no format ticked; choose at least one to export")
-        out = Path(self._out.value).expanduser()
-        report_json, report_png = out / "parity_report.json", out / "parity_report.png"
-        if not self._overwrite.value:
-            clashes = [p for p in [out / f"{self._session.name}{_formats.get(f).suffix}" for f in formats] + [report_json, report_png]
-                       if p.exists() or p.with_suffix(".mlmodel").exists()]
-            if clashes:
-                raise WorkbenchError(f"{clashes[0]} already exists; tick 'overwrite existing files' or choose another folder")
-        if self._labels_file.value.strip():
-            self._session.set_labels(read_labels(self._labels_file.value.strip()))
-        pre = self.reference_preprocess if self._bake.value else self._preprocess
-        self._progress.max, self._progress.value = 2 * len(formats) + 1, 0
+        self._hide_confirm()
+        chosen = [f for f, box in self._export_formats.items() if box.value]
+        self._progress.max, self._progress.value, self._progress.description = 2 * max(len(chosen), 1), 0, ""
 
         def step(fmt, what):
             self._progress.value += 1
-            self._progress.description = f"{what} {fmt}"
+            self._progress.description = f"{what} {_formats.get(fmt).title}"
 
-        options = {"coreml": {"target": self._target.value, "precision": self._precision.value,
-                              "normalization": "bake" if self._bake.value else "auto"}}
-        report = self._session.check(formats, out, overwrite=True if self._overwrite.value else False,
-                                     options=options, preprocess=pre, progress=step)
-        with atomic_output(report_json, overwrite=True) as tmp:
-            tmp.write_text(report.to_json())
-        with atomic_output(report_png, overwrite=True) as tmp:
-            tmp.write_bytes(self._draw("png"))  # the picture on screen, losslessly
-        self._progress.value = self._progress.max
-        self._progress.description = "done"
-        items = []
-        for fmt, r in report.formats.items():
-            state = {True: "parity PASS", False: "parity FAIL", None: "not run here"}[r.passed]
-            path = r.artifact.path if r.artifact else "-"
-            items.append(f"<li>{html.escape(str(path))} ({_formats.get(fmt).title}, {state}{': ' + html.escape(r.error) if r.error else ''})</li>")
-        items += [f"<li>{html.escape(str(p))}</li>" for p in (report_json, report_png)]
-        return f"<b>written</b><ul style='font-size:12px'>{''.join(items)}</ul>"
+        try:
+            with _ErrorArea(self._errors):
+                self.controller.export(self._out.value, chosen, target=self._target.value,
+                                       precision=self._precision.value, labels_file=self._labels_file.value,
+                                       overwrite=self._overwrite.value, confirmed=confirmed, progress=step)
+        finally:
+            button.disabled = False
+
+    def _hide_confirm(self) -> None:
+        self._confirm_row.layout.display = "none"
+
+    # -- controller state -> view -----------------------------------------------------------------------
+    def _render(self, what: str) -> None:
+        {"controls": self._render_controls, "busy": self._render_busy, "column": self._render_metrics,
+         "result": self._render_result, "export": self._render_export, "live": self._render_live}[what]()
+
+    def _render_controls(self) -> None:
+        c = self.controller
+        controls = c.controls()
+        self._syncing = True
+        try:
+            scale = controls["scale"]
+            exact = scale.value if isinstance(scale.value, float) else scale.value[0]
+            with self._scale.hold_sync():
+                self._scale.value = min(max(exact, 10 ** self._scale.min), 10 ** self._scale.max)
+                self._scale.disabled = not scale.enabled
+            self._scale_text.value = _numbers(scale.value)
+            self._scale_text.disabled = not scale.enabled
+            for i, (slider, text) in enumerate(zip(self._bias, self._bias_text)):
+                control = controls[f"bias{i}"]
+                with slider.hold_sync():  # range and value together: the front end never clips the value
+                    slider.min, slider.max = min(-3.0, control.value - 1.0), max(3.0, control.value + 1.0)
+                    slider.value = control.value
+                    slider.disabled = not control.enabled
+                    slider.description = control.label
+                text.value, text.disabled = _numbers(control.value), not control.enabled
+            self._bgr.value, self._bgr.disabled = controls["bgr"].value, not controls["bgr"].enabled
+            self._bake.value = controls["bake"].value
+            preset = controls["preset"]
+            self._preset.value, self._preset.disabled = preset.value, not preset.enabled
+            reasons = sorted({ctl.reason for ctl in controls.values() if ctl.reason})
+            self._reasons.value = "".join(f"<div style='font-size:12px;color:{GREY}'>{html.escape(r)}</div>"
+                                          for r in reasons)
+            self._render_exactness()
+        finally:
+            self._syncing = False
+
+    def _render_exactness(self) -> None:
+        c = self.controller
+        fit = c.reference_preprocess.imagetype_fit()
+        if fit.exact:
+            head = (f"<span style='color:{GREEN}'>Core ML's ImageType expresses the training preprocessing "
+                    f"exactly</span>: {html.escape(fit.describe())}")
+        else:
+            head = (f"<span style='color:{AMBER}'>Core ML's ImageType cannot express the training preprocessing "
+                    f"exactly (per-channel std)</span>: best scalar scale {fit.scale:.6f} leaves up to "
+                    f"{fit.max_error:.4f} (normalized units). Tick <i>bake</i> to put the exact normalization in "
+                    "the model.")
+        per_format = "; ".join(f"{_formats.get(f).title}: {html.escape(note)}" for f, note in c.exactness().items())
+        self._exactness.value = (f"<div style='font-size:12px'>{head}<br>in force: "
+                                 f"{html.escape(c.preprocess.describe())}<br>an export carries it: {per_format}</div>")
+
+    def _render_busy(self) -> None:
+        busy = self.controller.busy
+        self._busy.value = (f"<div style='font-size:12px;color:{AMBER}'>&#9203; {html.escape(busy)}... (results "
+                            "below are out of date until replaced)</div>" if busy else "")
+        self._render_metrics()
+
+    def _render_result(self) -> None:
+        c = self.controller
+        self._render_metrics()
+        self._picture.value = c.picture
+        n = len(c.session.images)
+        first = c.page * 4 + 1
+        self._page.value = (f"<span style='font-size:12px'>images {first}-{min(first + 3, n)} of {n} "
+                            f"(page {c.page + 1} of {c.pages})</span>")
+        self._previous.disabled, self._next.disabled = c.page == 0, c.page + 1 >= c.pages
+
+    def _render_metrics(self) -> None:
+        c = self.controller
+        stale = c.stale()
+        rows = []
+        for fmt in c.formats:
+            title = _formats.get(fmt).title
+            comparison = c.comparison.get(fmt)
+            if comparison is None:
+                why = c.status.get(fmt, "") if c.status.get(fmt) != "ok" else "not run yet"
+                rows.append(f"<tr><td>{title}</td><td colspan=7 style='color:{GREY}'>{html.escape(why)}</td></tr>")
+                continue
+            w = comparison.worst()
+            task = w.get("top1_agreement", w.get("miou"))
+            colour = GREEN if comparison.passed else RED
+            old = fmt in stale
+            style = f" style='opacity:0.45' title='out of date: computed with another preprocessing'" if old else ""
+            rows.append(
+                f"<tr{style}><td>{html.escape(title)}<br><span style='color:{GREY};font-size:11px'>"
+                f"{html.escape(c.title(fmt))}</span></td>"
+                f"<td style='color:{colour};font-weight:bold'>{'PASS' if comparison.passed else 'FAIL'}"
+                f"{' (out of date)' if old else ''}</td>"
+                f"<td>{w['max_abs']:.3g}</td><td>{w['mean_abs']:.3g}</td><td>{w['psnr']:.1f}</td>"
+                f"<td>{w['cosine']:.6f}</td><td>{'-' if task is None else f'{task:.3f}'}</td>"
+                f"<td style='font-size:11px'>{html.escape(c.tolerance(fmt))}</td></tr>")
+        head = ("<tr><th>format</th><th>parity</th><th>max abs</th><th>mean abs</th><th>PSNR dB</th><th>cosine</th>"
+                "<th>top-1 / mIoU</th><th>tolerance (max abs &le;)</th></tr>")
+        table = f"<table style='font-size:12px;border-collapse:collapse'>{head}{''.join(rows)}</table>"
+        if c.divergence is not None:
+            table += (f"<div style='font-size:12px'><b>Core ML program against PyTorch, op by op</b> (first image):"
+                      f"<pre style='font-size:11px'>{html.escape(c.divergence.describe())}</pre></div>")
+        elif any(not comp.passed for comp in c.comparison.values()) and c.differs:
+            table += ("<div style='font-size:12px'>The preprocessing differs from PyTorch's: click <i>Match "
+                      "PyTorch</i> to see whether the converted program itself agrees (then the op-by-op "
+                      "locator runs if it does not).</div>")
+        self._metrics.value = table
+
+    def _render_live(self) -> None:
+        c = self.controller
+        self._syncing = True
+        try:
+            for name, box in self._live_boxes.items():
+                box.value = name in c.formats
+            shown = [f for f in c.formats if c.status.get(f) == "ok"]
+            options = [(_formats.get(f).title, f) for f in shown]
+            if [v for _, v in self._graph_choice.options] != shown:
+                self._graph_choice.options = options
+                self._graph_choice.value = None
+        finally:
+            self._syncing = False
+        if shown and self._graph_choice.value is None:
+            self._graph_choice.value = shown[0]  # shows it (the observer runs)
+        elif not shown:
+            self._graph_view.value = "<i>no conversion succeeded: no graph to show</i>"
+        self._model.value = self._model_html()
+
+    def _model_html(self) -> str:
+        c = self.controller
+        s = c.session
+        params = s.model.parameters
+        rows = [("source", html.escape(s.model.source)),
+                ("input", html.escape(f"{s.input_shape} ({c.reference_preprocess.describe()})")),
+                ("parameters", f"{params:,}" if params is not None else "-"), ("task", html.escape(s.task.name)),
+                ("images", html.escape(f"{len(s.images)}: {', '.join(i.name for i in s.images)}"))]
+        rows += [("note", html.escape(n)) for n in s.notes]
+        for fmt in c.formats:
+            state = c.status.get(fmt, "")
+            art = c.live.artifacts.get(fmt)
+            took = [f"converted in {c.seconds[fmt]:.1f} s"] if state == "ok" and fmt in c.seconds else []
+            notes = took + list(art.notes if art is not None else ())
+            extra = f" ({'; '.join(notes)})" if notes else ""
+            rows.append((_formats.get(fmt).title, f"<span style='color:{GREEN if state == 'ok' else RED}'>"
+                                                  f"{html.escape(state)}</span>{html.escape(extra)}"))
+        body = "".join(f"<tr><th style='text-align:left;padding-right:12px'>{html.escape(k)}</th><td>{v}</td></tr>"
+                       for k, v in rows)
+        return f"<table style='font-size:13px'>{body}</table>"
+
+    def _render_export(self) -> None:
+        outcome = self.controller.export_outcome
+        if outcome is None:
+            self._written.value = ""
+            return
+        if outcome.confirm:
+            self._confirm_text.value = f"<span style='color:{AMBER}'>{html.escape(outcome.confirm)}</span>"
+            self._confirm_row.layout.display = "flex"
+            self._written.value = ""
+        elif outcome.refused:
+            self._written.value = f"<div style='color:{RED}'><b>refused</b>: {html.escape(outcome.refused)}</div>"
+        else:
+            self._progress.value, self._progress.description = self._progress.max, "done"
+            items = "".join(f"<li>{html.escape(path)} ({html.escape(title)}{', ' + html.escape(verdict) if verdict else ''})</li>"
+                            for path, title, verdict in outcome.written)
+            self._written.value = f"<b>written</b><ul style='font-size:12px'>{items}</ul>"
+
+
+def _numbers(value) -> str:
+    """A value as text with every digit it has (one number or one per channel)."""
+    if isinstance(value, tuple):
+        return ", ".join(repr(float(v)) for v in value)
+    return repr(float(value))
+
+
+class _Coalescer:
+    """Slider changes, applied together: in a kernel the apply waits for the event loop, so the changes queued
+    behind the first are read before it and one recompute uses the latest values (a drag does not leave a
+    queue of stale recomputes). With no event loop (a script, a test) each change applies at once."""
+
+    def __init__(self, apply):
+        self._apply, self._edits, self._pending = apply, {}, None
+
+    def add(self, key, value) -> None:
+        self._edits[key] = value
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if self._pending is None:
+            self._pending = loop.call_later(COALESCE_SECONDS, self.flush)
+
+    @property
+    def pending(self) -> bool:
+        return self._pending is not None
+
+    def flush(self) -> None:
+        self._pending = None
+        edits, self._edits = self._edits, {}
+        if edits:
+            self._apply(edits)
+
+    def cancel(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        self._edits = {}
 
 
 @contextlib.contextmanager
 def _collector_paused():
-    """Python's cycle collector off while the conversions build: torch.export, the ONNX exporter and
-    coremltools allocate millions of objects and set it off again and again, each pass walking them all.
-    On mobilenet_v2 the build takes 0.55 s less (9.3 s instead of 9.9) and peaks at the same memory."""
+    """Python's cycle collector off while the conversions build: the exporters allocate millions of objects and
+    set it off again and again, each pass walking them all (bench/first_render.py measures the build)."""
     was = gc.isenabled()
     gc.disable()
     try:
@@ -466,11 +584,6 @@ class _BuildProgress:
 
             self._handle.update(HTML(""))  # the output keeps no stale bar (and no "model not found" when reopened)
             self._bar.close()
-
-
-def _three(values) -> tuple[float, ...]:
-    values = tuple(values)
-    return values * 3 if len(values) == 1 else values
 
 
 class _ErrorArea:

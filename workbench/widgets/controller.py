@@ -1,0 +1,437 @@
+"""The widget's state and work, with no UI: what the view draws and what its events call.
+
+One `Controller` holds the one state: the converted side's `Preprocess` (and whether the exact normalization
+is baked), the live formats and their status, the latest comparison with the preprocessing each column was
+computed with, what is running now, the last error, the image page, the picture, and the last export's
+outcome. Every control the view shows is drawn from it (`controls()`), so a control cannot show a value other
+than the one in force. Listeners are called with what changed, while work proceeds, so a front end can show
+a busy state and each format's column as soon as its runtime finishes (fastest first).
+
+Imports no Jupyter: it is tested as it is.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .. import formats as _formats
+from .._files import atomic_output, check_writable
+from ..compare import DEFAULT_TOLERANCES, Comparison
+from ..errors import WorkbenchError
+from ..formats.base import same_preprocess
+from ..preprocess import PRESETS, Preprocess
+from ..session import ArtifactSet, Session
+from ..tasks import read_labels
+from ..views import side_by_side
+
+MODEL = "__model__"  # the preset value that stands for the model's own (training) preprocessing
+CUSTOM = "__custom__"  # shown when the values match no preset
+PER_PAGE = 4  # sample images per page of the picture
+FP16_SMALLEST = 6.1e-5  # fp16's smallest normal number: a reference below it cannot survive fp16
+
+
+@dataclass(frozen=True)
+class Control:
+    """What one control shows: its value (as the exact number), whether it applies, and why not."""
+
+    value: object
+    enabled: bool = True
+    reason: str = ""
+    label: str = ""
+
+
+@dataclass
+class ExportOutcome:
+    """The last Export: what it wrote (path, format title, verdict), or why it refused or asks first."""
+
+    written: list[tuple[str, str, str]] = field(default_factory=list)
+    refused: str | None = None
+    confirm: str | None = None  # files would fail parity: the question to ask before writing them
+    report: str | None = None
+
+
+class Controller:
+    """The workbench's state and actions. `session` is the reference and its exported artifacts; the
+    controller keeps its own live artifact set, which exports never touch.
+
+    formats: the formats converted live (rerun as the preprocessing changes). progress(text): told what the
+    build is doing. Raises WorkbenchError for what a user can fix; state is unchanged when an action fails.
+    """
+
+    def __init__(self, session: Session, *, formats: Sequence[str] | None = None,
+                 runtime_options: dict[str, dict] | None = None, progress: Callable[[str], None] | None = None):
+        self.session = session
+        self.reference_preprocess = session.preprocess
+        names = tuple(_formats.defaults() if formats is None else formats)
+        self.formats = tuple(_formats.get(n).name for n in names)  # unknown names refused here
+        self.live = ArtifactSet(session, runtime_options)
+        self.status: dict[str, str] = {}
+        self.seconds: dict[str, float] = {}  # how long each live conversion took
+        self.run_seconds: dict[str, float] = {}  # how long each format's last refresh took: fastest first
+        self.preprocess = self.reference_preprocess.with_imagetype()
+        self.bake = False
+        self._unbaked = self.preprocess  # what unticking bake returns to
+        self.comparison: dict[str, Comparison] = {}
+        self.outputs: dict[str, dict[str, np.ndarray]] = {}
+        self.computed: dict[str, Preprocess] = {}  # the preprocessing each column was computed with
+        self.divergence = None
+        self.busy: str | None = None
+        self.error: str | None = None
+        self.page = 0
+        self.picture: bytes = b""
+        self.recomputes = 0
+        self.export_outcome: ExportOutcome | None = None
+        self.warnings = self._reference_warnings()
+        self._listeners: list[Callable[[str], None]] = []
+        self._workdir = Path(tempfile.mkdtemp(prefix="workbench-live-"))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
+        for fmt in self.formats:
+            self._convert(fmt, progress)
+        if progress:
+            progress(f"comparing on {len(session.images)} images")
+        self.recompute()
+
+    # -- listening ----------------------------------------------------------------------------------------
+    def listen(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(what)` when state changes: "busy", "column", "result", "controls", "export", "live"."""
+        self._listeners.append(callback)
+
+    def _tell(self, what: str) -> None:
+        for callback in self._listeners:
+            callback(what)
+
+    # -- live formats -------------------------------------------------------------------------------------
+    def _convert(self, fmt: str, progress=None) -> None:
+        """Export `fmt` once, taking the model tensor: the preprocessing applies in front of it, as Core ML's
+        ImageType would. Live artifacts give the model's own outputs (no classifier labels: Export adds them)."""
+        format_ = _formats.get(fmt)
+        if progress:
+            progress(f"converting to {format_.title}")
+        start = time.perf_counter()
+        try:
+            self.live.export(fmt, self._workdir / f"{self.session.name}{format_.suffix}", bake=False, labels=False,
+                             overwrite=True, **format_.live_options)
+            self.status[fmt] = "ok"
+        except WorkbenchError as exc:
+            self.status[fmt] = f"failed: {exc}"
+        self.seconds[fmt] = time.perf_counter() - start
+
+    @property
+    def running(self) -> tuple[str, ...]:
+        """The live formats that converted and run on every change."""
+        return tuple(f for f in self.formats if self.status.get(f) == "ok")
+
+    def add_live(self, fmt: str) -> None:
+        """Convert `fmt` and run it live from now on (busy while it converts)."""
+        format_ = _formats.get(fmt)
+        if fmt in self.formats:
+            return
+        self._set_busy(f"converting to {format_.title}")
+        try:
+            self.formats = self.formats + (fmt,)
+            self._convert(fmt)
+            self._tell("live")
+        finally:
+            self._set_busy(None)
+        if self.status[fmt] == "ok":
+            self.recompute()
+
+    def remove_live(self, fmt: str) -> None:
+        """Stop running `fmt` live (its artifact stays, for its graph)."""
+        if fmt in self.formats:
+            self.formats = tuple(f for f in self.formats if f != fmt)
+            for table in (self.comparison, self.outputs, self.computed):
+                table.pop(fmt, None)
+            self._tell("live")
+            self._redraw()
+
+    # -- the preprocessing ----------------------------------------------------------------------------------
+    def set_preprocess(self, pre: Preprocess, *, bake: bool | None = None) -> None:
+        """Make `pre` the converted side's preprocessing and recompute before returning; on error the previous
+        preprocessing and comparison stay."""
+        if not isinstance(pre, Preprocess):
+            raise WorkbenchError(f"preprocess must be a Preprocess, not {type(pre).__name__}")
+        if pre.channels != self.reference_preprocess.channels:
+            raise WorkbenchError(f"the model takes {self.reference_preprocess.channels} channel(s); this "
+                                 f"preprocessing gives {pre.channels}")
+        before = (self.preprocess, self.bake, self._unbaked)
+        self.preprocess = pre
+        self.bake = bool(bake) if bake is not None else (self.bake and same_preprocess(pre, self.reference_preprocess))
+        if not self.bake:
+            self._unbaked = pre
+        self._tell("controls")
+        try:
+            self.recompute()
+        except Exception:
+            self.preprocess, self.bake, self._unbaked = before
+            self._tell("controls")
+            raise
+
+    def edit(self, *, scale: float | None = None, bias: dict[int, float] | None = None,
+             bgr: bool | None = None) -> None:
+        """Change some values of the current preprocessing (one recompute for all of them)."""
+        if self.bake:
+            raise WorkbenchError("the exact normalization is baked in: untick bake to change the values")
+        cur = self.preprocess
+        n = cur.channels
+        new_scale = cur.scale if scale is None else (float(scale),) * n
+        new_bias = list(cur.bias)
+        for i, value in (bias or {}).items():
+            new_bias[i] = float(value)
+        new_bgr = cur.bgr if bgr is None else bool(bgr)
+        if (new_scale, tuple(new_bias), new_bgr) == (cur.scale, cur.bias, cur.bgr):
+            return
+        self.set_preprocess(cur.replace(scale=new_scale, bias=tuple(new_bias), bgr=new_bgr, name="sliders"))
+
+    def presets(self) -> list[tuple[str, str]]:
+        """(label, value) of the preset menu: the model's own, every preset of the model's channel count."""
+        gray = self.reference_preprocess.grayscale
+        return [("model's own (training)", MODEL)] + [(n, n) for n in PRESETS if PRESETS[n]().grayscale == gray]
+
+    def _preset_preprocess(self, name: str) -> Preprocess:
+        ref = self.reference_preprocess
+        base = ref if name == MODEL else Preprocess.preset(name)
+        return base.replace(size=ref.size, resize=ref.resize, fit=ref.fit).with_imagetype()
+
+    @property
+    def preset(self) -> str:
+        """The preset whose values are in force (MODEL for the model's own), or CUSTOM."""
+        if self.bake:
+            return MODEL
+        for _, name in self.presets():
+            if same_preprocess(self.preprocess, self._preset_preprocess(name)):
+                return name
+        return CUSTOM
+
+    def choose_preset(self, name: str) -> None:
+        """Apply preset `name` exactly (MODEL: the model's own, as Core ML's ImageType can carry it)."""
+        if name == CUSTOM:
+            return
+        if name not in dict((v, v) for _, v in self.presets()):
+            raise WorkbenchError(f"unknown preset {name!r}; choose one of {', '.join(v for _, v in self.presets())}")
+        self.set_preprocess(self._preset_preprocess(name), bake=False)
+
+    def match(self) -> None:
+        """The values derived from the model's training normalization (Core ML's best scalar scale)."""
+        self.choose_preset(MODEL)
+
+    def set_bake(self, on: bool) -> None:
+        """Bake the exact (per-channel) normalization into the exported models, or return to the values
+        before it."""
+        if on == self.bake:
+            return
+        self.set_preprocess(self.reference_preprocess if on else self._unbaked, bake=on)
+
+    def controls(self) -> dict[str, Control]:
+        """What each preprocessing control shows: the values in force, and which controls apply."""
+        pre, gray = self.preprocess, self.preprocess.grayscale
+        baked = "the exact normalization is baked into the model: untick bake to set values by hand"
+        per_channel = len(set(pre.scale)) > 1
+        why = baked if self.bake else ("per-channel scale: one value per channel, see the note" if per_channel else "")
+        out = {"scale": Control(pre.scale if per_channel else pre.scale[0], not why, why),
+               "bgr": Control(pre.bgr, not self.bake and not gray,
+                              baked if self.bake else "one channel: no colour order" if gray else ""),
+               "preset": Control(self.preset, not self.bake, baked if self.bake else ""),
+               "bake": Control(self.bake, True, "")}
+        for i, (name, value) in enumerate(zip("Y" if gray else "RGB", pre.bias)):
+            out[f"bias{i}"] = Control(value, not self.bake, baked if self.bake else "",
+                                      label="Y (luma)" if gray else name)
+        return out
+
+    def exactness(self) -> dict[str, str]:
+        """Per format (the live ones and every registered one), how exactly an export carries the current
+        preprocessing: natively (Core ML's ImageType, ncnn/MNN mean/norm) or in the graph."""
+        fit = self.preprocess.imagetype_fit()
+        notes = {}
+        for name, fmt in _formats.registry().items():
+            exact = fmt.native_exact(self.preprocess)
+            if exact is None:
+                notes[name] = "exact (in the graph)"
+            elif fmt.native == "imagetype" and not exact:
+                notes[name] = (f"not exact natively: ImageType's one scale is off by up to {fit.max_error:.4g}; "
+                               "exported with the normalization baked into the graph")
+            else:
+                notes[name] = f"exact, natively ({'ImageType scale/bias' if fmt.native == 'imagetype' else 'mean/norm'})"
+        return notes
+
+    # -- computing ----------------------------------------------------------------------------------------------
+    def _set_busy(self, what: str | None) -> None:
+        self.busy = what
+        self._tell("busy")
+
+    @property
+    def differs(self) -> bool:
+        """Whether the preprocessing in force differs from PyTorch's (then that alone can explain a FAIL)."""
+        return not same_preprocess(self.preprocess, self.reference_preprocess)
+
+    def stale(self) -> set[str]:
+        """Columns computed with another preprocessing than the one in force (out of date until replaced)."""
+        return {f for f, p in self.computed.items() if p != self.preprocess}
+
+    def recompute(self) -> None:
+        """Run every live format on the sample images with the current preprocessing, fastest first, each
+        column replaced as soon as its runtime finishes; then the locator (when the preprocessing is
+        PyTorch's and a format that has one fails) and the picture. On error the previous results stay."""
+        pre = self.preprocess
+        order = sorted(self.running, key=lambda f: self.run_seconds.get(f, 0.0))
+        saved = (dict(self.comparison), dict(self.outputs), dict(self.computed))
+        try:
+            for k, fmt in enumerate(order, start=1):
+                self._set_busy(f"running {self.title(fmt)} ({k}/{len(order)})")
+                start = time.perf_counter()
+                out = self.live.run(fmt, preprocess=pre)
+                self.comparison[fmt] = self.live.compare(fmt, out)  # the artifact's precision sets the tolerance
+                self.run_seconds[fmt] = time.perf_counter() - start
+                self.outputs[fmt], self.computed[fmt] = out, pre
+                self._tell("column")
+            self.divergence = None
+            failing = [f for f in order if not self.comparison[f].passed and _formats.get(f).locator]
+            if failing and not self.differs and not self.warnings:  # PyTorch's preprocessing: look inside the program
+                self._set_busy(f"locating where {self.title(failing[0])} leaves PyTorch")
+                self.divergence = self.live.locate(failing[0], preprocess=pre)
+            self.recomputes += 1
+            self._redraw()
+        except Exception:
+            self.comparison, self.outputs, self.computed = saved
+            raise
+        finally:
+            self._set_busy(None)
+        self._tell("result")
+
+    def _redraw(self) -> None:
+        self.picture = self.draw("jpeg")
+
+    def draw(self, image_format: str = "png", *, every_image: bool = False) -> bytes:
+        """The comparison picture as last computed: the current page (or every image), JPEG on screen (redrawn
+        on every change), PNG in files."""
+        s = self.session
+        shown = [f for f in self.formats if f in self.outputs]
+        outputs = {self.title(f): self.outputs[f] for f in shown}
+        comparisons = {self.title(f): self.comparison[f] for f in shown}
+        names = [i.name for i in s.images]
+        n = len(names)
+        start, count = (0, n) if every_image else (self.page * PER_PAGE, PER_PAGE)
+        return side_by_side(s.pixels[start:start + count], names[start:start + count],
+                            {k: v[start:start + count] for k, v in s.reference.items()},
+                            {t: {k: v[start:start + count] for k, v in o.items()} for t, o in outputs.items()},
+                            s.task, comparisons, max_images=count, image_format=image_format)
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(len(self.session.images) / PER_PAGE))
+
+    def show_page(self, page: int) -> None:
+        """Show sample images page `page` (0-based) of `pages`."""
+        if not 0 <= page < self.pages:
+            raise WorkbenchError(f"page {page + 1} is out of range: there are {self.pages} pages of images")
+        self.page = page
+        self._redraw()
+        self._tell("result")
+
+    def title(self, fmt: str) -> str:
+        """A column's name: the runtime that really ran (e.g. "Core ML interpreter (ML program, fp16)")."""
+        return self.live.runner(fmt).label if fmt in self.live.artifacts else _formats.get(fmt).runtime
+
+    def tolerance(self, fmt: str) -> str:
+        """The tolerance a format is judged by, and why it differs between formats."""
+        artifact = self.live.artifacts.get(fmt)
+        precision = artifact.precision if artifact else "fp32"
+        tol = DEFAULT_TOLERANCES[precision]
+        why = "fp16 keeps about 3 significant digits" if precision == "fp16" else "float rounding"
+        return f"{tol.rel:g} of scale ({precision}: {why})"
+
+    def _reference_warnings(self) -> list[str]:
+        """What makes parity claims meaningless for this reference: a main output below fp16's range or the
+        same on every image (random weights, typically)."""
+        s = self.session
+        main = s.reference[s.task.main_output(s.reference)]
+        largest = float(np.abs(main).max()) if main.size else 0.0
+        spread = float(main.max() - main.min()) if main.size else 0.0
+        found = []
+        if largest < FP16_SMALLEST:
+            found.append(f"the reference output is tiny (largest |value| {largest:.2g}, below fp16's smallest "
+                         f"normal number {FP16_SMALLEST:g}): fp16 formats cannot represent it, and a PASS here says "
+                         "little. Random weights? Load the trained weights to judge the preprocessing")
+        if spread <= 1e-6 * max(largest, 1e-30):
+            found.append("the reference output is the same for every input: any preprocessing passes, so parity "
+                         "cannot tell a right preprocessing from a wrong one")
+        elif main.ndim >= 2 and len(main) > 1:
+            per_image = main.reshape(len(main), -1)
+            if float(np.abs(per_image - per_image[:1]).max()) <= 1e-4 * max(spread, largest):
+                found.append("the reference output barely changes between images: parity says little about the "
+                             "preprocessing. Random weights? Load the trained weights to judge it")
+        return found
+
+    # -- export -------------------------------------------------------------------------------------------------
+    def export(self, folder: str | Path, formats: Sequence[str], *, target: str = "iOS16", precision: str = "fp16",
+               labels_file: str = "", overwrite: bool = False, confirmed: bool = False,
+               progress: Callable[[str, str], None] | None = None) -> ExportOutcome:
+        """Write `formats` into `folder` with the preprocessing in force inside, and parity_report.json/.png.
+
+        Refuses (outcome.refused) when a file exists and not `overwrite`; asks first (outcome.confirm) when a
+        chosen live format fails parity with this preprocessing, unless `confirmed`. The live artifacts and
+        their runners are untouched. Raises WorkbenchError for bad labels or a folder that cannot be written.
+        """
+        self.export_outcome = None
+        self._tell("export")
+        names = [n for n in formats]
+        if not names:
+            return self._outcome(ExportOutcome(refused="no format ticked: choose at least one to export"))
+        out = Path(folder).expanduser()
+        report_json, report_png = out / "parity_report.json", out / "parity_report.png"
+        paths = [out / f"{self.session.name}{_formats.get(f).suffix}" for f in names]
+        if not overwrite:
+            clashes = [p for p in paths + [report_json, report_png]
+                       if p.exists() or (p.suffix == ".mlpackage" and p.with_suffix(".mlmodel").exists())]
+            if clashes:
+                return self._outcome(ExportOutcome(refused=(
+                    f"nothing written: {clashes[0]} already exists{f' (and {len(clashes) - 1} more)' if len(clashes) > 1 else ''}. "
+                    "Tick 'overwrite existing files' to replace them, or choose another folder")))
+        check_writable(out)  # a folder that cannot be written is said before anything is asked
+        failing = [f for f in names if f in self.comparison and not self.comparison[f].passed]
+        if failing and not confirmed:
+            worst = "; ".join(f"{_formats.get(f).title} max abs {self.comparison[f].worst()['max_abs']:.3g}"
+                              for f in failing)
+            return self._outcome(ExportOutcome(confirm=(
+                f"{', '.join(_formats.get(f).title for f in failing)} fail parity with this preprocessing ({worst}): "
+                "the files would carry it. Export anyway, or click Match PyTorch or tick bake first")))
+        if labels_file.strip():
+            self.session.set_labels(read_labels(labels_file.strip()))
+        options = {"coreml": {"target": target, "precision": precision,
+                              "normalization": "bake" if self.bake else "auto"}}
+        self._set_busy("exporting")
+        try:
+            report = self.session.check(names, out, overwrite=overwrite, preprocess=self.preprocess,
+                                        options={k: v for k, v in options.items() if k in names}, progress=progress)
+            with atomic_output(report_json, overwrite=True) as tmp:
+                tmp.write_text(report.to_json())
+            with atomic_output(report_png, overwrite=True) as tmp:
+                tmp.write_bytes(self.draw("png", every_image=True))  # every image, losslessly
+        finally:
+            self._set_busy(None)
+        outcome = ExportOutcome(report=str(report_json))
+        for fmt, r in report.formats.items():
+            verdict = {True: "parity PASS", False: "parity FAIL", None: "not run here"}[r.passed]
+            if r.error:
+                verdict += f": {r.error}"
+            outcome.written.append((str(r.artifact.path) if r.artifact else "-", _formats.get(fmt).title, verdict))
+        outcome.written += [(str(report_json), "report", ""), (str(report_png), "picture", "")]
+        return self._outcome(outcome)
+
+    def _outcome(self, outcome: ExportOutcome) -> ExportOutcome:
+        self.export_outcome = outcome
+        self._tell("export")
+        return outcome
+
+    def close(self) -> None:
+        self.live.close()
+        self._cleanup()
