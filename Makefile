@@ -21,6 +21,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: $(STAMP)
+	$(BIN)/ruff check workbench tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # make bench: offline benchmarks (under 10 minutes); prints a table, writes bench/results.json.

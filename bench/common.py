@@ -8,10 +8,10 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -29,7 +29,7 @@ class Settings:
     workdir: Path = field(default_factory=lambda: Path("/tmp"))
 
     @classmethod
-    def make(cls, quick: bool, workdir: Path) -> "Settings":
+    def make(cls, quick: bool, workdir: Path) -> Settings:
         return cls(quick, 3, 1, workdir) if quick else cls(False, 15, 3, workdir)
 
 

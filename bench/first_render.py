@@ -55,6 +55,7 @@ def run(settings) -> tuple[list[dict], list[dict]]:
     case = "05 mobilenet_v2, 8 images"
     first = summary([f[0] for f in found])
     rows = [row(SECTION, case, "Workbench cell in a fresh kernel (built and displayed)", first),
-            row(SECTION, case, "notebook from its first cell to the displayed Workbench", summary([f[1] for f in found])),
+            row(SECTION, case, "notebook from its first cell to the displayed Workbench",
+                summary([f[1] for f in found])),
             row(SECTION, case, "a second Workbench in the same, warm kernel", summary([f[2] for f in found]))]
     return rows, [target("first render <= 10 s (notebook 05's Workbench cell)", first["median_ms"] / 1000, 10, "s")]

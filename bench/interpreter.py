@@ -64,8 +64,8 @@ def feed(pixels: np.ndarray, pre):
 def run(settings) -> tuple[list[dict], list[dict]]:
     import torch
 
-    from workbench.images import SAMPLE_IMAGES
     from workbench.formats import runner_for
+    from workbench.images import SAMPLE_IMAGES
     from workbench.session import Session
 
     interpreter = interpreter_class()

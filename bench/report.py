@@ -23,7 +23,8 @@ def _cells(r: dict) -> list[str]:
 
 def _target_cells(t: dict) -> list[str]:
     held = {True: "held", False: "MISSED", None: "not measured"}[t["held"]]
-    measured = "-" if t["measured"] is None else (f"{t['measured']:.0f}" if t["unit"] == "ms" else f"{t['measured']:.2f}")
+    value = t["measured"]
+    measured = "-" if value is None else (f"{value:.0f}" if t["unit"] == "ms" else f"{value:.2f}")
     return [t["target"], f"{measured} {t['unit']}".strip(), f"{t['limit']:g} {t['unit']}", held, t.get("note", "")]
 
 
@@ -50,7 +51,8 @@ def _aligned(head: list[str], rows: list[list[str]]) -> list[str]:
 def markdown(results: dict) -> str:
     m = results["machine"]
     p = results["packages"]
-    load = f"load average {m['load_average_at_start'][0]:.1f} at start, {m.get('load_average_at_end', ['?'])[0]:.1f} at end"
+    start, end = m["load_average_at_start"][0], m.get("load_average_at_end", ["?"])[0]
+    load = f"load average {start:.1f} at start, {end:.1f} at end"
     lines = [f"Measured {results['started']} on {m['cpu']}, {m['cores']} cores, {m['os']}, Python {m['python']} "
              f"({load}); torch {p['torch']}, coremltools {p['coremltools']}, onnxruntime {p['onnxruntime']}, "
              f"onnx {p['onnx']}, numpy {p['numpy']}. Medians of `runs` runs; `make bench` took "

@@ -9,8 +9,8 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from conftest import SAMPLES, tiny_classifier
+
 from workbench import Preprocess, Workbench
 from workbench.widgets.workbench import COALESCE_SECONDS
 
@@ -87,7 +87,8 @@ SETTLE = """
 import asyncio, json
 while wb.pending:
     await asyncio.sleep(0.01)
-print(json.dumps({"recomputes": wb.controller.recomputes - start, "scale": wb.preprocess.scale[0], "errors": wb.shown()["errors"]}))
+print(json.dumps({"recomputes": wb.controller.recomputes - start, "scale": wb.preprocess.scale[0],
+                  "errors": wb.shown()["errors"]}))
 """
 
 
@@ -123,7 +124,7 @@ def test_refresh_reuses_the_runtime_session_and_converts_nothing(wb):
     runner = wb.live.runner("onnx")
     session, artifact = runner.session, wb.live.artifacts["onnx"]
     written = artifact.path.stat().st_mtime_ns
-    for k in range(3):
+    for _ in range(3):
         wb.control("scale").value = wb.control("scale").value * 1.1
     wb.preprocess = Preprocess.preset("half", size=(48, 48))
     assert wb.live.runner("onnx") is runner and runner.session is session
@@ -169,6 +170,7 @@ def test_building_in_a_real_kernel_shows_a_progress_bar_then_removes_it():
     updates = [i for i, m in enumerate(messages) if m["msg_type"] == "update_display_data"
                and m["content"]["transient"]["display_id"] == views[0]["content"]["transient"]["display_id"]]
     assert shown < updates[-1] < result, "the bar must go before the finished widget shows"
-    assert messages[updates[-1]]["content"]["data"] == {"text/html": "", "text/plain": "<IPython.core.display.HTML object>"}
+    emptied = {"text/html": "", "text/plain": "<IPython.core.display.HTML object>"}
+    assert messages[updates[-1]]["content"]["data"] == emptied
     closed = [m for m in messages if m["msg_type"] == "comm_close" and m["content"]["comm_id"] == bar]
     assert len(closed) == 1

@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import tiny_classifier
+
 from workbench import Preprocess, Workbench, WorkbenchError
 from workbench.compare import Tolerance
 from workbench.preprocess import CAFFE_MEAN_BGR
@@ -289,9 +289,11 @@ def test_graph_buttons_name_formats_and_show_the_live_artifact(wb, tmp_path):
     assert wb.graph.path == wb.live.artifacts["onnx"].path
     page = urllib.request.urlopen(wb.graph.local_url, timeout=10).read().decode()
     assert "netron" in page.lower()
+    server = wb.graph.port
     graph.value = "coreml"
     assert wb.graph.path.name == "model.mlmodel" and wb.graph.path.parent.parent.parent == wb.live.artifacts[
         "coreml"].path
+    assert wb.graph.port == server  # toggling formats starts no new server (issue 13.10)
 
 
 def test_reference_below_fp16_range_is_said(samples):

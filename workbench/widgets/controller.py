@@ -17,9 +17,9 @@ import shutil
 import tempfile
 import time
 import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -260,7 +260,8 @@ class Controller:
                 notes[name] = (f"not exact natively: ImageType's one scale is off by up to {fit.max_error:.4g}; "
                                "exported with the normalization baked into the graph")
             else:
-                notes[name] = f"exact, natively ({'ImageType scale/bias' if fmt.native == 'imagetype' else 'mean/norm'})"
+                how = "ImageType scale/bias" if fmt.native == "imagetype" else "mean/norm"
+                notes[name] = f"exact, natively ({how})"
         return notes
 
     # -- computing ----------------------------------------------------------------------------------------------
@@ -394,7 +395,8 @@ class Controller:
                        if p.exists() or (p.suffix == ".mlpackage" and p.with_suffix(".mlmodel").exists())]
             if clashes:
                 return self._outcome(ExportOutcome(refused=(
-                    f"nothing written: {clashes[0]} already exists{f' (and {len(clashes) - 1} more)' if len(clashes) > 1 else ''}. "
+                    f"nothing written: {clashes[0]} already exists"
+                    f"{f' (and {len(clashes) - 1} more)' if len(clashes) > 1 else ''}. "
                     "Tick 'overwrite existing files' to replace them, or choose another folder")))
         check_writable(out)  # a folder that cannot be written is said before anything is asked
         failing = [f for f in names if f in self.comparison and not self.comparison[f].passed]

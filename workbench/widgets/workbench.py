@@ -16,8 +16,8 @@ import gc
 import html
 import math
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import ipywidgets as W
 
@@ -281,7 +281,8 @@ class Workbench(W.VBox):
                 value = float(text)
             except ValueError:
                 self._render("controls")
-                raise WorkbenchError(f"{text!r} is not a number; type a value such as 0.0039215686 or -123.68") from None
+                raise WorkbenchError(
+                    f"{text!r} is not a number; type a value such as 0.0039215686 or -123.68") from None
             self._coalescer.cancel()
             self._apply_edits({key: value})
 
@@ -305,10 +306,11 @@ class Workbench(W.VBox):
             return
         with _ErrorArea(self._errors):
             artifact = self.live.artifacts[fmt]
-            if self._graph is not None:
-                self._graph.close()
-            self._graph = Graph(artifact.path)
-            self._graph_view.value = self._graph.html()
+            if self._graph is None:  # one server for the widget: other formats are other pages on it
+                self._graph = Graph(artifact.path)
+                self._graph_view.value = self._graph.html()
+            else:
+                self._graph_view.value = self._graph.show(artifact.path)
 
     def _on_export(self, confirmed: bool) -> None:
         button = self._export_button
@@ -414,7 +416,7 @@ class Workbench(W.VBox):
             task = w.get("top1_agreement", w.get("miou"))
             colour = GREEN if comparison.passed else RED
             old = fmt in stale
-            style = f" style='opacity:0.45' title='out of date: computed with another preprocessing'" if old else ""
+            style = " style='opacity:0.45' title='out of date: computed with another preprocessing'" if old else ""
             rows.append(
                 f"<tr{style}><td>{html.escape(title)}<br><span style='color:{GREY};font-size:11px'>"
                 f"{html.escape(c.title(fmt))}</span></td>"
@@ -488,7 +490,8 @@ class Workbench(W.VBox):
             self._written.value = f"<div style='color:{RED}'><b>refused</b>: {html.escape(outcome.refused)}</div>"
         else:
             self._progress.value, self._progress.description = self._progress.max, "done"
-            items = "".join(f"<li>{html.escape(path)} ({html.escape(title)}{', ' + html.escape(verdict) if verdict else ''})</li>"
+            items = "".join(f"<li>{html.escape(path)} ({html.escape(title)}"
+                            f"{', ' + html.escape(verdict) if verdict else ''})</li>"
                             for path, title, verdict in outcome.written)
             self._written.value = f"<b>written</b><ul style='font-size:12px'>{items}</ul>"
 

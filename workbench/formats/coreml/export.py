@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Literal
 
 from ..._files import atomic_output
+from ...diagnose import conversion_error
 from ...errors import WorkbenchError, require
 from ...tasks import Classification, ImageToImage, Segmentation
 from ..base import Artifact, ClassProbabilities, ExportSpec, ImagePixels, quiet
-from ...diagnose import conversion_error
 from ..torchscript.export import trace
 
 NEURALNETWORK_TARGETS = {"iOS13", "iOS14", "macOS10_15", "macOS11"}

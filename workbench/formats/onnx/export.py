@@ -7,9 +7,9 @@ import warnings
 from pathlib import Path
 
 from ..._files import atomic_output
+from ...diagnose import conversion_error
 from ...errors import WorkbenchError, first_line, require
 from ..base import Artifact, ExportSpec, quiet
-from ...diagnose import conversion_error
 
 
 def export_onnx(spec: ExportSpec, path: Path, *, opset: int | None = None, overwrite: bool = False,

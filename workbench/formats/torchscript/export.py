@@ -11,9 +11,9 @@ import warnings
 from pathlib import Path
 
 from ..._files import atomic_output
+from ...diagnose import conversion_error
 from ...errors import WorkbenchError, first_line
 from ..base import Artifact, ExportSpec
-from ...diagnose import conversion_error
 
 
 def trace(spec: ExportSpec, *, bake=None, post=None, check_trace: bool = True):
