@@ -41,7 +41,8 @@ def test_check_passes_with_json_figures(model_py, tmp_path, samples):
     assert {"max_abs", "mean_abs", "psnr", "cosine", "top1_agreement", "path"} <= set(onnx)
     assert onnx["top1_agreement"] == 1.0
     coreml = doc["formats"]["coreml"]
-    assert (tmp_path / "net.mlpackage").is_dir() and coreml["path"].endswith("net.mlpackage")
+    # named after the model's factory function, not its file (net.py)
+    assert (tmp_path / "build.mlpackage").is_dir() and coreml["path"].endswith("build.mlpackage")
     if sys.platform != "darwin":  # the Core ML interpreter runs the saved package
         assert coreml["passed"] is True and coreml["runtime"] == "Core ML interpreter (ML program, fp16)"
         assert coreml["top1_agreement"] == 1.0

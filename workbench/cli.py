@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--bgr", action="store_true", help="the model takes BGR channel order")
     check.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="input size")
     check.add_argument("--task", choices=["classification", "segmentation", "image", "generic"])
+    check.add_argument("--output-range", type=float, nargs=2, metavar=("LOW", "HIGH"), dest="output_range",
+                       help="an image output's range, mapped to 0-255 pixels: 0 1 (sigmoid), -1 1 (tanh), 0 255; "
+                            "implies --task image (default: read from the model's final tanh/sigmoid)")
+    check.add_argument("--output", metavar="NAME|INDEX",
+                       help="the main output, by name or position (default: the model's first)")
     check.add_argument("--labels", type=Path, help="text file, one class name per line")
     check.add_argument("--out", type=Path, help="output folder (default: a new temporary folder)")
     check.add_argument("--overwrite", action="store_true", help="replace existing artifacts in --out")
@@ -116,6 +121,17 @@ def _options(pairs: list[str], flag: str) -> dict[str, dict]:
     return result
 
 
+def _task(args):
+    """--task, or an image task with its --output-range."""
+    if args.output_range is None:
+        return args.task
+    from .tasks import ImageToImage
+
+    if args.task not in (None, "image"):
+        raise _Usage(f"--output-range is the range of an image output; it does not go with --task {args.task}")
+    return ImageToImage(output_range=tuple(args.output_range))
+
+
 class _Usage(Exception):
     """Bad command-line usage: exit 2 with the message."""
 
@@ -142,8 +158,8 @@ def check(args) -> int:
         output_folder(args.out)  # an unwritable --out is bad input (exit 2): say so before any work
     images = args.images or SAMPLE_IMAGES
     labels = read_labels(args.labels) if args.labels else None
-    session = Session(args.model, images, preprocess=_preprocess(args), task=args.task, labels=labels,
-                      size=args.size, weights=None if args.weights == "none" else args.weights,
+    session = Session(args.model, images, preprocess=_preprocess(args), task=_task(args), labels=labels,
+                      size=args.size, output=args.output, weights=None if args.weights == "none" else args.weights,
                       factory=args.factory, trust=args.trust_pickle,
                       runtime_options={k: v for k, v in runtime.items() if k in names})
     tolerance = Tolerance(rel=args.rtol, atol=args.atol) if args.rtol is not None else None
@@ -159,7 +175,8 @@ def render(report) -> str:
     lines = [f"model    {report.model}", f"images   {len(report.images)}: {', '.join(report.images)}",
              f"preproc  {report.preprocess.describe()}", f"task     {report.task}"]
     lines += [f"note     {n}" for n in report.notes]
-    head = f"{'format':<12}{'status':<9}{'max abs':>10}{'mean abs':>10}{'PSNR dB':>9}{'cosine':>10}{'top-1/mIoU':>12}  path"
+    head = (f"{'format':<12}{'status':<9}{'max abs':>10}{'mean abs':>10}{'PSNR dB':>9}{'cosine':>10}"
+            f"{'top-1/mIoU':>12}  path")
     lines += ["", head, "-" * len(head)]
     for name, r in report.formats.items():
         status = {True: "PASS", False: "FAIL", None: "NOT RUN"}[r.passed]

@@ -2,8 +2,8 @@
 
 Sources: an ``nn.Module``; ``torchvision:NAME`` (with ``weights=``); ``path/to/file.py:factory``; a
 state_dict ``.pth`` with a factory; a TorchScript ``.pt``; a fully pickled model (only with ``trust=True``);
-and the files of every registered format (``.onnx``, ``.mlpackage``...), checked when loaded. Files are read with ``torch.load(weights_only=True)`` unless the
-caller explicitly trusts them: a pickle can run any code when loaded.
+and the files of every registered format (``.onnx``, ``.mlpackage``...), checked when loaded. Files are read
+with ``torch.load(weights_only=True)`` unless the caller explicitly trusts them: a pickle can run any code.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import importlib.util
 import inspect
 import struct
 import sys
-import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import formats
 from .errors import WorkbenchError, first_line
@@ -32,11 +32,13 @@ class LoadedModel:
     kind: "torch" (an eager nn.Module), "torchscript", "onnx" or "coreml". `module` is set for the first
     two. `preprocess` is the training preprocessing when the source says it (torchvision weights), `labels`
     the class names when known, `task` a hint ("classification", "segmentation", "image"), `notes` things
-    the user must know (random weights).
+    the user must know (random weights). `name` is the model's own name (its class or factory function, the
+    torchvision or timm name): what artifacts are called.
     """
 
     source: str
     kind: str
+    name: str = ""
     module: Any = None
     path: Path | None = None
     preprocess: Preprocess | None = None
@@ -64,7 +66,8 @@ def load_model(source, *, weights: str | Path | None = "DEFAULT", factory: str |
     import torch
 
     if isinstance(source, torch.nn.Module):
-        return _eval(LoadedModel(source=type(source).__name__, kind="torch", module=source))
+        return _eval(LoadedModel(source=type(source).__name__, kind="torch", module=source,
+                                 name=type(source).__name__))
     if not isinstance(source, (str, Path)):
         raise WorkbenchError(f"cannot load a model from {type(source).__name__}; pass an nn.Module or a path")
     text = str(source)
@@ -73,7 +76,7 @@ def load_model(source, *, weights: str | Path | None = "DEFAULT", factory: str |
     path_part, sep, name = text.rpartition(":")
     if sep and path_part.endswith(".py"):
         module = _call_factory(_factory_from_file(Path(path_part), name), f"{path_part}:{name}")
-        loaded = LoadedModel(source=text, kind="torch", module=module)
+        loaded = LoadedModel(source=text, kind="torch", module=module, name=name)
         if weights not in (None, "DEFAULT", "none"):
             _load_state_dict(module, _read_state_dict(Path(weights), trust), Path(weights))
             loaded.source += f" + {weights}"
@@ -126,7 +129,7 @@ def _torchvision(name: str, weights) -> LoadedModel:
     meta_weights = chosen or (enum.DEFAULT if enum is not None else None)
     task = "segmentation" if name in torchvision.models.list_models(torchvision.models.segmentation) else (
         "classification")
-    loaded = LoadedModel(source=f"torchvision:{name}", kind="torch", task=task)
+    loaded = LoadedModel(source=f"torchvision:{name}", kind="torch", task=task, name=name)
     if meta_weights is not None:
         loaded.preprocess = _preprocess_from_weights(meta_weights)
         loaded.labels = list(meta_weights.meta.get("categories") or []) or None
@@ -224,10 +227,12 @@ def _torch_file(path: Path, factory, trust: bool) -> LoadedModel:
     from .formats.torchscript import validate as torchscript
 
     if torchscript.is_torchscript(path):
-        return LoadedModel(source=str(path), kind="torchscript", module=torchscript.load(path), path=path)
+        module = torchscript.load(path)
+        return LoadedModel(source=str(path), kind="torchscript", module=module, path=path,
+                           name=getattr(module, "original_name", "") or "")
     obj = _torch_load(path, trust)
     if isinstance(obj, torch.nn.Module):
-        return LoadedModel(source=str(path), kind="torch", module=obj, path=path,
+        return LoadedModel(source=str(path), kind="torch", module=obj, path=path, name=type(obj).__name__,
                            notes=["loaded a pickled model with trust=True (code from the file ran)"])
     state = _unwrap_state_dict(obj, path)
     if factory is None:
@@ -237,7 +242,8 @@ def _torch_file(path: Path, factory, trust: bool) -> LoadedModel:
     fn, what = _resolve_factory(factory)
     module = _call_factory(fn, what)
     _load_state_dict(module, state, path)
-    return LoadedModel(source=f"{what} + {path}", kind="torch", module=module, path=path)
+    return LoadedModel(source=f"{what} + {path}", kind="torch", module=module, path=path,
+                       name=what.rpartition(":")[2].rpartition(".")[2])
 
 
 def _torch_load(path: Path, trust: bool):

@@ -147,6 +147,114 @@ class ImageToImage(Task):
         return y.astype(np.uint8).transpose(0, 2, 3, 1)
 
 
+# The ranges image outputs are trained to: sigmoid and most super-resolution nets, tanh generators, pixels.
+STANDARD_RANGES = ((0.0, 1.0), (-1.0, 1.0), (0.0, 255.0))
+# What a range still "fits": trained nets with no final activation overshoot a little, and their app clips
+# (the super-resolution notebook's net: 0.8% of values, by up to 0.1). More than this is a wrong range.
+OVERSHOOT_SHARE = 0.02
+OVERSHOOT_BY = 0.25  # of the range's width
+# A model's final op and the range it gives (unambiguous ones only).
+ACTIVATION_RANGES = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0), "hardsigmoid": (0.0, 1.0)}
+
+
+def _fmt_range(r) -> str:
+    return f"({r[0]:g}, {r[1]:g})"
+
+
+def range_fits(values: np.ndarray, output_range) -> tuple[bool, float]:
+    """Whether `values` fit `output_range` (see OVERSHOOT_SHARE), and the share of values outside it."""
+    lo, hi = output_range
+    v = np.asarray(values, np.float64)
+    margin = OVERSHOOT_BY * (hi - lo)
+    if not np.isfinite(v).all():
+        return False, 1.0
+    outside = float(np.mean((v < lo) | (v > hi))) if v.size else 0.0
+    return outside <= OVERSHOOT_SHARE and v.min() >= lo - margin and v.max() <= hi + margin, outside
+
+
+def fitting_range(values: np.ndarray) -> tuple[float, float] | None:
+    """The first of STANDARD_RANGES that `values` fit, or None."""
+    return next((r for r in STANDARD_RANGES if range_fits(values, r)[0]), None)
+
+
+def check_output_range(name: str, values: np.ndarray, output_range, why: str) -> str | None:
+    """Check that image output `name`'s reference `values` lie in `output_range` (declared by `why`).
+
+    Returns None when they do, a note when a few values overshoot (they are clipped to 0-255 pixels), and
+    raises WorkbenchError naming the range that fits when they do not: a wrong range deprocesses both
+    sides alike, so parity would pass on wrong pixels.
+    """
+    v = np.asarray(values, np.float64)
+    fits, outside = range_fits(v, output_range)
+    lo, hi = (float(v.min()), float(v.max())) if v.size and np.isfinite(v).all() else (math.nan, math.nan)
+    if fits:
+        if outside == 0:
+            return None
+        return (f"image output {name!r}: {outside:.1%} of its values (min {lo:.3g}, max {hi:.3g}) lie outside "
+                f"{_fmt_range(output_range)} and are clipped to 0-255 pixels")
+    head = (f"image output {name!r} of the PyTorch model ranges from {lo:.4g} to {hi:.4g} ({outside:.0%} of it "
+            f"outside {_fmt_range(output_range)}, the range {why}); its pixels would be wrong on both sides "
+            "and parity would still pass")
+    better = fitting_range(v)
+    if better is not None:
+        raise WorkbenchError(f"{head}. {_fmt_range(better)} fits: declare it with --output-range "
+                             f"{better[0]:g} {better[1]:g} (Python: ImageToImage(output_range={_fmt_range(better)}))")
+    raise WorkbenchError(f"{head}. None of {', '.join(map(_fmt_range, STANDARD_RANGES))} fits: declare the range "
+                         "the model was trained to give with --output-range LOW HIGH (Python: "
+                         "ImageToImage(output_range=(LOW, HIGH))), or, if it is not an image, --task generic")
+
+
+def final_activations(module, x) -> dict[str, tuple[str, tuple[float, float] | None]]:
+    """{output name: (the torch function that produced it, the range it gives or None)} for one forward of
+    `module` on tensor `x`, outputs named as `formats.base.named_outputs` names them. An output that is not
+    a function's direct result is left out. The range is read from tanh (-1, 1), sigmoid and hardsigmoid
+    (0, 1), and clamp/hardtanh with both bounds given: only where the final op says it unambiguously.
+    """
+    import weakref
+
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    made: dict[int, tuple[str, tuple | None, weakref.ref]] = {}
+
+    class _Record(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            result = func(*args, **(kwargs or {}))
+            if isinstance(result, torch.Tensor):
+                name = getattr(func, "__name__", "").rstrip("_")
+                made[id(result)] = (name, _op_range(name, args, kwargs or {}), weakref.ref(result))
+            return result
+
+    with torch.no_grad(), _Record():
+        out = module(x)
+    if isinstance(out, dict):
+        items = list(out.items())
+    elif isinstance(out, (tuple, list)):
+        items = [(f"output_{i}", v) for i, v in enumerate(out)]
+        if len(items) == 1:
+            items = [("output", items[0][1])]
+    else:
+        items = [("output", out)]
+    found = {}
+    for name, value in items:
+        entry = made.get(id(value))
+        if entry is not None and entry[2]() is value:
+            found[name] = entry[:2]
+    return found
+
+
+def _op_range(name: str, args, kwargs) -> tuple[float, float] | None:
+    if name in ACTIVATION_RANGES:
+        return ACTIVATION_RANGES[name]
+    if name not in ("clamp", "clip", "hardtanh"):
+        return None
+    keys, defaults = (("min_val", "max_val"), (-1.0, 1.0)) if name == "hardtanh" else (("min", "max"), (None, None))
+    bounds = [args[i + 1] if len(args) > i + 1 else kwargs.get(k, d) for i, (k, d) in enumerate(zip(keys, defaults))]
+    if all(isinstance(b, (int, float)) for b in bounds) and bounds[0] < bounds[1]:
+        return float(bounds[0]), float(bounds[1])
+    return None
+
+
 TASKS = {"classification": Classification, "segmentation": Segmentation, "image": ImageToImage,
          "generic": Task}
 
