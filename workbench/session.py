@@ -58,6 +58,8 @@ class FormatResult:
              "path": str(self.artifact.path) if self.artifact else None}
         if self.artifact:
             d["precision"] = self.artifact.precision
+            # what the file itself applies to 0-255 pixels (None: it takes the model's input tensor)
+            d["preprocess"] = self.artifact.preprocess.to_dict() if self.artifact.preprocess else None
             d["notes"] = list(self.artifact.notes)
         if self.comparison is not None:
             d.update(self.comparison.worst())
@@ -73,12 +75,15 @@ class FormatResult:
 
 @dataclass
 class Report:
+    """A check: `preprocess` is what the artifacts carry inside, `training_preprocess` the reference's."""
+
     model: str
     images: list[str]
     preprocess: Preprocess
     task: str
     formats: dict[str, FormatResult] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    training_preprocess: Preprocess | None = None
 
     @property
     def passed(self) -> bool:
@@ -87,7 +92,8 @@ class Report:
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "model": self.model, "images": self.images, "task": self.task,
-                "preprocess": self.preprocess.to_dict(), "notes": self.notes,
+                "preprocess": self.preprocess.to_dict(),
+                "training_preprocess": (self.training_preprocess or self.preprocess).to_dict(), "notes": self.notes,
                 "formats": {k: v.to_dict() for k, v in self.formats.items()}}
 
     def to_json(self) -> str:
@@ -448,8 +454,8 @@ class Session(Reference):
         for name, given in (options or {}).items():
             _formats.get(name).check_export_options(given)
         out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="workbench-"))
-        report = Report(self.model.source, [i.name for i in self.images], self.preprocess, self.task.name,
-                        notes=list(self.notes))
+        report = Report(self.model.source, [i.name for i in self.images], preprocess or self.preprocess,
+                        self.task.name, notes=list(self.notes), training_preprocess=self.preprocess)
         for name, fmt in chosen.items():
             result = report.formats[name] = FormatResult(name)
             if progress:
