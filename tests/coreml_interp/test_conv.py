@@ -166,3 +166,16 @@ def test_conv_transpose_1d():
     out = run_op("conv_transpose", lambda x: mb.conv_transpose(x=x, weight=w, strides=[3], pad_type="custom",
                                                                 pad=[2, 1]), x)
     assert_close(out, np_conv_transpose(x, w, [3], [1], 1, [2], [(5 - 1) * 3 + 4 - 3]), ATOL, RTOL)
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_conv_quantized_linear(per_channel):
+    x = rand(1, 2, 5, 5)
+    q = np.random.default_rng(0).integers(0, 256, (3, 2, 3, 3)).astype(np.uint8)
+    scale = np.array([0.01, 0.02, -0.015], np.float32) if per_channel else np.float32(0.01)
+    offset = np.array([-1.0, 0.5, 0.2], np.float32) if per_channel else np.float32(-1.2)
+    out = run_op("conv_quantized", lambda x: mb.conv_quantized(
+        x=x, weight=q, quantization_type="linear", nbits=8, quant_scale=scale, quant_bias=offset,
+        pad_type="same"), x)
+    w = q * np.reshape(scale, (-1, 1, 1, 1)) + np.reshape(offset, (-1, 1, 1, 1))  # W = q * scale + bias
+    assert_close(out, np_conv(x, w, pads=[1, 1, 1, 1]), ATOL, RTOL)

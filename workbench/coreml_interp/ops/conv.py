@@ -1,4 +1,4 @@
-"""Convolutions (ops/defs/iOS15/conv.py): `conv` and `conv_transpose`, 1-D to 3-D.
+"""Convolutions (ops/defs/iOS15/conv.py): `conv`, `conv_transpose` and `conv_quantized`, 1-D to 3-D.
 
 Weights are laid out as in PyTorch: conv [C_out, C_in/groups, *K], conv_transpose [C_in, C_out/groups,
 *K]. Padding types: "valid", "custom" (`pad` = begin/end per spatial axis), "same" (output =
@@ -8,6 +8,8 @@ ceil(in/stride), the odd pixel at the end) and "same_lower" (the odd pixel at th
 from __future__ import annotations
 
 import torch.nn.functional as F
+
+import torch
 
 from ...errors import WorkbenchError
 from ..registry import op
@@ -103,3 +105,23 @@ def conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type="
     if bias is not None:
         y = y + tensor(bias).reshape([-1] + [1] * n)
     return y.contiguous()
+
+
+@op("conv_quantized")
+def conv_quantized(x, weight, quantization_type, quant_scale, quant_bias, bias=None, nbits=8, strides=None,
+                   pad_type="valid", pad=None, dilations=None, groups=1):
+    """conv with uint8 weights: "linear" W = q * quant_scale + quant_bias (scalars or one per output
+    channel); "lut" W = quant_scale[q] (quant_scale is the table; quant_bias is unused)."""
+    q = tensor(weight).long()
+    kind = scalar(quantization_type)
+    scale = tensor(quant_scale).float()
+    if kind == "linear":
+        per_channel = [-1] + [1] * (q.dim() - 1)
+        offset = tensor(quant_bias).float()
+        w = q.float() * (scale.reshape(per_channel) if scale.numel() > 1 else scale.reshape(()))
+        w = w + (offset.reshape(per_channel) if offset.numel() > 1 else offset.reshape(()))
+    elif kind == "lut":
+        w = scale.reshape(-1)[q]
+    else:
+        raise WorkbenchError(f"unknown MIL conv_quantized quantization_type {kind!r}; expected linear or lut")
+    return conv(x, w.to(torch.float32), bias, strides, pad_type, pad, dilations, groups)
