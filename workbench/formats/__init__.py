@@ -68,8 +68,9 @@ class Format:
         return self.suffixes[0]
 
     def _load(self, ref: str | None) -> Callable:
+        """The object `ref` names: "module:attribute", the module relative to `package` when it starts with a dot."""
         module, _, attr = ref.partition(":")
-        return getattr(importlib.import_module(module, self.package), attr)
+        return getattr(importlib.import_module(module, self.package if module.startswith(".") else None), attr)
 
     def export(self, spec: ExportSpec, path: str | Path, **options) -> Artifact:
         """Write `spec` at `path` (see the format's exporter for its options)."""
