@@ -4,8 +4,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from workbench.tasks import ImageToImage
-from workbench.views import _font, _wrap, side_by_side
+from workbench.compare import Tolerance, compare
+from workbench.tasks import Classification, ImageToImage, Segmentation
+from workbench.views import (
+    _HEAT,
+    _VOC,
+    AXIS,
+    TEXT,
+    TOP_DIFF,
+    _bar_label,
+    _font,
+    _line_height,
+    _plan,
+    _text_mask,
+    _wrap,
+    pages,
+    side_by_side,
+)
+
+BLUE = (0, 0, 255)
 
 
 def _picture(image_format):
@@ -14,6 +31,34 @@ def _picture(image_format):
     ref = {"y": rng.uniform(0, 1, (2, 1, 24, 24)).astype(np.float32)}
     outputs = {"Core ML interpreter (ML program, fp16)": ref, "TorchScript": ref}
     return side_by_side(pixels, ["a", "b"], ref, outputs, ImageToImage(), image_format=image_format, tile=96)
+
+
+def _images(n, seed=0):
+    """n blue input images (to find their boxes), an image-to-image reference and a slightly off copy."""
+    rng = np.random.default_rng(seed)
+    pixels = np.zeros((n, 3, 24, 24), np.float32)
+    pixels[:, 2] = 255
+    ref = {"y": rng.uniform(0, 1, (n, 3, 24, 24)).astype(np.float32)}
+    off = {"y": ref["y"] + rng.normal(0, 1e-3, ref["y"].shape).astype(np.float32)}
+    return pixels, [f"img{i}" for i in range(n)], ref, {"ONNX Runtime (CPU)": off}
+
+
+def _decode(data) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) of each run of True in a 1-D boolean array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], rows.astype(np.int8), [0]])))
+    return list(zip(edges[::2], edges[1::2] - 1))
+
+
+def _input_column(picture: np.ndarray, tile: int):
+    """Row spans of the blue input pictures and of the dark caption text, in the input column."""
+    column = picture[:, 8:8 + tile]
+    blue = (column == BLUE).all(axis=2).sum(axis=1) > tile // 2
+    text = (column.sum(axis=2) < 300).any(axis=1) & ~blue
+    return _runs(blue), _runs(text)
 
 
 @pytest.mark.parametrize("image_format, magic, mode", [("png", b"\x89PNG", "PNG"), ("jpeg", b"\xff\xd8\xff", "JPEG")])
@@ -33,3 +78,183 @@ def test_long_column_titles_wrap_inside_their_tile():
     lines = _wrap("Core ML interpreter (ML program, fp16)", 96).splitlines()
     assert len(lines) > 1 and " ".join(lines) == "Core ML interpreter (ML program, fp16)"
     assert all(_font().getlength(line) <= 96 for line in lines)
+
+
+def test_a_word_wider_than_the_tile_is_broken_inside_it():
+    lines = _wrap("IMG_20240101_123456_HDR_portrait.jpg", 60).splitlines()
+    assert len(lines) > 1 and "".join(lines) == "IMG_20240101_123456_HDR_portrait.jpg"
+    assert all(_font().getlength(line) <= 60 for line in lines)
+
+
+def test_pages_cover_every_image_once():
+    assert pages(6) == [range(0, 4), range(4, 6)]
+    assert pages(8, per_page=4) == [range(0, 4), range(4, 8)]
+    assert pages(0) == []
+    with pytest.raises(ValueError, match="per_page"):
+        pages(6, per_page=0)
+
+
+@pytest.mark.parametrize("start, count, drawn", [(0, None, 6), (0, 4, 4), (4, 4, 2), (2, 3, 3)])
+def test_every_image_of_the_page_is_drawn(start, count, drawn):
+    pixels, names, ref, outputs = _images(6)
+    data = side_by_side(pixels, names, ref, outputs, ImageToImage(), start=start, count=count, tile=64)
+    boxes, _ = _input_column(_decode(data), 64)
+    assert len(boxes) == drawn, f"{len(boxes)} input pictures drawn for images {start}..{start + drawn - 1}"
+    plan = _plan(pixels, names, ref, outputs, ImageToImage(), None, start=start, count=count, tile=64)
+    assert [r.name for r in plan.rows] == names[start:start + drawn]
+
+
+def test_max_images_still_names_the_count():
+    pixels, names, ref, outputs = _images(6)
+    data = side_by_side(pixels, names, ref, outputs, ImageToImage(), max_images=5, tile=64)
+    boxes, _ = _input_column(_decode(data), 64)
+    assert len(boxes) == 5
+
+
+def test_a_page_outside_the_images_is_refused():
+    pixels, names, ref, outputs = _images(6)
+    with pytest.raises(ValueError, match=r"start 6 is outside the 6 images; pages\(6\)"):
+        side_by_side(pixels, names, ref, outputs, ImageToImage(), start=6)
+    with pytest.raises(ValueError, match="count must be at least 1"):
+        side_by_side(pixels, names, ref, outputs, ImageToImage(), count=0)
+
+
+def test_a_page_says_which_images_it_shows():
+    pixels, names, ref, outputs = _images(6)
+    plan = _plan(pixels, names, ref, outputs, ImageToImage(), None, start=4, count=4, tile=160)
+    assert plan.titles[0] == "input, images 5-6 of 6"
+    assert _plan(pixels, names, ref, outputs, ImageToImage(), None, count=None, tile=160).titles[0] == "input"
+
+
+def test_each_caption_lies_above_its_own_picture():
+    pixels, names, ref, outputs = _images(4)
+    comparisons = {"ONNX Runtime (CPU)": compare(ref, outputs["ONNX Runtime (CPU)"], images=names)}
+    tile = 64
+    picture = _decode(side_by_side(pixels, names, ref, outputs, ImageToImage(), comparisons, count=None, tile=tile))
+    boxes, _ = _input_column(picture, tile)
+    assert len(boxes) == 4
+    for i, (top, _) in enumerate(boxes):
+        above = boxes[i - 1][1] if i else -1
+        mask = _text_mask(names[i])
+        found = [y for y in range(above + 1, top - mask.height + 1) if _written(picture, names[i], (8, y), TEXT)]
+        assert found, f"{names[i]!r} is not written between picture {i - 1} (ends at y={above}) and its own (y={top})"
+    # the plan's bands: captions, then pictures, then the colour bar, each row below the last
+    plan = _plan(pixels, names, ref, outputs, ImageToImage(), comparisons, count=None, tile=tile)
+    for before, row in zip([None] + plan.rows, plan.rows):
+        assert (before.bottom if before else plan.head) <= row.top < row.picture_top < row.footer_top < row.bottom
+        assert row.picture_top - row.top >= row.captions[-1][0].count("\n") * 12
+        assert row.captions[0][0] == row.name
+        assert row.captions[2][0].split()[:2] == ["FAIL", "max|d|"]  # the fp32 tolerance against 1e-3 noise
+
+
+def test_the_heatmap_has_a_magma_colour_bar_labelled_with_its_range():
+    pixels, names, ref, outputs = _images(2)
+    tile = 96
+    picture = _decode(side_by_side(pixels, names, ref, outputs, ImageToImage(), tile=tile))
+    plan = _plan(pixels, names, ref, outputs, ImageToImage(), None, tile=tile)
+    x, w = plan.columns[-1]
+    for row in plan.rows:
+        assert row.heatmap
+        bar = picture[row.footer_top + 3 + 4, x:x + w]
+        expected = _HEAT[np.linspace(0, 255, w).round().astype(int)]
+        np.testing.assert_array_equal(bar, expected, err_msg="the colour bar is not magma from 0 to the max")
+        assert (bar[0] == _HEAT[0]).all() and (bar[-1] == _HEAT[-1]).all()
+        labels = picture[row.footer_top + 3 + 8:row.bottom, x:x + w]
+        assert (labels.sum(axis=2) < 300).any(), "the colour bar has no numbers under it"
+
+
+@pytest.mark.parametrize("low, high, scale", [(-3, 9, 12), (100, 101, 101)])  # the range; the largest magnitude
+def test_the_difference_is_stated_against_compares_scale(low, high, scale):
+    rng = np.random.default_rng(1)
+    ref = {"y": (rng.uniform(low, high, (3, 3, 16, 16))).astype(np.float32)}
+    cand = {"y": ref["y"] + rng.normal(0, 0.01, ref["y"].shape).astype(np.float32)}
+    names = ["a", "b", "c"]
+    pixels = rng.uniform(0, 255, (3, 3, 16, 16)).astype(np.float32)
+    tol = Tolerance(rel=1e-3)
+    rows = compare(ref, cand, images=names, tolerance=tol).rows
+    plan = _plan(pixels, names, ref, {"fmt": cand}, ImageToImage(), None, count=None, tile=64)
+    for row, metrics in zip(plan.rows, rows):
+        assert row.max_abs == metrics.max_abs
+        assert row.scale == pytest.approx(metrics.limit / tol.rel, rel=1e-12)
+        assert row.scale == pytest.approx(scale, rel=0.02)
+        assert f"max |d| {metrics.max_abs:.2g}" in row.captions[-1][0]
+        assert f"= {metrics.max_abs / row.scale:.2g} of scale {row.scale:.3g}" in row.captions[-1][0]
+
+
+def _segmentation(k=21):
+    scores = np.zeros((1, k, 24, 24), np.float32)
+    scores[0, 0] = 1
+    scores[0, 15, 4:12, 4:12] = 2  # a person
+    pixels = np.full((1, 3, 24, 24), 128, np.float32)
+    return pixels, {"out": scores}, {"fmt": {"out": scores.copy()}}
+
+
+def test_the_legend_names_the_classes_in_the_image():
+    pixels, ref, outputs = _segmentation()
+    labels = tuple(["background"] + [f"c{k}" for k in range(1, 15)] + ["person"] + [f"c{k}" for k in range(16, 21)])
+    task = Segmentation(labels=labels)
+    plan = _plan(pixels, ["p"], ref, outputs, task, None, tile=96)
+    row = plan.rows[0]
+    assert [name for name, _ in row.legend] == ["background", "person"]
+    assert dict(row.legend)["person"] == tuple(_VOC[15])
+    picture = _decode(side_by_side(pixels, ["p"], ref, outputs, task, image_format="png", tile=96))
+    x0, x1 = plan.legend_span
+    band = picture[row.footer_top:row.bottom, x0:x1]
+    assert (band == _VOC[15]).all(axis=2).sum() >= 25, "no person swatch in the legend"
+
+
+def test_without_labels_the_legend_says_class_k():
+    pixels, ref, outputs = _segmentation()
+    plan = _plan(pixels, ["p"], ref, outputs, Segmentation(), None, tile=96)
+    assert [name for name, _ in plan.rows[0].legend] == ["class 0", "class 15"]
+
+
+def _classifier(labels):
+    scores = np.zeros((1, len(labels)), np.float32)
+    scores[0, labels.index("Welsh springer spaniel")] = 5
+    cand = scores + np.linspace(0, 0.01, len(labels), dtype=np.float32)
+    return np.full((1, 3, 24, 24), 128, np.float32), {"logits": scores}, {"fmt": {"logits": cand}}
+
+
+@pytest.mark.parametrize("tile", [96, 160])
+def test_class_names_are_drawn_whole(tile):
+    labels = ["tench", "Welsh springer spaniel", "goldfish"] + [f"class {k}" for k in range(3, 10)]
+    pixels, ref, outputs = _classifier(labels)
+    plan = _plan(pixels, ["dog"], ref, outputs, Classification(labels=tuple(labels)), None, tile=tile)
+    x, width = plan.columns[1]
+    room = width - _text_mask("0.99").width - 8
+    assert _font().getlength("Welsh springer spaniel") <= room
+    assert _bar_label("Welsh springer spaniel", room, (tile // 5 - 5) // _line_height()) == "Welsh springer spaniel"
+    assert plan.rows[0].tiles[1].width == width
+    for bars in plan.rows[0].tiles[1:3]:  # PyTorch's and the format's top-5: the top-1 is drawn whole
+        assert _written(np.asarray(bars), "Welsh springer spaniel", (2, 1), TEXT)
+
+
+def test_a_name_too_long_for_two_tiles_is_cut_visibly():
+    label = "a" * 200
+    text = _bar_label(label, 150, 1)
+    assert text.endswith("...") and _font().getlength(text) <= 150
+
+
+def _written(picture: np.ndarray, text: str, xy, colour) -> bool:
+    """Whether `text` is drawn in `colour` with its top left at xy on a white background."""
+    mask = _text_mask(text)
+    expected = Image.new("RGB", mask.size, "white")
+    expected.paste(colour, (0, 0, *mask.size), mask)
+    x, y = xy
+    return np.array_equal(picture[y:y + mask.height, x:x + mask.width], np.asarray(expected))
+
+
+def test_the_classifier_difference_names_its_axes_and_the_classes_that_differ_most():
+    labels = ["tench", "Welsh springer spaniel", "goldfish"] + [f"class {k}" for k in range(3, 10)]
+    pixels, ref, outputs = _classifier(labels)
+    plan = _plan(pixels, ["dog"], ref, outputs, Classification(labels=tuple(labels)), None, tile=160)
+    chart, lh = np.asarray(plan.rows[0].tiles[-1]), _line_height()
+    assert not plan.rows[0].heatmap and chart.shape[1] == plan.columns[-1][1]
+    # the three most different classes (the top of the ramp added to the scores) are listed above the chart
+    for k, name in enumerate(["class 9", "class 8", "class 7"]):
+        assert _written(chart, name, (3, 2 + k * lh), TOP_DIFF), f"{name!r} is not on line {k} of the chart"
+    assert _written(chart, "|d|", (3, 4 + 3 * lh), AXIS), "no y axis name"
+    bottom, width = 160 - lh - 4, chart.shape[1]
+    centre = (3 + width - 4) // 2 - _text_mask("class").width // 2
+    assert _written(chart, "class", (centre, bottom + 1), AXIS), "no x axis name"
