@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from workbench import CoreMLInterpreter, Preprocess, WorkbenchError
+from workbench import CoreMLInterpreter, ImageToImage, Preprocess, WorkbenchError
 from workbench.coreml_interp.divergence import locate
 from workbench.session import Session
 from workbench.zoo import PitfallNet, SmallCNN, SuperResolutionNet
@@ -217,7 +217,9 @@ def _sample_images():
 def test_runner_runs_the_interpreter_and_labels_it():
     torch.manual_seed(0)
     sr = SuperResolutionNet(upscale_factor=3).eval()
-    session = Session(sr, _sample_images(), preprocess=Preprocess.preset("gray", size=(24, 24)), task="image")
+    # random weights: the output spans (-1, 1), and a range it leaves is an error (issue 14)
+    session = Session(sr, _sample_images(), preprocess=Preprocess.preset("gray", size=(24, 24)),
+                      task=ImageToImage(output_range=(-1, 1)))
     report = session.check(["coreml"], options={"coreml": {"precision": "fp32"}})
     result = report.formats["coreml"]
     assert result.passed, (result.error, result.comparison and result.comparison.failures)
@@ -246,3 +248,58 @@ def test_locator_names_the_first_layer_that_differs():
     assert found.last_good.index == 3
     text = found.describe()
     assert "first divergence at op 5: conv" in text and "Core ML: (1, 3, 12, 16)" in text and "PyTorch:" in text
+
+
+class _InplaceResidual(torch.nn.Module):
+    """timm MobileOne's pattern: ``out = scale_out; out += conv_out; relu(inplace=True)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale, self.conv = torch.nn.Conv2d(3, 3, 1), torch.nn.Conv2d(3, 3, 3, padding=1)
+        self.act, self.head = torch.nn.ReLU(inplace=True), torch.nn.Conv2d(3, 2, 3, padding=1)
+
+    def forward(self, x):
+        out = self.scale(x)
+        out += self.conv(x)
+        return self.head(self.act(out))
+
+
+def test_locator_records_values_before_later_in_place_ops_change_them():
+    """Without a copy, the 1x1 conv's value was read after `+=` and relu_ overwrote it: a false divergence."""
+    traced, mlmodel = _convert(_InplaceResidual(), (1, 3, 8, 8))
+    x = np.random.default_rng(1).normal(size=(1, 3, 8, 8)).astype(np.float32)
+    found = locate(traced, torch.from_numpy(x), CoreMLInterpreter(mlmodel), {"x": x})
+    assert found.first is None and found.matched >= 4, found.describe()
+
+
+def _overflowing():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(4, 2, 1))
+    with torch.no_grad():
+        net[0].weight.mul_(300)
+        net[2].weight.mul_(3000)  # ~1e6 after this conv: past fp16's 65504, as random-init MobileOne's logits
+    return net.eval()
+
+
+def test_locator_names_fp16_overflow_and_the_first_op_past_65504():
+    net = _overflowing()
+    traced, mlmodel = _convert(net, (1, 3, 8, 8), precision="fp16")
+    x = np.random.default_rng(2).normal(size=(1, 3, 8, 8)).astype(np.float32)
+    found = locate(traced, torch.from_numpy(x), CoreMLInterpreter(mlmodel), {"x": x})
+    values = net[:3](torch.from_numpy(x)).abs().max()
+    assert values > 65504 and net[:1](torch.from_numpy(x)).abs().max() < 65504
+    assert found.overflow is not None and found.overflow.op_type == "conv", found.describe()
+    assert found.first_inf is not None and found.first_inf[0] >= found.overflow.index
+    text = found.describe()
+    assert "fp16 overflow: op" in text and "exceeds fp16's range" in text and "--precision fp32" in text
+
+
+def test_compare_names_fp16_overflow_when_the_reference_passes_65504():
+    from workbench.compare import compare
+
+    ref = {"out": np.array([[1e5, 2.0, -3.0]], np.float32)}
+    result = compare(ref, {"out": np.array([[np.inf, 2.0, -3.0]], np.float32)})
+    assert result.failures and "fp16 overflow (the reference reaches 1e+05, beyond fp16's 65504)" in result.failures[0]
+    small = compare({"out": np.array([[1.0, 2.0]], np.float32)}, {"out": np.array([[np.nan, 2.0]], np.float32)})
+    assert "non-finite values" in small.failures[0] and "overflow" not in small.failures[0]

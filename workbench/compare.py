@@ -10,8 +10,8 @@ probabilities, is not held to an empty range).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -36,6 +36,8 @@ class Tolerance:
     def limit(self, ref_range: float) -> float:
         return self.atol + self.rel * ref_range
 
+
+FP16_MAX = 65504.0  # fp16's largest finite number: a larger reference value becomes inf in an fp16 program
 
 # Defaults per precision: fp32 runtimes agree to float rounding; fp16 keeps ~3 significant digits, and the
 # error grows with depth, so 1% of the range is what fp16 parity means in practice.
@@ -169,7 +171,10 @@ def compare(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndar
             passed = f["finite"] and f["max_abs"] <= limit
             why = []
             if not f["finite"]:
-                why.append("non-finite values")
+                peak = float(np.abs(ref[i]).max())
+                why.append(f"non-finite values: fp16 overflow (the reference reaches {peak:.3g}, beyond fp16's "
+                           f"{FP16_MAX:g}): run at fp32 (Core ML: --precision fp32)" if peak > FP16_MAX
+                           else "non-finite values")
             elif f["max_abs"] > limit:
                 why.append(f"max abs {f['max_abs']:.3g} > {limit:.3g} (atol {tol.atol:g} + rel {tol.rel:g} x scale "
                            f"{f['scale']:.3g})")

@@ -5,6 +5,11 @@ intermediate tensor made an output of its graph, and the interpreter with an obs
 A MIL op is matched to a TorchScript value through its name (coremltools names ops after the traced
 values: `input.5` becomes `input_5`, `42` becomes `var_42`, with suffixes such as `_cast_fp16` for
 fp16 casts) and a shape check. Ops the converter fused or split have no counterpart and are skipped.
+Every PyTorch value is copied where it is produced: an in-place op later in the graph (``out += x``,
+``relu(inplace=True)``) would otherwise change the recorded value and the wrong op would be blamed.
+
+An fp16 program overflows where a value passes fp16's largest finite number (65504): the locator names the
+first op whose PyTorch value passes it, which is where the program's first inf comes from.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import torch
 
 from ..compare import Tolerance
 
+FP16_MAX = 65504.0
 _SUFFIXES = re.compile(r"(_cast_fp16|_cast_fp32|_to_fp16|_to_fp32|_has_output_shape)+$")
 
 
@@ -28,7 +34,7 @@ class TensorStats:
     std: float
 
     @classmethod
-    def of(cls, t: torch.Tensor) -> "TensorStats":
+    def of(cls, t: torch.Tensor) -> TensorStats:
         a = t.detach().double()
         return cls(tuple(t.shape), float(a.min()), float(a.max()), float(a.mean()), float(a.std()) if a.numel() > 1
                    else 0.0)
@@ -56,21 +62,36 @@ class OpMatch:
 
 @dataclass(frozen=True)
 class Divergence:
-    """The locator's answer: `first` is the first diverging op (None: every matched op agrees)."""
+    """The locator's answer: `first` is the first diverging op (None: every matched op agrees).
+
+    `overflow`: the first matched op whose PyTorch value passes fp16's 65504 (None: none does); `first_inf`:
+    the first op (matched or not) whose Core ML output is not finite, as (index, op type, op name).
+    """
 
     first: OpMatch | None
     last_good: OpMatch | None
     matched: int
     total: int
+    overflow: OpMatch | None = None
+    first_inf: tuple[int, str, str] | None = None
 
     def describe(self) -> str:
         head = f"matched {self.matched} of {self.total} Core ML ops to PyTorch values"
+        lines = []
+        if self.overflow is not None and self.first_inf is not None:
+            o = self.overflow
+            peak = max(abs(o.torch.min), abs(o.torch.max))
+            lines.append(
+                f"fp16 overflow: op {o.index + 1}, {o.op_type} {o.op_name!r}, is the first whose PyTorch value "
+                f"exceeds fp16's range ({peak:.3g} > {FP16_MAX:g}); the first non-finite Core ML output is at op "
+                f"{self.first_inf[0] + 1} ({self.first_inf[1]} {self.first_inf[2]!r}). Convert with precision "
+                "fp32 (--precision fp32), or keep activations in range (trained weights, normalization)")
         if self.first is None:
-            return f"{head}; none diverges beyond tolerance"
+            return "\n".join([f"{head}; none diverges beyond tolerance"] + lines)
         f = self.first
-        lines = [f"{head}; first divergence at op {f.index + 1}: {f.op_type} {f.op_name!r} (PyTorch value "
-                 f"{f.torch_name!r}): max abs {f.max_abs:.3g} > {f.limit:.3g}",
-                 f"  Core ML: {f.coreml}", f"  PyTorch: {f.torch}"]
+        lines[:0] = [f"{head}; first divergence at op {f.index + 1}: {f.op_type} {f.op_name!r} (PyTorch value "
+                     f"{f.torch_name!r}): max abs {f.max_abs:.3g} > {f.limit:.3g}",
+                     f"  Core ML: {f.coreml}", f"  PyTorch: {f.torch}"]
         if self.last_good is not None:
             g = self.last_good
             lines.append(f"  last op that agreed: {g.op_type} {g.op_name!r} (max abs {g.max_abs:.3g})")
@@ -78,9 +99,20 @@ class Divergence:
 
 
 def torch_values(traced, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every tensor a traced module computes on `x`, by its TorchScript debug name."""
+    """Every tensor a traced module computes on `x`, by its TorchScript debug name, as it was when produced
+    (a copy is taken right after each node, before any later in-place op can change it)."""
     graph, params = torch._C._jit_pass_lower_graph(traced.graph, traced._c)
-    values = [o for node in graph.nodes() for o in node.outputs() if isinstance(o.type(), torch._C.TensorType)]
+    produced = [(node, o) for node in graph.nodes() for o in node.outputs()
+                if isinstance(o.type(), torch._C.TensorType)]
+    values = []
+    for node, value in produced:
+        none = graph.create("prim::Constant")
+        none.output().setType(torch._C.NoneType.get())
+        copy = graph.create("aten::clone", [value, none.output()])
+        copy.output().setType(value.type())
+        none.insertAfter(node)
+        copy.insertAfter(none)
+        values.append(copy.output())
     for i in reversed(range(len(list(graph.outputs())))):
         graph.eraseOutput(i)
     pack = graph.create("prim::TupleConstruct", values)
@@ -90,7 +122,7 @@ def torch_values(traced, x: torch.Tensor) -> dict[str, torch.Tensor]:
     fn = torch._C._create_function_from_graph("workbench_probe", graph)
     with torch.no_grad():
         outs = fn(x, *params)
-    return {v.debugName(): o for v, o in zip(values, outs) if isinstance(o, torch.Tensor)}
+    return {v.debugName(): o for (_, v), o in zip(produced, outs) if isinstance(o, torch.Tensor)}
 
 
 def mil_name(torch_name: str) -> str:
@@ -106,10 +138,14 @@ def locate(traced, torch_input: torch.Tensor, interpreter, feed: dict,
     reference = {mil_name(k): v for k, v in torch_values(traced, torch_input).items()}
     seen = []
     index = [0]
+    first_inf = []
 
     def observe(op_type, op_name, outputs):
         names = [n for n, _ in interpreter.program.steps[index[0]].outputs]
         index[0] += 1
+        if not first_inf and any(isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()
+                                 for v in outputs):
+            first_inf.append((index[0] - 1, op_type, op_name))
         for name, value in zip(names, outputs):
             key = _SUFFIXES.sub("", name)
             ref = reference.get(key)
@@ -118,7 +154,7 @@ def locate(traced, torch_input: torch.Tensor, interpreter, feed: dict,
             seen.append((index[0] - 1, op_type, op_name, name, key, value.detach().clone(), ref))
 
     interpreter.predict(feed, observe=observe, image_outputs="array")
-    first = last_good = None
+    first = last_good = overflow = None
     matched = []
     for i, op_type, op_name, name, key, value, ref in seen:
         r = ref.detach().double().reshape(-1)
@@ -128,8 +164,11 @@ def locate(traced, torch_input: torch.Tensor, interpreter, feed: dict,
         max_abs = float((r - c).abs().max()) if torch.isfinite(c).all() else float("inf")
         m = OpMatch(i, op_type, op_name, name, key, max_abs, limit, TensorStats.of(value), TensorStats.of(ref))
         matched.append(m)
+        if overflow is None and r.numel() and float(r.abs().max()) > FP16_MAX:
+            overflow = m
         if m.diverges and first is None:
             first = m
         elif not m.diverges and first is None:
             last_good = m
-    return Divergence(first, last_good, len(matched), len(interpreter.program.steps))
+    return Divergence(first, last_good, len(matched), len(interpreter.program.steps), overflow,
+                      first_inf[0] if first_inf else None)
