@@ -14,13 +14,27 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[lab,test]'
+	$(BIN)/python -m pip install --quiet -e '.[lab,test,android]'
 	@touch $(STAMP)
 
-lab: $(STAMP)
+# ExecuTorch (converter and runtime) and LiteRT's converter live in an env of their own inside .venv: in .venv,
+# coremltools imports executorch, torchao and scikit-learn whenever they are installed (import coremltools
+# 0.6 s -> 12 s), and litert-torch pins typing_extensions below what Jupyter needs. The .pth file lets it
+# use .venv's torch behind its own packages; the workbench runs it as a subprocess, offline.
+TOOLS := $(VENV)/android
+TOOLS_STAMP := $(TOOLS)/.installed
+ANDROID_TOOLS ?= executorch==1.5.* litert-torch==0.10.*
+$(TOOLS_STAMP): Makefile | $(STAMP)
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > \
+		"$$($(TOOLS)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/workbench-main-venv.pth"
+	$(TOOLS)/bin/python -m pip install --quiet $(ANDROID_TOOLS)
+	@touch $(TOOLS_STAMP)
+
+lab: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root)
 
-test: $(STAMP)
+test: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/ruff check workbench tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
