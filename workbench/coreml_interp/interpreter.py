@@ -116,6 +116,8 @@ class CoreMLInterpreter:
             return _image_out(feature, value) if image_outputs == "pil" else value.detach().numpy().copy()
         if kind == "multiArrayType":
             dtype = _ARRAY_TYPES.get(feature.type.multiArrayType.dataType, np.float32)
+            if not isinstance(value, torch.Tensor):  # a constant output (a Python or numpy scalar or array)
+                return np.asarray(value).astype(dtype)
             return value.detach().numpy().astype(dtype)
         if isinstance(value, torch.Tensor):
             return value.detach().numpy()

@@ -11,6 +11,7 @@ This is a reference semantics, not a bit-exact model of the Neural Engine or GPU
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -21,6 +22,7 @@ from ..errors import WorkbenchError
 from .registry import kernel
 
 Observer = Callable[[str, str, tuple], None]  # (op type, op name, outputs)
+RUN: ContextVar = ContextVar("coreml_interp_run", default=(True, None))  # (fp16, observe) of the running program
 
 
 @dataclass
@@ -43,8 +45,19 @@ class Program:
     outputs: list
     opset: str = ""
     constants: dict = field(default_factory=dict)  # constants that list inputs mix with run-time tensors
+    nested: bool = False  # has control flow, whose kernels read the run's options from RUN
+    params: list = field(default_factory=list)  # a nested block's own inputs (loop variables), first in `inputs`
 
     def run(self, feeds: dict, *, fp16: bool = True, observe: Observer | None = None) -> dict:
+        if self.nested:
+            token = RUN.set((fp16, observe))
+            try:
+                return self._run(feeds, fp16, observe)
+            finally:
+                RUN.reset(token)
+        return self._run(feeds, fp16, observe)
+
+    def _run(self, feeds: dict, fp16: bool, observe: Observer | None) -> dict:
         env = dict(self.constants)
         for name, dtype in self.inputs.items():
             value = feeds[name]
@@ -131,56 +144,105 @@ def from_mil(program, function: str = "main") -> Program:
                              f"{', '.join(program.functions)}") from None
     version = getattr(fn, "opset_version", None)
     opset = getattr(version, "name", None) or (str(version) if version is not None else "")
-    consts: dict[str, object] = {}
-    mixed: dict[str, object] = {}
-    steps: list[Step] = []
-    for operation in fn.operations:
-        outs = list(operation.outputs)
-        if operation.op_type == "const" or (outs and all(v.val is not None for v in outs)):
-            for v in outs:
-                consts[v.name] = constant(v.val)
-            continue
-        if getattr(operation, "blocks", None):
-            raise WorkbenchError(f"MIL op {operation.op_type} {operation.name!r} has nested blocks (control "
-                                 "flow); the interpreter runs straight-line programs only")
-        fn_ = kernel(operation.op_type, opset)
-        static, dynamic = {}, []
-        for arg, var in operation.inputs.items():
-            if isinstance(var, (tuple, list)):
-                if all(v.name in consts or v.val is not None for v in var):
-                    static[arg] = [consts.get(v.name, constant(v.val)) for v in var]
-                else:  # a list mixing constants and run-time tensors (concat([x, const])): seed the constants
-                    for v in var:
-                        if v.name not in consts and v.val is not None:
-                            consts[v.name] = constant(v.val)
-                        if v.name in consts:
-                            mixed[v.name] = consts[v.name]
-                    dynamic.append((arg, [v.name for v in var]))
-            elif var.name in consts:
-                static[arg] = consts[var.name]
-            elif var.val is not None and var.op is not None and var.op.op_type == "const":
-                static[arg] = consts.setdefault(var.name, constant(var.val))
-            else:
-                dynamic.append((arg, var.name))
-        outputs = [(v.name, _is_fp16(v)) for v in outs]
-        if operation.op_type.startswith("constexpr_") or (not dynamic and operation.op_type in _FOLD_ON_CONSTANTS):
-            # compressed weights: decompressed once here, so runs cost what an uncompressed model costs
-            if dynamic:
-                raise WorkbenchError(f"MIL op {operation.op_type} {operation.name!r} takes run-time inputs "
-                                     f"({', '.join(a for a, _ in dynamic)}); constexpr ops take constants only: "
-                                     "the model is malformed, re-export it")
-            for (name, half), value in zip(outputs, _as_tuple(_fold(operation, fn_, static))):
-                consts[name] = value.half().float() if half and isinstance(value, torch.Tensor) else value
-            continue
-        steps.append(Step(operation.op_type, operation.name, fn_, static, dynamic, outputs))
-    inputs = {name: dtype_name(var) for name, var in fn.inputs.items()}
+    compiler = _Compiler(opset)
     output_names = [v.name for v in fn.outputs]
-    for name in output_names:
-        if name in consts:  # an output that is a constant: give it a step so runs return it
-            value = consts[name]
-            steps.append(Step("const", name, lambda value=value: value, {}, [], [(name, False)]))
-    _plan_frees(steps, set(output_names) | set(mixed))
-    return Program(steps, inputs, output_names, opset, mixed)
+    steps, mixed = compiler.block(fn.operations, output_names)
+    inputs = {name: dtype_name(var) for name, var in fn.inputs.items()}
+    return Program(steps, inputs, output_names, opset, mixed, nested=compiler.nested)
+
+
+class _Compiler:
+    """Turns MIL blocks into steps; ops with nested blocks (cond, while_loop) become one step whose kernel
+    runs the blocks compiled into sub-programs. Constants are shared by every block (MIL names are unique)."""
+
+    def __init__(self, opset: str):
+        self.opset = opset
+        self.consts: dict[str, object] = {}
+        self.nested = False
+
+    def block(self, operations, output_names: list[str]) -> tuple[list[Step], dict]:
+        consts, mixed = self.consts, {}
+        steps: list[Step] = []
+        for operation in operations:
+            outs = list(operation.outputs)
+            if operation.op_type == "const" or (outs and all(v.val is not None for v in outs)
+                                                and operation.op_type not in _NEVER_FOLD):
+                for v in outs:
+                    consts[v.name] = constant(v.val)
+                continue
+            if getattr(operation, "blocks", None):
+                fn_ = self.control_flow(operation)
+                self.nested = True
+            else:
+                fn_ = kernel(operation.op_type, self.opset)
+            static, dynamic = {}, []
+            for arg, var in operation.inputs.items():
+                if arg.startswith("_"):  # control flow's Python functions and existing blocks: compiled above
+                    continue
+                if isinstance(var, (tuple, list)):
+                    if all(v.name in consts or v.val is not None for v in var):
+                        static[arg] = [consts.get(v.name, constant(v.val)) for v in var]
+                    else:  # a list mixing constants and run-time tensors (concat([x, const])): seed the constants
+                        for v in var:
+                            if v.name not in consts and v.val is not None:
+                                consts[v.name] = constant(v.val)
+                            if v.name in consts:
+                                mixed[v.name] = consts[v.name]
+                        dynamic.append((arg, [v.name for v in var]))
+                elif var.name in consts:
+                    static[arg] = consts[var.name]
+                elif var.val is not None and var.op is not None and var.op.op_type == "const":
+                    static[arg] = consts.setdefault(var.name, constant(var.val))
+                else:
+                    dynamic.append((arg, var.name))
+            if getattr(fn_, "captures", None):
+                dynamic += [(f"{CAPTURE}{name}", name) for name in fn_.captures]
+            outputs = [(v.name, _is_fp16(v)) for v in outs]
+            if operation.op_type.startswith("constexpr_") or (not dynamic and operation.op_type in _FOLD_ON_CONSTANTS):
+                # compressed weights: decompressed once here, so runs cost what an uncompressed model costs
+                if dynamic:
+                    raise WorkbenchError(f"MIL op {operation.op_type} {operation.name!r} takes run-time inputs "
+                                         f"({', '.join(a for a, _ in dynamic)}); constexpr ops take constants only: "
+                                         "the model is malformed, re-export it")
+                for (name, half), value in zip(outputs, _as_tuple(_fold(operation, fn_, static))):
+                    consts[name] = value.half().float() if half and isinstance(value, torch.Tensor) else value
+                continue
+            steps.append(Step(operation.op_type, operation.name, fn_, static, dynamic, outputs))
+        for name in output_names:
+            if name in consts:  # an output that is a constant: give it a step so runs return it
+                value = consts[name]
+                steps.append(Step("const", name, lambda value=value: value, {}, [], [(name, False)]))
+        _plan_frees(steps, set(output_names) | set(mixed))
+        return steps, mixed
+
+    def sub_program(self, block) -> Program:
+        """A nested block as a Program whose inputs are its own inputs (loop variables) and the outer values
+        it reads (its captures, in `inputs` after the block inputs)."""
+        outputs = [v.name for v in block.outputs]
+        steps, mixed = self.block(block.operations, outputs)
+        params = [v.name for v in block.inputs]
+        produced = set(params) | set(mixed) | {n for s in steps for n, _ in s.outputs}
+        captures = []
+        for step in steps:
+            for _, ref in step.dynamic:
+                for name in ref if isinstance(ref, list) else [ref]:
+                    if name not in produced and name not in captures:
+                        captures.append(name)
+        captures += [n for n in outputs if n not in produced and n not in captures]  # outer values passed through
+        inputs = {name: "" for name in params + captures}
+        return Program(steps, inputs, outputs, self.opset, mixed, nested=True, params=params)
+
+    def control_flow(self, operation):
+        """The kernel of an op with nested blocks: its registered factory, given the compiled blocks."""
+        factory = kernel(operation.op_type, self.opset)
+        if not getattr(factory, "takes_blocks", False):
+            raise WorkbenchError(f"MIL op {operation.op_type} {operation.name!r} has nested blocks, which its kernel "
+                                 "does not run; the interpreter runs the blocks of cond and while_loop")
+        return factory(*[self.sub_program(b) for b in operation.blocks])
+
+
+CAPTURE = "capture:"  # prefix of a control-flow step's arguments that carry outer values into its blocks
+_NEVER_FOLD = {"read_state", "coreml_update_state"}  # side effects on the state: run even with known values
 
 
 def _is_fp16(var) -> bool:

@@ -1,5 +1,5 @@
 """MIL op kernels, one family per module (mirroring coremltools' ops/defs). Importing registers them."""
 
-from . import (activation, classify, compression, conv, elementwise, image_resizing, linear,  # noqa: F401
-               normalization, pool, quantization, recurrent, reduction, scatter_gather, tensor,
-               transformers)
+from . import (activation, classify, compression, control_flow, conv, elementwise,  # noqa: F401
+               image_resizing, linear, normalization, pool, quantization, recurrent, reduction,
+               scatter_gather, tensor, transformers)
