@@ -49,6 +49,7 @@ class CoreMLInterpreter:
                                  "programs and neural networks")
         self._inputs = {f.name: f for f in self.description.input}
         self._outputs = {f.name: f for f in self.description.output}
+        self._states = {f.name: f for f in self.description.state}
 
     @property
     def fp16(self) -> bool:
@@ -72,18 +73,32 @@ class CoreMLInterpreter:
     def output_names(self) -> list[str]:
         return list(self._outputs)
 
-    def predict(self, data, *, image_outputs: str = "pil", observe=None):
+    def make_state(self) -> "InterpreterState":
+        """A fresh state for a stateful model (iOS18 `StateType`), every tensor zero; pass it to predict
+        as `state=`, like `MLModel.make_state()`. Raises WorkbenchError for a model without state."""
+        if not self._states:
+            raise WorkbenchError(f"{self._name()} declares no state; make_state is for stateful (iOS18) models")
+        return InterpreterState({name: torch.zeros(tuple(f.type.stateType.arrayType.shape))
+                                 for name, f in self._states.items()})
+
+    def predict(self, data, *, image_outputs: str = "pil", observe=None, state=None):
         """Outputs for one example {input name: value}, or a list of examples (like `MLModel.predict`).
 
         Image inputs take PIL images of the declared size; multiarrays take numpy arrays of the declared
         shape. Returns {output name: numpy array | PIL image | label | {label: probability}}.
         image_outputs: "pil" (8-bit images, as Core ML gives them) or "array" (the program's float
         output in 0-255, (1, C, H, W), before rounding). observe(op_type, op_name, outputs) sees every op.
+        state: for a stateful model, the `make_state()` whose tensors this prediction reads and updates.
         """
         if image_outputs not in ("pil", "array"):
             raise WorkbenchError(f"image_outputs must be 'pil' or 'array', not {image_outputs!r}")
         if isinstance(data, (list, tuple)):
-            return [self.predict(d, image_outputs=image_outputs, observe=observe) for d in data]
+            return [self.predict(d, image_outputs=image_outputs, observe=observe, state=state) for d in data]
+        if self._states and not isinstance(state, InterpreterState):
+            raise WorkbenchError(f"{self._name()} is stateful (states {', '.join(map(repr, self._states))}): pass "
+                                 "state=interpreter.make_state() to predict, and the same state to later calls")
+        if state is not None and not self._states:
+            raise WorkbenchError(f"{self._name()} declares no state; call predict without state=")
         if not isinstance(data, dict):
             raise WorkbenchError(f"predict takes a dict {{input name: value}}; inputs: {self._expected()}")
         unknown = set(data) - set(self._inputs)
@@ -95,6 +110,8 @@ class CoreMLInterpreter:
                 f"{'missing input ' + ', '.join(map(repr, sorted(missing))) if missing else ''}. "
                 f"Expected: {self._expected()}")
         feeds = {name: self._feed(self._inputs[name], value) for name, value in data.items()}
+        if state is not None:
+            feeds.update(state.boxes)
         raw = self.program.run(feeds, fp16=self.fp16, observe=observe)
         return {name: self._output(self._outputs[name], raw[name], image_outputs) for name in self._outputs
                 if name in raw}
@@ -131,6 +148,22 @@ class CoreMLInterpreter:
 
     def __repr__(self):
         return f"CoreMLInterpreter({self._name()}, {self.label}, inputs: {self._expected()})"
+
+
+class InterpreterState:
+    """The state of a stateful model across predict calls: {state name: State box}."""
+
+    def __init__(self, values: dict):
+        from .ops.state import State
+
+        self.boxes = {name: State(value) for name, value in values.items()}
+
+    def read(self, name: str) -> np.ndarray:
+        """The current value of state `name`, as a numpy array."""
+        return self.boxes[name].value.detach().numpy().copy()
+
+    def __repr__(self):
+        return f"InterpreterState({', '.join(f'{k}: {tuple(v.value.shape)}' for k, v in self.boxes.items())})"
 
 
 def _load(model):
