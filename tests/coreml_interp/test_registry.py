@@ -62,3 +62,11 @@ def test_known_lists_the_families_ops():
     for op_type in ("conv", "relu", "softmax", "reduce_mean", "slice_by_index", "classify", "upsample_bilinear"):
         assert op_type in names
     assert names == sorted(set(names))
+
+
+def test_an_op_newer_than_the_programs_opset_is_refused_naming_both():
+    with pytest.raises(WorkbenchError, match=r"MIL op 'slice_update' exists from opset iOS18, but the program "
+                                             r"declares iOS16.*minimum_deployment_target=iOS18"):
+        registry.kernel("slice_update", "iOS16")
+    assert registry.kernel("slice_update", "iOS18") is registry.kernel("slice_update")
+    assert registry.since("quantize") == 17 and registry.since("relu") == 15
