@@ -145,3 +145,41 @@ def test_artifacts_are_named_after_the_model_not_its_file(samples, tmp_path):
             return torch.nn.Conv2d(3, 2, 1)
     """))
     assert Reference(f"{py}:mobile_thing", samples, preprocess=HALF).name == "mobile_thing"
+
+
+# -- 3. conversion errors name the op, and suggest only fixes shown to work -----------------------------
+
+class FunctionalPReLU(nn.Module):
+    """F.prelu with per-channel alpha after a Linear: no nn.PReLU for the workbench's fix to rewrite."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.dense = nn.Linear(3 * 8 * 8, 6)
+        self.alpha = nn.Parameter(torch.linspace(0.1, 0.6, 6))
+
+    def forward(self, x):
+        return nn.functional.prelu(self.dense(x.flatten(1)), self.alpha)
+
+
+def test_conversion_error_names_the_op_from_the_converter_frames(tmp_path):
+    pytest.importorskip("coremltools")
+    from workbench.errors import ConversionError
+    from workbench.formats.base import ExportSpec
+    from workbench.formats.coreml.export import export_coreml
+
+    spec = ExportSpec(module=FunctionalPReLU().eval(), input_shape=(1, 3, 8, 8), output_names=("output",),
+                      source="FunctionalPReLU")
+    with pytest.raises(ConversionError) as info:
+        export_coreml(spec, tmp_path / "m.mlpackage")
+    text = str(info.value)
+    # coremltools' text ("prelu op: rank 3 or rank 5 input ...") quotes no op: the frames name it
+    assert "failed at op 'prelu'" in text and "x[:, :, None, None]" in text, text
+    assert "method='export' fails the same way" in text  # never suggested as a fix here
+
+
+def test_numpy_24_error_suggests_the_bound_and_export():
+    from workbench.diagnose import conversion_error
+
+    err = conversion_error("Core ML", TypeError("only 0-dimensional arrays can be converted to Python scalars"))
+    assert "install numpy<2.4" in str(err) and "--method export" in str(err)

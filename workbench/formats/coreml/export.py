@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
+from ... import fixes
 from ..._files import atomic_output
 from ...diagnose import conversion_error
 from ...errors import WorkbenchError, require
@@ -49,6 +50,8 @@ def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
         precision = "fp32"  # neural networks have no compute precision setting: fp32 weights
     path = Path(path).with_suffix(".mlmodel" if neuralnetwork else ".mlpackage")
 
+    module, fix_notes = fixes.apply(spec.module)  # known converter gaps, rewritten on a copy (workbench/fixes/)
+    spec = replace(spec, module=module)
     pre, task = spec.preprocess, spec.task
     bake, effective, inputs, fit = None, None, None, None
     if pre is None:
@@ -102,7 +105,7 @@ def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
     if not neuralnetwork:
         kwargs["compute_precision"] = ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32
     try:
-        with warnings.catch_warnings(), quiet("coremltools"):
+        with warnings.catch_warnings(), quiet("coremltools"), fixes.converting() as op_fix_notes:
             warnings.simplefilter("ignore")
             mlmodel = ct.convert(source, **kwargs)
     except Exception as exc:
@@ -117,7 +120,7 @@ def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
     with atomic_output(path, overwrite=overwrite) as tmp:
         mlmodel.save(str(tmp))
     names = tuple(o.name for o in mlmodel.get_spec().description.output)
-    notes = list(trace_notes)
+    notes = list(trace_notes) + list(fix_notes) + op_fix_notes
     if fit is not None and not fit.exact:
         notes.append("normalization baked into the graph (per-channel std)" if bake is not None else
                      f"ImageType scalar approximation: {fit.describe()}")
