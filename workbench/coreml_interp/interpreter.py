@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -14,7 +15,23 @@ from .program import Program, from_mil
 
 _PRECISIONS = {None: "declared", "declared": "declared", "fp16": "declared", "float16": "declared",
                "fp32": "fp32", "float32": "fp32"}
-_ARRAY_TYPES = {65568: np.float32, 65600: np.float64, 65552: np.float16, 131104: np.int32}
+
+
+@functools.lru_cache(maxsize=None)
+def _array_types() -> dict:
+    """MultiArray data types (by their protobuf names) as numpy dtypes."""
+    from coremltools.proto import FeatureTypes_pb2
+
+    kind = FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Value
+    return {kind("FLOAT32"): np.float32, kind("DOUBLE"): np.float64, kind("FLOAT16"): np.float16,
+            kind("INT32"): np.int32}
+
+
+@functools.lru_cache(maxsize=None)
+def _color(name: str) -> int:
+    from coremltools.proto import FeatureTypes_pb2
+
+    return FeatureTypes_pb2.ImageFeatureType.ColorSpace.Value(name)
 
 
 class CoreMLInterpreter:
@@ -132,7 +149,7 @@ class CoreMLInterpreter:
         if kind == "imageType":
             return _image_out(feature, value) if image_outputs == "pil" else value.detach().numpy().copy()
         if kind == "multiArrayType":
-            dtype = _ARRAY_TYPES.get(feature.type.multiArrayType.dataType, np.float32)
+            dtype = _array_types().get(feature.type.multiArrayType.dataType, np.float32)
             if not isinstance(value, torch.Tensor):  # a constant output (a Python or numpy scalar or array)
                 return np.asarray(value).astype(dtype)
             return value.detach().numpy().astype(dtype)
@@ -209,7 +226,8 @@ def _describe(feature) -> str:
     t = feature.type
     kind = t.WhichOneof("Type")
     if kind == "imageType":
-        space = {10: "grayscale", 20: "RGB", 30: "BGR", 40: "grayscale fp16"}.get(t.imageType.colorSpace, "?")
+        space = {_color("GRAYSCALE"): "grayscale", _color("RGB"): "RGB", _color("BGR"): "BGR",
+                 _color("GRAYSCALE_FLOAT16"): "grayscale fp16"}.get(t.imageType.colorSpace, "?")
         return f"{space} PIL image {t.imageType.width}x{t.imageType.height}"
     if kind == "multiArrayType":
         return f"numpy array of shape {tuple(t.multiArrayType.shape)}"
@@ -230,11 +248,11 @@ def _image_feed(model: str, feature, value) -> torch.Tensor:
     if value.size not in sizes and not flexible:
         raise WorkbenchError(f"{model}: input {feature.name!r} takes a {_describe(feature)}; got "
                              f"{value.width}x{value.height}: resize it (workbench.images.fit_image)")
-    gray = t.colorSpace in (10, 40)
+    gray = t.colorSpace in (_color("GRAYSCALE"), _color("GRAYSCALE_FLOAT16"))
     arr = np.asarray(value.convert("L" if gray else "RGB"), dtype=np.float32)
     if gray:
         return torch.from_numpy(arr[None, None].copy())
-    if t.colorSpace == 30:
+    if t.colorSpace == _color("BGR"):
         arr = arr[..., ::-1]
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)[None]))
 
@@ -252,7 +270,7 @@ def _array_feed(model: str, feature, value) -> torch.Tensor:
         lo <= n and (hi < 0 or n <= hi) for n, (lo, hi) in zip(arr.shape, ranges))
     if arr.shape not in allowed and not in_range:
         raise WorkbenchError(f"{model}: input {feature.name!r} takes shape {shape}; got {arr.shape}")
-    dtype = _ARRAY_TYPES.get(t.dataType, np.float32)
+    dtype = _array_types().get(t.dataType, np.float32)
     if np.dtype(dtype).kind == "f":
         return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=dtype))
@@ -265,6 +283,6 @@ def _image_out(feature, value: torch.Tensor) -> Image.Image:
     if arr.shape[0] == 1:
         return Image.fromarray(arr[0], "L")
     arr = arr.transpose(1, 2, 0)
-    if feature.type.imageType.colorSpace == 30:
+    if feature.type.imageType.colorSpace == _color("BGR"):
         arr = arr[..., ::-1]
     return Image.fromarray(np.ascontiguousarray(arr), "RGB")

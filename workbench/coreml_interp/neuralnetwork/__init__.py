@@ -12,10 +12,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import WorkbenchError
-from .program import Program, Step, _plan_frees
-from .ops.image_resizing import bilinear
-from .registry import kernel
+from coremltools.proto import FeatureTypes_pb2 as _ft
+from coremltools.proto import NeuralNetwork_pb2 as _nn
+
+from ...errors import WorkbenchError
+from ..ops.image_resizing import bilinear
+from ..program import Program, Step, _plan_frees
+from ..registry import kernel
+
+# the protobuf enums, by name
+_POOL = _nn.PoolingLayerParams.PoolingType.Value
+_UNARY = _nn.UnaryFunctionLayerParams.Operation.Value
+_COLOR = _ft.ImageFeatureType.ColorSpace.Value
 
 
 def weights(params, shape=None) -> torch.Tensor:
@@ -45,7 +53,7 @@ class _Builder:
 def _pads(valid_or_same, kind: str, kernel_size, strides, dilations=(1, 1)):
     """MIL pad_type and pad from a layer's ValidPadding / SamePadding."""
     if kind == "same":
-        lower = valid_or_same.asymmetryMode == 1  # TOP_LEFT_HEAVY
+        lower = valid_or_same.asymmetryMode == _nn.SamePadding.SamePaddingMode.Value("TOP_LEFT_HEAVY")
         return {"pad_type": "same_lower" if lower else "same"}
     amounts = list(valid_or_same.paddingAmounts.borderAmounts)
     pad = []
@@ -99,7 +107,7 @@ def _activation(b, name, p, inputs, outputs):
 
 
 def _pooling(b, name, p, inputs, outputs):
-    kind = {0: "max_pool", 1: "avg_pool", 2: "l2_pool"}[p.type]
+    kind = {_POOL("MAX"): "max_pool", _POOL("AVERAGE"): "avg_pool", _POOL("L2"): "l2_pool"}[p.type]
     if p.globalPooling:
         reduce = {"max_pool": "reduce_max", "avg_pool": "reduce_mean", "l2_pool": "reduce_l2_norm"}[kind]
         b.add(name, reduce, inputs, outputs, {"axes": np.asarray([-2, -1]), "keep_dims": True})
@@ -178,26 +186,37 @@ def _batchnorm(b, name, p, inputs, outputs):
 def _upsample(b, name, p, inputs, outputs):
     frac = list(p.fractionalScalingFactor)
     sh, sw = frac if frac else (list(p.scalingFactor) or [1, 1])
-    if p.mode == 0:  # NN: nearest, integer factors
+    if p.mode == _nn.UpsampleLayerParams.InterpolationMode.Value("NN"):  # nearest
         b.add(name, "upsample_nearest_neighbor", inputs, outputs,
               {"scale_factor_height": sh, "scale_factor_width": sw})
         return
-    mode = {0: "DEFAULT", 1: "STRICT_ALIGN_CORNERS", 2: "UNALIGN_CORNERS"}[p.linearUpsampleMode]
+    linear = _nn.UpsampleLayerParams.LinearUpsampleMode.Value
+    mode = {linear("DEFAULT"): "DEFAULT", linear("ALIGN_CORNERS_TRUE"): "STRICT_ALIGN_CORNERS",
+            linear("ALIGN_CORNERS_FALSE"): "UNALIGN_CORNERS"}[p.linearUpsampleMode]
     def fn(x, sh=sh, sw=sw, mode=mode):
         return bilinear(x, int(np.floor(x.shape[-2] * sh)), int(np.floor(x.shape[-1] * sw)), mode)
 
     b.add(name, "upsample_bilinear", inputs, outputs, fn=fn)
 
 
+def sampling_mode(value) -> str:
+    """A SamplingMode.Method as the MIL sampling_mode name."""
+    method = _nn.SamplingMode.Method.Value
+    return {method("STRICT_ALIGN_ENDPOINTS_MODE"): "STRICT_ALIGN_CORNERS", method("ALIGN_ENDPOINTS_MODE"): "ALIGN_CORNERS",
+            method("UPSAMPLE_MODE"): "DEFAULT", method("ROI_ALIGN_MODE"): "OFFSET_CORNERS"}[value]
+
+
 def _resize_bilinear(b, name, p, inputs, outputs):
-    mode = {0: "STRICT_ALIGN_CORNERS", 1: "ALIGN_CORNERS", 2: "DEFAULT", 3: "OFFSET_CORNERS"}[p.mode.samplingMethod]
+    mode = sampling_mode(p.mode.samplingMethod)
     h, w = list(p.targetSize) or [1, 1]
     b.add(name, "resize_bilinear", inputs, outputs, {"target_size_height": h, "target_size_width": w,
                                                      "sampling_mode": mode})
 
 
 def _reorganize(b, name, p, inputs, outputs):
-    op_type = {0: "space_to_depth", 1: "depth_to_space", 2: "pixel_shuffle"}[p.mode]
+    reorganize = _nn.ReorganizeDataLayerParams.ReorganizationType.Value
+    op_type = {reorganize("SPACE_TO_DEPTH"): "space_to_depth", reorganize("DEPTH_TO_SPACE"): "depth_to_space",
+               reorganize("PIXEL_SHUFFLE"): "pixel_shuffle"}[p.mode]
     key = "upscale_factor" if op_type == "pixel_shuffle" else "block_size"
     b.add(name, op_type, inputs, outputs, {key: p.blockSize})
 
@@ -223,7 +242,8 @@ def _clip(b, name, p, inputs, outputs):
 
 
 def _slice(b, name, p, inputs, outputs):
-    axis = {0: -3, 1: -2, 2: -1}[p.axis]
+    axis = {_nn.SliceLayerParams.SliceAxis.Value(a): i for a, i in (("CHANNEL_AXIS", -3), ("HEIGHT_AXIS", -2),
+                                                                    ("WIDTH_AXIS", -1))}[p.axis]
     start, end, stride = p.startIndex, p.endIndex, p.stride or 1
 
     def fn(x):
@@ -267,16 +287,17 @@ def _bias(b, name, p, inputs, outputs):
 
 
 def _unary(b, name, p, inputs, outputs):
-    kinds = {0: torch.sqrt, 1: torch.rsqrt, 2: torch.reciprocal, 4: torch.exp, 5: torch.log, 6: torch.abs}
+    kinds = {_UNARY("SQRT"): torch.sqrt, _UNARY("RSQRT"): torch.rsqrt, _UNARY("INVERSE"): torch.reciprocal,
+             _UNARY("EXP"): torch.exp, _UNARY("LOG"): torch.log, _UNARY("ABS"): torch.abs}
     shift, scale, alpha, eps = p.shift, p.scale or 1.0, p.alpha, p.epsilon or 1e-6
 
     def fn(x):
         z = x * scale + shift
-        if p.type == 3:
+        if p.type == _UNARY("POWER"):
             return torch.pow(z, alpha)
-        if p.type == 7:
+        if p.type == _UNARY("THRESHOLD"):
             return torch.clamp(z, min=alpha)
-        if p.type in (1, 2, 5):
+        if p.type in (_UNARY("RSQRT"), _UNARY("INVERSE"), _UNARY("LOG")):
             z = z + eps
         return kinds[p.type](z)
 
@@ -373,8 +394,8 @@ def _preprocessing(b: _Builder, spec, pre) -> None:
     feature = next(f for f in spec.description.input if f.name == name)
     space = feature.type.imageType.colorSpace
     s = pre.scaler
-    bias = {10: [s.grayBias], 20: [s.redBias, s.greenBias, s.blueBias], 30: [s.blueBias, s.greenBias, s.redBias]}.get(
-        space, [s.grayBias])
+    bias = {_COLOR("GRAYSCALE"): [s.grayBias], _COLOR("RGB"): [s.redBias, s.greenBias, s.blueBias],
+            _COLOR("BGR"): [s.blueBias, s.greenBias, s.redBias]}.get(space, [s.grayBias])
     scale, bias_t = float(s.channelScale), torch.tensor(bias, dtype=torch.float32).reshape(1, -1, 1, 1)
     b.add(f"{name}__scaler", "scaler", [name], [name], fn=lambda x: x * scale + bias_t)
 
