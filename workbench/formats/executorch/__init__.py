@@ -1,0 +1,21 @@
+"""ExecuTorch: a torch.export program lowered to a .pte (XNNPACK delegate, portable kernels for the rest),
+run by ExecuTorch's own runtime. PyTorch Mobile's successor, and what the seeds' TorchScript apps move to.
+
+ExecuTorch has no image preprocessing of its own: it goes into the graph. It lives in the Android tools env
+(`.venv/android`, see tools.py): exports and runs happen in a subprocess there.
+"""
+
+from .. import Format, Option, register
+
+FORMAT = register(Format(
+    name="executorch", title="ExecuTorch", runtime="ExecuTorch", suffixes=(".pte",), package=__name__,
+    exporter=".export:export_executorch", runner=".runner:ExecuTorchRunner", validator=".validate:check_pte",
+    precisions=("fp32", "fp16"),
+    export_options=(
+        Option("precision", "fp32", "fp16 runs the model in half precision (labelled; parity needs fp32)",
+               ("fp32", "fp16")),
+        Option("delegate", "xnnpack", "XNNPACK (the CPU delegate phones use) or the portable kernels only",
+               ("xnnpack", "portable"))),
+    default=False, order=40,
+    notes="needs the Android tools env (make .venv/android/.installed); converts in 10-100 s",
+))

@@ -1,0 +1,59 @@
+"""Tools env: lower a saved torch.export program to an ExecuTorch .pte (run by tools.run_tool).
+
+Request: {"program": .pt2 path, "out": .pte path, "delegate": "xnnpack" | "portable"}. Result: the notes
+(how much XNNPACK took), and offline.py's `network` and `spawned` lists.
+"""
+
+import json
+import sys
+import warnings
+
+
+def main(request: dict) -> dict:
+    import torch
+    from executorch.exir import to_edge, to_edge_transform_and_lower
+
+    program = torch.export.load(request["program"])
+    notes = []
+    if request["delegate"] == "xnnpack":
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+        try:
+            edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        except Exception as exc:  # the portable kernels run any op ExecuTorch knows: fall back, say so
+            notes.append(f"XNNPACK lowering failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
+                         "the portable kernels run the whole graph (slower)")
+            edge = to_edge(torch.export.load(request["program"]))
+        else:
+            graph = edge.exported_program().graph
+            calls = [n for n in graph.nodes if n.op == "call_function"]
+            delegated = sum("executorch_call_delegate" in str(n.target) for n in calls)
+            rest = sorted({str(n.target).split("::")[-1].split(".")[0] for n in calls
+                           if "executorch_call_delegate" not in str(n.target) and "getitem" not in str(n.target)})
+            if not delegated:
+                notes.append("XNNPACK took no op: the portable kernels run the whole graph (slower)")
+            elif rest:
+                notes.append(f"XNNPACK runs {delegated} part(s) of the graph; the portable kernels run the rest "
+                             f"({', '.join(rest[:8])}{'...' if len(rest) > 8 else ''})")
+            else:
+                notes.append("XNNPACK runs the whole graph")
+    else:
+        edge = to_edge(program)
+        notes.append("portable kernels only (no delegate): slower than XNNPACK, runs any op ExecuTorch knows")
+    buffer = edge.to_executorch().buffer
+    with open(request["out"], "wb") as f:
+        f.write(buffer)
+    return {"notes": notes}
+
+
+if __name__ == "__main__":
+    request_path, result_path = sys.argv[1], sys.argv[2]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = main(json.load(open(request_path)))
+    except Exception as exc:
+        result = {"error": f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"}
+    result.update(network=network, spawned=spawned)  # noqa: F821 - offline.py's globals
+    with open(result_path, "w") as f:
+        json.dump(result, f)

@@ -1,0 +1,70 @@
+"""ExecuTorch export: torch.export here, lowering to a .pte in the Android tools env (XNNPACK first)."""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+
+from ..._files import atomic_output
+from ...diagnose import conversion_error
+from ..base import Artifact, ExportSpec, quiet
+from .tools import HERE, run_tool
+
+
+def export_program(module, x, *, what: str, source: str = ""):
+    """`module` captured by torch.export on example input `x` (a WorkbenchError naming the op if not)."""
+    import torch
+
+    try:
+        with warnings.catch_warnings(), quiet("torch.fx.experimental.symbolic_shapes", "torch._dynamo",
+                                              "torch.export"):
+            warnings.simplefilter("ignore")
+            return torch.export.export(module, (x,))
+    except Exception as exc:
+        raise conversion_error(what, exc, module=source) from exc
+
+
+def half(module):
+    """`module` computing in float16 between a float32 input and float32 outputs (fp16 precision)."""
+    import copy
+
+    import torch
+
+    class Half(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = copy.deepcopy(inner).half()
+
+        def forward(self, x):
+            return tuple(o.float() for o in self.inner(x.half()))
+
+    return Half(module).eval()
+
+
+def export_executorch(spec: ExportSpec, path: Path, *, precision: str = "fp32", delegate: str = "xnnpack",
+                      overwrite: bool = False) -> Artifact:
+    """Write `spec` as an ExecuTorch program: the preprocessing (if any) in the graph, XNNPACK delegate
+    where it takes the ops (the portable kernels run the rest; the notes say which).
+
+    precision "fp16" runs the model in half precision (input and outputs stay float32). Raises
+    WorkbenchError when torch.export or the lowering fails, or the tools env is missing.
+    """
+    import torch
+
+    model = spec.wrapped(bake=spec.preprocess)
+    if precision == "fp16":
+        model = half(model)
+    x = spec.example_input(pixels=spec.preprocess is not None)
+    program = export_program(model, x, what="ExecuTorch (torch.export)", source=spec.source)
+    with tempfile.TemporaryDirectory(prefix="workbench-et-") as tmp:
+        saved = Path(tmp) / "program.pt2"
+        torch.export.save(program, saved)
+        with atomic_output(path, overwrite=overwrite) as out:
+            result = run_tool(HERE / "_convert.py", {"program": str(saved), "out": str(out), "delegate": delegate},
+                              what="ExecuTorch conversion", packages="executorch")
+    notes = list(result["notes"])
+    if precision == "fp16":
+        notes.append("fp16: the model computes in half precision (errors up to ~1e-3 of range); fp32 for parity")
+    return Artifact("executorch", path, spec.input_name, spec.output_names, tuple(x.shape), spec.preprocess,
+                    precision=precision, notes=tuple(notes))

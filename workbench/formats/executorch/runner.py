@@ -1,0 +1,35 @@
+"""ExecuTorch's runtime, in a worker process of the Android tools env (the program loaded once)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..base import Runner
+from .tools import HERE, Worker
+
+
+class ExecuTorchRunner(Runner):
+    name = "executorch"
+    label = "ExecuTorch"
+
+    def __init__(self, artifact):
+        super().__init__()
+        self.artifact, self.preprocess = artifact, artifact.preprocess
+        self.worker = None
+
+    def _activate(self):
+        from .validate import check_header
+
+        check_header(self.artifact.path)
+        self.worker = Worker(HERE / "_serve.py", [str(self.artifact.path)], what="ExecuTorch",
+                             packages="executorch")
+        self.label = "ExecuTorch (XNNPACK)" if not any("portable kernels" in n and "whole graph" in n
+                                                      for n in self.artifact.notes) else "ExecuTorch (portable)"
+
+    def _deactivate(self):
+        self.worker.close()
+        self.worker = None
+
+    def _run(self, inputs):
+        outs = self.worker.request(np.ascontiguousarray(inputs, np.float32))
+        return dict(zip(self.artifact.output_names, outs))

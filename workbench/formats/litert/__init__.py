@@ -1,0 +1,19 @@
+"""LiteRT (formerly TensorFlow Lite): converted by litert-torch in the Android tools env (`.venv/android`: it
+pins typing_extensions below what Jupyter needs), run here by `ai-edge-litert`'s interpreter
+(tflite-runtime fails under numpy 2).
+
+LiteRT has no image preprocessing of its own: it goes into the graph.
+"""
+
+from .. import Format, Option, register
+
+FORMAT = register(Format(
+    name="litert", title="LiteRT", runtime="LiteRT", suffixes=(".tflite",), package=__name__,
+    exporter=".export:export_litert", runner=".runner:LiteRTRunner", validator=".validate:check_tflite",
+    precisions=("fp32", "fp16"),
+    export_options=(Option("precision", "fp32", "fp16 stores weights in half precision (labelled); fp32 for "
+                                                "parity", ("fp32", "fp16")),),
+    runtime_options=(Option("threads", 1, "LiteRT interpreter threads"),),
+    default=False, order=70,
+    notes="converter in the Android tools env (make .venv/android/.installed); runtime: pip install ai-edge-litert",
+))

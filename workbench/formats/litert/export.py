@@ -1,0 +1,37 @@
+"""LiteRT export: torch.export here, litert-torch in the Android tools env (see executorch/tools.py)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from ..._files import atomic_output
+from ..base import Artifact, ExportSpec
+from ..executorch.export import export_program
+from ..executorch.tools import run_tool
+
+HERE = Path(__file__).resolve().parent
+
+
+def export_litert(spec: ExportSpec, path: Path, *, precision: str = "fp32", overwrite: bool = False) -> Artifact:
+    """Write `spec` as a .tflite with the preprocessing (if any) in the graph, NCHW in and out as in PyTorch.
+
+    precision "fp16" stores the weights in half precision. Raises WorkbenchError when torch.export or
+    litert-torch fails, or the tools env is missing.
+    """
+    import torch
+
+    model = spec.wrapped(bake=spec.preprocess)
+    x = spec.example_input(pixels=spec.preprocess is not None)
+    program = export_program(model, x, what="LiteRT (torch.export)", source=spec.source)
+    with tempfile.TemporaryDirectory(prefix="workbench-litert-") as tmp:
+        saved = Path(tmp) / "program.pt2"
+        torch.export.save(program, saved)
+        with atomic_output(path, overwrite=overwrite) as out:
+            result = run_tool(HERE / "_convert.py", {"program": str(saved), "out": str(out), "precision": precision},
+                              what="LiteRT conversion (litert-torch)", packages="litert-torch")
+    notes = list(result["notes"])
+    if precision == "fp16":
+        notes.append("fp16: weights stored in half precision; fp32 for parity")
+    return Artifact("litert", Path(path), spec.input_name, spec.output_names, tuple(x.shape), spec.preprocess,
+                    precision=precision, notes=tuple(notes))

@@ -1,0 +1,19 @@
+"""MNN: converted from the ONNX export by MNN's converter, in process (never its `mnnconvert` script, which
+pip-installs a logging SDK and reports usage over the network), run by MNN's Python binding.
+
+MNN takes the preprocessing natively, exact per channel: `CVImageProcess({"mean": ..., "normal": ...})`,
+i.e. (x - mean) * normal; the runner applies it that way.
+"""
+
+from .. import Format, Option, register
+
+FORMAT = register(Format(
+    name="mnn", title="MNN", runtime="MNN", suffixes=(".mnn",), package=__name__,
+    exporter=".export:export_mnn", runner=".runner:MnnRunner", validator=".validate:check_mnn",
+    native="mean_norm", precisions=("fp32", "fp16"),
+    export_options=(Option("precision", "fp32", "fp16 stores weights in half precision (MNN's --fp16: errors "
+                                                "up to ~3% of range); fp32 for parity", ("fp32", "fp16")),),
+    runtime_options=(Option("threads", 1, "MNN threads"),),
+    default=False, order=60,
+    notes="converted in process from the ONNX export; pip install MNN",
+))

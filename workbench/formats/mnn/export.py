@@ -1,0 +1,75 @@
+"""MNN export: the model (without preprocessing: MNN applies it) to ONNX, then MNN's converter in process.
+
+MNN's `mnnconvert` console script and `MNN.tools.mnnconvert` import a logger that runs `pip install` when
+its SDK is missing and sends usage logs to a remote endpoint: the workbench calls the converter's native
+entry point (`_tools.mnnconvert`) directly, which does neither.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ..._files import atomic_output
+from ...errors import WorkbenchError, first_line, require
+from ..base import Artifact, ExportSpec
+from ..ncnn.export import mean_norm_note, onnx_for
+
+
+def _silenced_fds():
+    """The converter prints from C++: stdout/stderr go to /dev/null while it runs."""
+    import contextlib
+    import sys
+
+    @contextlib.contextmanager
+    def silenced():
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        saved = [os.dup(1), os.dup(2)]
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved + [null]:
+                os.close(fd)
+    return silenced()
+
+
+def convert(onnx_path: Path, out: Path, *, fp16: bool = False) -> None:
+    """MNN's converter on `onnx_path`, writing `out`; WorkbenchError when it fails."""
+    require("MNN", "MNN")
+    import _tools  # MNN's converter, shipped in the MNN wheel; not MNN.tools (its logger phones home)
+
+    argv = ["mnnconvert", "-f", "ONNX", "--modelFile", str(onnx_path), "--MNNModel", str(out),
+            "--bizCode", "workbench"] + (["--fp16"] if fp16 else [])
+    try:
+        with _silenced_fds():
+            ok = _tools.mnnconvert(argv)
+    except Exception as exc:
+        raise WorkbenchError(f"MNN's converter failed on the ONNX export: {first_line(exc)}") from exc
+    if not ok or not out.exists() or out.stat().st_size == 0:
+        raise WorkbenchError("MNN's converter could not convert the ONNX export (an op MNN lacks?); export "
+                             "ONNX and run MNN's converter by hand to see its log")
+
+
+def export_mnn(spec: ExportSpec, path: Path, *, precision: str = "fp32", overwrite: bool = False) -> Artifact:
+    """Write `spec` as an .mnn model. The preprocessing is not in the file: MNN applies it (the artifact's
+    notes give the mean/normal). Raises WorkbenchError when the ONNX export or the converter fails."""
+    with tempfile.TemporaryDirectory(prefix="workbench-mnn-") as tmp:
+        onnx_path = onnx_for(spec, Path(tmp))
+        with atomic_output(path, overwrite=overwrite) as out:
+            convert(onnx_path, out, fp16=precision == "fp16")
+    notes = [n for n in (mean_norm_note("MNN", spec, "CVImageProcess", "normal"),) if n]
+    if precision == "fp16":
+        notes.append("fp16: weights stored in half precision (MNN's --fp16; errors up to ~3% of range); "
+                     "fp32 for parity")
+    return Artifact("mnn", Path(path), spec.input_name, spec.output_names, spec.input_shape, spec.preprocess,
+                    precision=precision, notes=tuple(notes))

@@ -1,0 +1,20 @@
+"""ncnn: converted by pnnx from the ONNX export, run by ncnn's Python binding (the seeds' Android runtime).
+
+ncnn takes the preprocessing natively, exact per channel: `Mat.from_pixels(..., PIXEL_RGB, w, h)` then
+`substract_mean_normalize(mean, norm)`, i.e. (x - mean) * norm; the runner applies it that way. A model is
+two files, NAME.ncnn.param (the graph; the artifact's path) and NAME.ncnn.bin (the weights) beside it.
+"""
+
+from .. import Format, Option, register
+
+FORMAT = register(Format(
+    name="ncnn", title="ncnn", runtime="ncnn", suffixes=(".ncnn.param", ".param"), package=__name__,
+    exporter=".export:export_ncnn", runner=".runner:NcnnRunner", validator=".validate:check_ncnn",
+    native="mean_norm", precisions=("fp32", "fp16"),
+    export_options=(Option("precision", "fp32", "fp16 stores weights in half precision and lets ncnn compute "
+                                                "in it (errors up to ~3e-3 of range); fp32 for parity",
+                           ("fp32", "fp16")),),
+    runtime_options=(Option("threads", 1, "ncnn threads"),),
+    default=False, order=50,
+    notes="pnnx converts the ONNX export; pip install pnnx ncnn",
+))

@@ -1,0 +1,113 @@
+"""ncnn's Python binding: the preprocessing applied by ncnn itself (from_pixels + substract_mean_normalize)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import WorkbenchError, first_line
+from ...preprocess import Preprocess, to_channels
+from ..base import Runner, same_preprocess
+
+
+def eight_bit(pixels: np.ndarray, pre: Preprocess) -> np.ndarray | None:
+    """(N, H, W, C) uint8 images as a phone's camera hands them to the runtime: RGB, or the 8-bit luma for a
+    grayscale model (PIL's conversion, as the reference makes it). None when the pixels are not whole
+    numbers in 0-255 (the runtime's 8-bit entry point cannot take them)."""
+    x = np.asarray(pixels, np.float32)
+    if pre.grayscale:
+        x = to_channels(x, pre)
+    elif x.shape[1] == 1:
+        x = np.repeat(x, 3, axis=1)
+    if x.min() < 0 or x.max() > 255 or not np.array_equal(x, np.round(x)):
+        return None
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1).astype(np.uint8))
+
+
+class NativeRunner(Runner):
+    """A runner whose runtime applies the preprocessing itself, with its own per-channel mean/norm.
+
+    An artifact exported with preprocessing (artifact.preprocess) gets it from the runtime's image API
+    (`_run_native`) and refuses a different one; one exported without takes the model's tensor, computed
+    in numpy from the preprocessing given to `run` (the widget's live artifacts).
+    """
+
+    def run(self, pixels, preprocess=None):
+        self.activate()
+        inside = self.preprocess
+        if inside is None:
+            return self._run(self.inputs(pixels, preprocess))
+        if preprocess is not None and not same_preprocess(preprocess, inside):
+            raise WorkbenchError(
+                f"{self.label} applies the preprocessing it was exported with ({inside.describe()}); export "
+                f"again to use {preprocess.describe()}")
+        images = eight_bit(pixels, inside)
+        if images is None:  # not 8-bit pixels: the same arithmetic in numpy, then the tensor
+            return self._run(self.inputs(pixels, None))
+        return self._run_native(images, inside)
+
+    def _run_native(self, images: np.ndarray, pre: Preprocess) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+class NcnnRunner(NativeRunner):
+    name = "ncnn"
+    label = "ncnn"
+
+    def __init__(self, artifact, *, threads: int = 1):
+        super().__init__()
+        self.artifact, self.preprocess, self.threads = artifact, artifact.preprocess, threads
+        self.net = None
+
+    def _activate(self):
+        import ncnn
+
+        from .validate import load
+
+        self.ncnn = ncnn
+        self.net = load(self.artifact.path, fp16=self.artifact.precision == "fp16", threads=self.threads)
+        self.input_name = self.net.input_names()[0]
+        self.output_names = list(self.net.output_names())
+        if len(self.output_names) != len(self.artifact.output_names):
+            raise WorkbenchError(f"{self.artifact.path} has {len(self.output_names)} outputs, the model "
+                                 f"{len(self.artifact.output_names)}; export it again")
+        version = getattr(ncnn, "__version__", "")
+        self.label = f"ncnn {version}".strip() + (" (fp16)" if self.artifact.precision == "fp16" else "")
+
+    def _deactivate(self):
+        self.net = None
+
+    def _extract(self, mat) -> list[np.ndarray]:
+        ex = self.net.create_extractor()
+        ex.input(self.input_name, mat)
+        outs = []
+        for name in self.output_names:
+            ret, out = ex.extract(name)
+            if ret != 0:
+                raise WorkbenchError(f"ncnn failed to compute output {name!r} of {self.artifact.path} (code {ret})")
+            outs.append(np.array(out)[None])  # ncnn drops the batch axis
+        return outs
+
+    def _collect(self, rows):
+        return {n: np.concatenate([r[j] for r in rows]) for j, n in enumerate(self.artifact.output_names)}
+
+    def _run(self, inputs):
+        x = np.ascontiguousarray(inputs, np.float32)
+        try:
+            return self._collect([self._extract(self.ncnn.Mat(np.ascontiguousarray(x[i]))) for i in range(len(x))])
+        except WorkbenchError:
+            raise
+        except Exception as exc:
+            raise WorkbenchError(f"ncnn failed on input {x.shape[1:]}: {first_line(exc)}") from exc
+
+    def _run_native(self, images, pre):
+        ncnn = self.ncnn
+        mn = pre.mean_norm()
+        kind = (ncnn.Mat.PixelType.PIXEL_GRAY if pre.grayscale else
+                ncnn.Mat.PixelType.PIXEL_RGB2BGR if pre.bgr else ncnn.Mat.PixelType.PIXEL_RGB)
+        rows = []
+        for img in images:
+            h, w = img.shape[:2]
+            mat = ncnn.Mat.from_pixels(img, kind, w, h)
+            mat.substract_mean_normalize(list(mn["mean"]), list(mn["norm"]))
+            rows.append(self._extract(mat))
+        return self._collect(rows)
