@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[lab,test,android]'
+	$(BIN)/python -m pip install --quiet -e '.[lab,test,android,timm]'
 	@touch $(STAMP)
 
 # ExecuTorch (converter and runtime) and LiteRT's converter live in an env of their own inside .venv: in .venv,

@@ -372,3 +372,34 @@ def test_torchvision_default_weights_offline_says_how_to_continue(tmp_path, monk
     message = str(info.value)
     assert "weights='none'" in message
     assert f"resnet18-f37072fd.pth in {tmp_path / 'torch_home' / 'hub' / 'checkpoints'}" in message
+
+
+# -- timm -------------------------------------------------------------------------------------------------
+
+def test_timm_random_weights_carry_the_pretrained_cfg_preprocessing():
+    pytest.importorskip("timm")
+    loaded = load_model("timm:test_vit", weights="none")
+    assert loaded.name == "test_vit" and loaded.task == "classification" and len(loaded.labels) == 1000
+    assert any("random weights" in n for n in loaded.notes)
+    pre = loaded.preprocess  # test_vit.r160_in1k: 160 px, crop_pct 0.95, bicubic, mean/std 0.5
+    assert pre.size == (160, 160) and pre.resize == int(160 / 0.95) and pre.interpolation == "bicubic"
+    assert pre.mean == (0.5, 0.5, 0.5) and pre.std == (0.5, 0.5, 0.5)
+    assert not loaded.module.training
+
+
+def test_timm_pretrained_offline_says_how_to_continue(monkeypatch):
+    pytest.importorskip("timm")
+    import workbench.models as models
+
+    # never download in tests: the hub is unreachable and the weights are not cached, whatever the machine
+    monkeypatch.setattr(models, "_hub_reachable", lambda: False)
+    monkeypatch.setattr(models, "_cached", lambda hub_id: False)
+    with pytest.raises(WorkbenchError, match=r"could not get the pretrained weights timm/test_vit\.r160_in1k for "
+                                             r"timm:test_vit .*Offline\? .*--weights none"):
+        load_model("timm:test_vit")
+
+
+def test_timm_unknown_model_suggests_close_names():
+    pytest.importorskip("timm")
+    with pytest.raises(WorkbenchError, match=r"timm has no model 'mobilevit_xss'; did you mean .*mobilevit_xs"):
+        load_model("timm:mobilevit_xss", weights="none")

@@ -291,3 +291,21 @@ def test_property_imagetype_approximation_stays_within_max_error(mean, std):
     diff = np.abs(pre.with_imagetype().apply(pixels) - pre.apply(pixels)).max()
     # 1e-4: float32 rounding of x * scale + bias with biases up to mean/std = 20
     assert diff <= pre.imagetype_fit().max_error + 1e-4
+
+
+# -- timm's pretrained_cfg --------------------------------------------------------------------------------
+
+def test_from_timm_reads_mean_std_size_interpolation_and_crop_pct():
+    cfg = {"architecture": "mobilevit_xs", "tag": "cvnets_in1k", "input_size": (3, 256, 256), "interpolation": "bicubic",
+           "crop_pct": 0.9, "crop_mode": "center", "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
+    pre = Preprocess.from_timm(cfg)
+    assert pre.size == (256, 256) and pre.resize == 284 and pre.interpolation == "bicubic" and pre.fit == "crop"
+    assert pre.scale == pytest.approx((1 / 255,) * 3) and pre.bias == pytest.approx((0.0,) * 3)
+    assert pre.name == "timm mobilevit_xs.cvnets_in1k pretrained_cfg"
+    assert Preprocess.from_timm({**cfg, "crop_pct": 1.0}).resize is None  # resize == size: no separate resize
+    assert Preprocess.from_timm({**cfg, "crop_mode": "squash"}).fit == "stretch"
+
+
+def test_interpolation_is_checked():
+    with pytest.raises(WorkbenchError, match="interpolation 'nearest' is not one of 'bilinear', 'bicubic'"):
+        Preprocess.preset("unit", interpolation="nearest")

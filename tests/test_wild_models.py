@@ -183,3 +183,30 @@ def test_numpy_24_error_suggests_the_bound_and_export():
 
     err = conversion_error("Core ML", TypeError("only 0-dimensional arrays can be converted to Python scalars"))
     assert "install numpy<2.4" in str(err) and "--method export" in str(err)
+
+
+# -- 6. timm models and their preprocessing ------------------------------------------------------------
+
+def test_bicubic_resize_is_pillows_bicubic(samples):
+    from PIL import Image
+
+    from workbench.images import fit_image, load_image
+
+    img = load_image(next(p for p in sorted(samples.iterdir()) if p.suffix == ".jpg"))
+    got = fit_image(img, (40, 40), "stretch", interpolation="bicubic")
+    np.testing.assert_array_equal(got, np.asarray(img.resize((40, 40), Image.BICUBIC, reducing_gap=None)))
+    assert not np.array_equal(got, fit_image(img, (40, 40), "stretch"))  # bilinear differs
+
+
+def test_cli_timm_random_weights_with_crop_pct_and_interpolation(tmp_path, samples):
+    pytest.importorskip("timm")
+    proc = subprocess.run([sys.executable, "-m", "workbench", "check", "timm:test_vit", "--weights", "none",
+                           "--crop-pct", "0.8", "--interpolation", "bilinear", "--images", str(samples),
+                           "--to", "torchscript", "--out", str(tmp_path), "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    pre = doc.get("training_preprocess") or doc["preprocess"]
+    assert pre["size"] == [160, 160] and pre["resize"] == 200 and pre["interpolation"] == "bilinear"
+    assert pre["mean"] == [0.5, 0.5, 0.5]  # from the model's pretrained_cfg
+    assert any("random weights" in n for n in doc["notes"]) and (tmp_path / "test_vit.pt").is_file()

@@ -27,10 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="workbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     check = sub.add_parser("check", help="export a model and compare every format with PyTorch on images")
-    check.add_argument("model", help="torchvision:NAME, file.py:factory, model.pt/.pth, ...")
+    check.add_argument("model", help="torchvision:NAME, timm:NAME, file.py:factory, model.pt/.pth, ...")
     check.add_argument("--weights", default="DEFAULT",
-                       help="torchvision weights name, 'DEFAULT', or 'none' for random weights; for "
-                            "file.py:factory, a state_dict file")
+                       help="torchvision weights name or timm pretrained tag, 'DEFAULT', or 'none' for random "
+                            "weights; for file.py:factory, a state_dict file")
     check.add_argument("--factory", help="file.py:name that builds the model, for a state_dict MODEL file")
     check.add_argument("--trust-pickle", action="store_true",
                        help="allow a fully pickled model file: this RUNS CODE FROM THE FILE; only for files you trust")
@@ -43,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--std", type=float, nargs="+", metavar="S", help="Normalize std, with --mean")
     check.add_argument("--bgr", action="store_true", help="the model takes BGR channel order")
     check.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="input size")
+    resize = check.add_mutually_exclusive_group()
+    resize.add_argument("--resize", type=int, metavar="N",
+                        help="resize the shorter side to N pixels before the center crop (torchvision's 256 -> 224)")
+    resize.add_argument("--crop-pct", type=float, metavar="F", dest="crop_pct",
+                        help="timm's crop_pct: resize to int(size / F) before the center crop")
+    check.add_argument("--interpolation", choices=["bilinear", "bicubic"],
+                       help="the resize's filter (default: the model's, else bilinear)")
     check.add_argument("--task", choices=["classification", "segmentation", "image", "generic"])
     check.add_argument("--output-range", type=float, nargs=2, metavar=("LOW", "HIGH"), dest="output_range",
                        help="an image output's range, mapped to 0-255 pixels: 0 1 (sigmoid), -1 1 (tanh), 0 255; "
@@ -159,7 +166,8 @@ def check(args) -> int:
     images = args.images or SAMPLE_IMAGES
     labels = read_labels(args.labels) if args.labels else None
     session = Session(args.model, images, preprocess=_preprocess(args), task=_task(args), labels=labels,
-                      size=args.size, output=args.output, weights=None if args.weights == "none" else args.weights,
+                      size=args.size, output=args.output, resize=args.resize, crop_pct=args.crop_pct,
+                      interpolation=args.interpolation, weights=None if args.weights == "none" else args.weights,
                       factory=args.factory, trust=args.trust_pickle,
                       runtime_options={k: v for k, v in runtime.items() if k in names})
     tolerance = Tolerance(rel=args.rtol, atol=args.atol) if args.rtol is not None else None

@@ -1,6 +1,7 @@
 """Load a model from its many sources, safely by default.
 
-Sources: an ``nn.Module``; ``torchvision:NAME`` (with ``weights=``); ``path/to/file.py:factory``; a
+Sources: an ``nn.Module``; ``torchvision:NAME`` (with ``weights=``); ``timm:NAME`` (with ``weights=``: the
+pretrained tag, "DEFAULT" or "none"; its `pretrained_cfg` gives the preprocessing); ``path/to/file.py:factory``; a
 state_dict ``.pth`` with a factory; a TorchScript ``.pt``; a fully pickled model (only with ``trust=True``);
 and the files of every registered format (``.onnx``, ``.mlpackage``...), checked when loaded. Files are read
 with ``torch.load(weights_only=True)`` unless the caller explicitly trusts them: a pickle can run any code.
@@ -73,6 +74,8 @@ def load_model(source, *, weights: str | Path | None = "DEFAULT", factory: str |
     text = str(source)
     if text.startswith("torchvision:"):
         return _eval(_torchvision(text.split(":", 1)[1], weights))
+    if text.startswith("timm:"):
+        return _eval(_timm(text.split(":", 1)[1], weights))
     path_part, sep, name = text.rpartition(":")
     if sep and path_part.endswith(".py"):
         module = _call_factory(_factory_from_file(Path(path_part), name), f"{path_part}:{name}")
@@ -152,6 +155,97 @@ def _torchvision(name: str, weights) -> LoadedModel:
         ) from exc
     loaded.source += f" ({chosen.name})"
     return loaded
+
+
+# -- timm ---------------------------------------------------------------------------------------------
+def _timm(name: str, weights) -> LoadedModel:
+    """timm's `name` ("mobilevit_xs", or "mobilevit_xs.cvnets_in1k" for one pretrained tag). weights: "DEFAULT"
+    (timm's pretrained weights), a tag, or None/"none" (random weights, with a note)."""
+    from .errors import require
+
+    timm = require("timm", "timm (or: pip install -e '.[timm]')")
+    base, _, tag = name.partition(".")
+    if weights not in (None, "none", "DEFAULT"):
+        if tag and tag != weights:
+            raise WorkbenchError(f"timm:{name} names the tag {tag!r} and --weights another ({weights!r}); give one")
+        tag = str(weights)
+    if not timm.is_model(base):
+        import difflib
+
+        close = difflib.get_close_matches(base, timm.list_models(), n=5, cutoff=0.6) or timm.list_models()[:5]
+        raise WorkbenchError(f"timm has no model {base!r}; did you mean {', '.join(close)}?")
+    full = f"{base}.{tag}" if tag else base
+    pretrained = weights not in (None, "none")
+    loaded = LoadedModel(source=f"timm:{full}", kind="torch", task="classification", name=base)
+    if not pretrained:
+        try:
+            loaded.module = timm.create_model(full, pretrained=False)
+        except Exception as exc:  # an unknown tag
+            raise WorkbenchError(f"timm could not build {full}: {type(exc).__name__}: {first_line(exc)}") from exc
+        loaded.notes.append(
+            "random weights (weights='none'): outputs are meaningless, but conversion parity still holds")
+    else:
+        loaded.module = _timm_pretrained(timm, full)
+    cfg = loaded.module.pretrained_cfg
+    loaded.preprocess = Preprocess.from_timm(cfg)
+    if pretrained:
+        loaded.source += f" ({cfg.get('tag') or 'pretrained'})"
+    if getattr(loaded.module, "num_classes", None) == 1000:
+        from timm.data import ImageNetInfo
+
+        info = ImageNetInfo()
+        loaded.labels = [info.index_to_description(i).split(",")[0] for i in range(1000)]
+    return loaded
+
+
+def _timm_pretrained(timm, full: str):
+    """timm's model with its pretrained weights: from the Hugging Face cache, or downloaded; a WorkbenchError
+    that says how to get them when neither works. The hub is not asked when its host does not resolve (it
+    retries for about 45 s before giving up)."""
+    cfg = timm.create_model(full, pretrained=False).pretrained_cfg
+    hub_id = cfg.get("hf_hub_id") or cfg.get("url") or full
+    try:
+        if not _cached(hub_id) and not _hub_reachable():
+            raise OSError("huggingface.co does not resolve: no network")
+        return timm.create_model(full, pretrained=True)
+    except Exception as exc:  # the hub raises OSError, LocalEntryNotFoundError, HTTPError... all mean "no weights"
+        raise WorkbenchError(
+            f"could not get the pretrained weights {hub_id} for timm:{full} ({type(exc).__name__}: "
+            f"{first_line(exc)}). Offline? Download them where there is a network (hf download {hub_id}) and "
+            f"copy the Hugging Face cache to {_hf_cache()}, or pass weights='none' (--weights none) to check "
+            "the conversion with random weights") from exc
+
+
+def _cached(hub_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+        if isinstance(try_to_load_from_cache(hub_id.removeprefix("hf-hub:"), filename), str):
+            return True
+    return False
+
+
+def _hub_reachable() -> bool:
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+
+
+def _hf_cache() -> str:
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return "~/.cache/huggingface/hub"
+    return str(constants.HF_HUB_CACHE)
 
 
 def _weights_enum(name: str):

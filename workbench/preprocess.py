@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -23,6 +24,7 @@ LUMA = (0.299, 0.587, 0.114)
 _EXACT_RTOL = 1e-6
 
 Fit = Literal["crop", "letterbox", "stretch"]
+Interpolation = Literal["bilinear", "bicubic"]
 
 
 def _channels(values, n: int, what: str) -> tuple[float, ...]:
@@ -71,7 +73,8 @@ class Preprocess:
     `bgr`: the model takes BGR channel order. `grayscale`: the model takes one luma channel (the Y of
     YCbCr). `mean`/`std` record the ``Normalize`` this came from (0-1 units), when it came from one.
     `size` (height, width) and `fit` say how images are brought to the input size; `resize` is the
-    shorter side to resize to before a center crop (torchvision's 256 -> 224), when it differs.
+    shorter side to resize to before a center crop (torchvision's 256 -> 224), when it differs;
+    `interpolation` is the resampling filter of that resize (timm's models mostly say bicubic).
     """
 
     scale: tuple[float, ...]
@@ -84,6 +87,7 @@ class Preprocess:
     resize: int | None = None
     fit: Fit = "crop"
     name: str = "custom"
+    interpolation: Interpolation = "bilinear"
 
     def __post_init__(self):
         n = self.channels
@@ -104,6 +108,10 @@ class Preprocess:
             object.__setattr__(self, "size", size)
         if self.fit not in ("crop", "letterbox", "stretch"):
             raise WorkbenchError(f"fit {self.fit!r} is not one of 'crop', 'letterbox', 'stretch'")
+        if self.interpolation not in ("bilinear", "bicubic"):
+            raise WorkbenchError(f"interpolation {self.interpolation!r} is not one of 'bilinear', 'bicubic'")
+        if self.resize is not None and int(self.resize) < 1:
+            raise WorkbenchError(f"resize {self.resize} must be a positive number of pixels (the shorter side)")
 
     @property
     def channels(self) -> int:
@@ -111,7 +119,7 @@ class Preprocess:
 
     # -- constructors ------------------------------------------------------------------------------
     @classmethod
-    def from_normalize(cls, mean, std, *, grayscale: bool = False, bgr: bool = False, **kw) -> "Preprocess":
+    def from_normalize(cls, mean, std, *, grayscale: bool = False, bgr: bool = False, **kw) -> Preprocess:
         """The preprocessing of ``ToTensor()`` then ``Normalize(mean, std)``: x/255 then (x - mean)/std."""
         n = 1 if grayscale else 3
         mean, std = _channels(mean, n, "mean"), _channels(std, n, "std")
@@ -126,7 +134,29 @@ class Preprocess:
         )
 
     @classmethod
-    def preset(cls, name: str, **kw) -> "Preprocess":
+    def from_timm(cls, cfg) -> Preprocess:
+        """The eval preprocessing of a timm model's `pretrained_cfg` (a dict or timm's PretrainedCfg): mean, std,
+        input size, interpolation, and the resize before the center crop, int(size / crop_pct) as timm does.
+        A crop_mode other than "center" ("squash": resize to the size) is kept as fit="stretch"."""
+        get = cfg.get if isinstance(cfg, dict) else lambda key, default=None: getattr(cfg, key, default)
+        channels, h, w = tuple(get("input_size") or (3, 224, 224))
+        crop_pct = get("crop_pct") or 1.0
+        if not 0 < crop_pct <= 1:
+            raise WorkbenchError(f"timm crop_pct {crop_pct} must be in (0, 1]")
+        interpolation = get("interpolation") or "bilinear"
+        if interpolation not in ("bilinear", "bicubic"):
+            interpolation = "bicubic" if interpolation in ("random", "lanczos") else "bilinear"
+        fit = "stretch" if get("crop_mode") == "squash" else "crop"
+        resize = int(min(h, w) / crop_pct) if fit == "crop" else None
+        architecture = get("architecture") or "timm"
+        tag = get("tag")
+        return cls.from_normalize(get("mean") or IMAGENET_MEAN, get("std") or IMAGENET_STD, grayscale=channels == 1,
+                                  size=(h, w), resize=resize if resize != min(h, w) else None, fit=fit,
+                                  interpolation=interpolation,
+                                  name=f"timm {architecture}{'.' + tag if tag else ''} pretrained_cfg")
+
+    @classmethod
+    def preset(cls, name: str, **kw) -> Preprocess:
         """One of `PRESETS` by name; keyword arguments (size, fit, ...) are passed through."""
         try:
             make = PRESETS[name]
@@ -134,7 +164,7 @@ class Preprocess:
             raise WorkbenchError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
         return make().replace(**kw) if kw else make()
 
-    def replace(self, **changes) -> "Preprocess":
+    def replace(self, **changes) -> Preprocess:
         """A copy with `changes`; a changed scale or bias no longer claims to come from mean/std."""
         if ({"scale", "bias"} & changes.keys()) and not {"mean", "std"} & changes.keys():
             changes.setdefault("mean", None)
@@ -179,7 +209,7 @@ class Preprocess:
         exact = hi - lo <= _EXACT_RTOL * max(abs(lo), abs(hi))
         return ImageTypeFit(s, bias, layout, exact, err)
 
-    def with_imagetype(self) -> "Preprocess":
+    def with_imagetype(self) -> Preprocess:
         """The preprocessing Core ML's ImageType would actually apply (itself when exact).
 
         The approximation no longer claims the mean/std it came from: they do not describe it.
@@ -206,7 +236,7 @@ class Preprocess:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Preprocess":
+    def from_dict(cls, data: dict) -> Preprocess:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - fields
         if unknown:

@@ -14,9 +14,9 @@ import json
 import math
 import re
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -127,6 +127,7 @@ class Reference:
     def __init__(self, model, images, *, preprocess: Preprocess | None = None,
                  task: str | Task | Mapping[str, str | Task] | None = None, labels: Sequence[str] | None = None,
                  size: Sequence[int] | None = None, output: str | int | None = None, progress=None,
+                 resize: int | None = None, crop_pct: float | None = None, interpolation: str | None = None,
                  **load_options):
         if progress:
             progress("model", "load")
@@ -144,9 +145,10 @@ class Reference:
             pre = pre.replace(size=tuple(size)) if pre.size != tuple(size) else pre
         if pre.size is None:
             pre = pre.replace(size=DEFAULT_SIZE)
+        pre = _resized(pre, resize, crop_pct, interpolation)
         self.preprocess = pre
         self.images = load_images(images)
-        self.pixels = to_pixels(self.images, pre.size, pre.fit, pre.resize)
+        self.pixels = to_pixels(self.images, pre.size, pre.fit, pre.resize, pre.interpolation)
         if progress:
             progress("PyTorch", "run")
         # One image at a time, as a phone runs it: a model that mixes the batch still gets a fair reference.
@@ -183,8 +185,8 @@ class Reference:
         for name in raw:
             if name != main:
                 t = given.get(name)
-                tasks[name] = _for_output(t if isinstance(t, Task) else make_task(t or "generic", outputs={name: raw[name]}),
-                                          name)
+                t = t if isinstance(t, Task) else make_task(t or "generic", outputs={name: raw[name]})
+                tasks[name] = _for_output(t, name)
         declared = {n for n, t in ([(main, main_task)] + list(given.items())) if isinstance(t, ImageToImage)}
         guessed = main_task is None and self.model.task is None  # the main task was read from its shape
         images = [n for n, t in tasks.items() if isinstance(t, ImageToImage)]
@@ -266,7 +268,8 @@ class Reference:
         if tuple(self.reference) != self._model_outputs:  # the main output first, as the reference has it
             module = _outputs_by_name(module, self._model_outputs)
         return ExportSpec(module=module, input_shape=self.input_shape,
-                          output_names=tuple(self.reference), preprocess=(preprocess or self.preprocess) if bake else None,
+                          output_names=tuple(self.reference),
+                          preprocess=(preprocess or self.preprocess) if bake else None,
                           task=self.task, source=self.model.source, labels=self.labels if labels else None)
 
     def compare_artifact(self, artifact: Artifact | None, outputs: dict[str, np.ndarray],
@@ -277,6 +280,26 @@ class Reference:
         expected = artifact.expected(self.reference) if artifact else self.reference
         return compare(expected, outputs, task=self.task, tolerance=tol, images=[i.name for i in self.images],
                        name=name)
+
+
+def _resized(pre: Preprocess, resize: int | None, crop_pct: float | None, interpolation: str | None) -> Preprocess:
+    """`pre` with the resize before its center crop (`resize` pixels, or int(size / crop_pct) as timm does) and
+    its resampling filter changed, where given."""
+    changes = {}
+    if resize is not None and crop_pct is not None:
+        raise WorkbenchError("give resize (the shorter side in pixels) or crop_pct (size / resize), not both")
+    if crop_pct is not None:
+        if not 0 < crop_pct <= 1:
+            raise WorkbenchError(f"crop_pct {crop_pct} must be in (0, 1]: the share of the resized image kept")
+        resize = int(min(pre.size) / crop_pct)
+    if resize is not None:
+        if resize < min(pre.size):
+            raise WorkbenchError(f"resize {resize} is smaller than the input size {pre.size}: the center crop "
+                                 "needs at least that many pixels")
+        changes.update(resize=resize if resize != min(pre.size) else None, fit="crop")
+    if interpolation is not None:
+        changes["interpolation"] = interpolation
+    return dataclasses.replace(pre, **changes) if changes else pre
 
 
 def _output_name(outputs: Mapping, output: str | int) -> str:
