@@ -99,3 +99,29 @@ def test_mobilenet_v2_random_weights_reports_parity_offline(tmp_path):
     for fmt in ("onnx", "torchscript"):
         assert doc["formats"][fmt]["passed"] is True and doc["formats"][fmt]["top1_agreement"] == 1.0
     assert (tmp_path / "mobilenet_v2.mlpackage").is_dir()
+
+
+def test_progress_goes_to_stderr_also_under_json(model_py, samples):
+    proc = run("check", model_py, "--images", str(samples), "--to", "torchscript", "--preset", "unit",
+               "--size", "32", "32", "--json")
+    assert proc.returncode == 0, proc.stderr
+    json.loads(proc.stdout)  # stdout stays one JSON document
+    steps = [line for line in proc.stderr.splitlines() if line.startswith("workbench: ")]
+    assert any(s.startswith("workbench: exporting torchscript ... (") for s in steps), proc.stderr
+    assert any(s.startswith("workbench: running torchscript ... (") for s in steps), proc.stderr
+    assert steps[-1].startswith("workbench: done in ")
+
+
+def test_a_long_step_is_reported_again():
+    import io
+
+    from workbench.cli import Progress
+
+    out = io.StringIO()
+    progress = Progress(out, every=0.0)  # every beat finds the step "long"
+    progress.close()  # no background heartbeat: beat by hand
+    progress("onnx", "export")
+    progress.beat()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("workbench: exporting onnx ... (")
+    assert lines[1].startswith("workbench: still exporting onnx, ")

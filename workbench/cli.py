@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -139,13 +141,57 @@ def _task(args):
     return ImageToImage(output_range=tuple(args.output_range))
 
 
+class Progress:
+    """What the check is doing, on stderr (also under --json, whose stdout stays one JSON document):
+    "workbench: exporting onnx ... (12.3 s)", with the seconds since the start; a step still running after
+    `every` seconds is reported again ("still exporting onnx, 60 s"), so a slow export is never silent."""
+
+    VERBS = {"load": "loading", "run": "running", "export": "exporting", "locate": "locating the divergence of"}
+
+    def __init__(self, stream=None, every: float = 30.0):
+        self.stream, self.every = stream or sys.stderr, every
+        self.start = self.since = time.monotonic()
+        self.step = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, daemon=True)
+        self._beat.start()
+
+    def __call__(self, what: str, step: str) -> None:
+        with self._lock:
+            self.step = f"{self.VERBS.get(step, step)} {what}"
+            self.since = time.monotonic()
+            self._print(f"{self.step} ... ({self.since - self.start:.1f} s)")
+
+    def done(self) -> None:
+        self.close()
+        with self._lock:
+            self._print(f"done in {time.monotonic() - self.start:.1f} s")
+
+    def close(self) -> None:
+        """Stop the heartbeat."""
+        self._stop.set()
+
+    def beat(self) -> None:
+        """Report the current step again if it has run for `every` seconds or more."""
+        with self._lock:
+            running = time.monotonic() - self.since
+            if self.step and running >= self.every:
+                self._print(f"still {self.step}, {running:.0f} s")
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.every or 1.0):
+            self.beat()
+
+    def _print(self, text: str) -> None:
+        print(f"workbench: {text}", file=self.stream, flush=True)
+
+
 class _Usage(Exception):
     """Bad command-line usage: exit 2 with the message."""
 
 
 def check(args) -> int:
-    from .compare import Tolerance
-    from .session import Session
     from .tasks import read_labels
 
     names = _formats(args.to)
@@ -165,18 +211,31 @@ def check(args) -> int:
         output_folder(args.out)  # an unwritable --out is bad input (exit 2): say so before any work
     images = args.images or SAMPLE_IMAGES
     labels = read_labels(args.labels) if args.labels else None
-    session = Session(args.model, images, preprocess=_preprocess(args), task=_task(args), labels=labels,
-                      size=args.size, output=args.output, resize=args.resize, crop_pct=args.crop_pct,
-                      interpolation=args.interpolation, weights=None if args.weights == "none" else args.weights,
-                      factory=args.factory, trust=args.trust_pickle,
-                      runtime_options={k: v for k, v in runtime.items() if k in names})
-    tolerance = Tolerance(rel=args.rtol, atol=args.atol) if args.rtol is not None else None
-    report = session.check(names, args.out, tolerance=tolerance, overwrite=args.overwrite, options=options)
+    progress = Progress()
+    try:
+        report = _run(args, names, options, runtime, images, labels, progress)
+        progress.done()
+    finally:
+        progress.close()
     if args.json:
         print(report.to_json())
     else:
         print(render(report))
     return 0 if report.passed else 1
+
+
+def _run(args, names, options, runtime, images, labels, progress):
+    from .compare import Tolerance
+    from .session import Session
+
+    session = Session(args.model, images, preprocess=_preprocess(args), task=_task(args), labels=labels,
+                      size=args.size, output=args.output, resize=args.resize, crop_pct=args.crop_pct,
+                      interpolation=args.interpolation, weights=None if args.weights == "none" else args.weights,
+                      factory=args.factory, trust=args.trust_pickle,
+                      runtime_options={k: v for k, v in runtime.items() if k in names}, progress=progress)
+    tolerance = Tolerance(rel=args.rtol, atol=args.atol) if args.rtol is not None else None
+    return session.check(names, args.out, tolerance=tolerance, overwrite=args.overwrite, options=options,
+                         progress=progress)
 
 
 def render(report) -> str:

@@ -130,7 +130,8 @@ class Reference:
                  resize: int | None = None, crop_pct: float | None = None, interpolation: str | None = None,
                  **load_options):
         if progress:
-            progress("model", "load")
+            progress(str(getattr(model, "source", model)) if isinstance(model, (str, Path, LoadedModel))
+                     else type(model).__name__, "load")
         self.model = model if isinstance(model, LoadedModel) else load_model(model, **load_options)
         if self.model.module is None:
             raise WorkbenchError(
@@ -467,7 +468,8 @@ class Session(Reference):
         formats: names from `workbench.formats.registry()` (default: `workbench.formats.defaults()`).
         preprocess: what to bake into the artifacts (default: the training preprocessing); the reference
         is always the training preprocessing, so a different one shows up as a parity failure.
-        options: per format, its export options. progress: called with (format, step) as work proceeds.
+        options: per format, its export options. progress: called with (format, step) as each step starts
+        (step: "export", "run", "locate"); `Reference` calls it for ("model", "load") and ("PyTorch", "run").
         A format that fails to export or run is reported with its error; the others go on.
         """
         names = list(_formats.defaults() if formats is None else formats)
@@ -498,6 +500,8 @@ class Session(Reference):
                 result.label = self.runner(name).label
                 result.comparison = self.compare(name, outputs, tolerance)
                 if fmt.locator and not result.comparison.passed and result.artifact.traced is not None:
+                    if progress:
+                        progress(name, "locate")
                     result.divergence = self.locate(tolerance=tolerance, fmt=name).describe()
             except RuntimeUnavailable as exc:
                 result.skipped = str(exc)
