@@ -210,3 +210,15 @@ def test_cli_timm_random_weights_with_crop_pct_and_interpolation(tmp_path, sampl
     assert pre["size"] == [160, 160] and pre["resize"] == 200 and pre["interpolation"] == "bilinear"
     assert pre["mean"] == [0.5, 0.5, 0.5]  # from the model's pretrained_cfg
     assert any("random weights" in n for n in doc["notes"]) and (tmp_path / "test_vit.pt").is_file()
+
+
+# -- 2. a bounded dependency set --------------------------------------------------------------------------
+
+def test_constraints_bound_numpy_below_the_coremltools_break():
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    lines = (Path(__file__).resolve().parents[1] / "constraints.txt").read_text().splitlines()
+    numpy_req = next(Requirement(x) for x in lines if x.strip() and not x.startswith("#") and x.startswith("numpy"))
+    assert "2.3.5" in numpy_req.specifier and "2.4.0" not in numpy_req.specifier
