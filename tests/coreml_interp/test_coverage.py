@@ -35,3 +35,15 @@ def test_every_ops_module_mirrors_a_test_file():
         importlib.import_module(f"workbench.coreml_interp.ops.{family}")
     missing = [f for f in families if not (here / f"test_{f}.py").is_file()]
     assert not missing, f"ops modules without tests/coreml_interp/test_<module>.py: {missing}"
+
+
+def test_every_neural_network_layer_type_has_a_builder_or_a_reason():
+    from coremltools.proto import NeuralNetwork_pb2
+
+    from workbench.coreml_interp.neuralnetwork import UNSUPPORTED_LAYERS, supported_layers
+
+    declared = {f.name for f in NeuralNetwork_pb2.NeuralNetworkLayer.DESCRIPTOR.oneofs_by_name["layer"].fields}
+    missing = sorted(declared - set(supported_layers()) - set(UNSUPPORTED_LAYERS))
+    assert not missing, (f"NeuralNetwork.proto layer types with no builder in workbench/coreml_interp/neuralnetwork/ "
+                         f"and no reason in UNSUPPORTED_LAYERS: {missing}")
+    assert set(UNSUPPORTED_LAYERS) <= declared and not set(UNSUPPORTED_LAYERS) & set(supported_layers())

@@ -1,10 +1,13 @@
-"""Core ML neural networks (.mlmodel, the iOS 13/14 format): layers translated to the MIL kernels.
+"""Core ML neural networks (.mlmodel, the iOS 11-14 format): layers translated to the MIL kernels.
 
-Each layer of `spec.neuralNetwork` (or a classifier's) becomes one step that calls the kernel of the
-equivalent MIL op, so both formats share one set of semantics and tests. The image preprocessing
-(`scaler`: x * channelScale + per-colour bias) becomes the first steps. Layers follow
-NeuralNetwork.proto in coremltools; the notebook models' layers and the common ones are covered, and an
-unknown layer raises a WorkbenchError naming it.
+Each layer of `spec.neuralNetwork` (or a classifier's or regressor's) becomes one step that calls the
+kernel of the equivalent MIL op where the semantics are the same, so both formats share one set of
+semantics and tests. Image preprocessing (`scaler`: x * channelScale + per-colour bias; `meanImage`)
+becomes the first steps. Builders are registered per layer type (`layer`), one module per family:
+this module (convolution, pooling, activations, inner product, batchnorm, softmax, padding, upsampling
+and the first elementwise/shape layers), elementwise, tensor, linear, normalization, reduction, spatial,
+recurrent, random and control_flow. Every layer of NeuralNetwork.proto runs except those in
+UNSUPPORTED_LAYERS (custom layers, whose code only the app has).
 """
 
 from __future__ import annotations
@@ -41,13 +44,17 @@ def weights(params, shape=None) -> torch.Tensor:
 
 
 class _Builder:
-    def __init__(self):
+    """The steps of a network being compiled, and the blob names defined so far (inputs included)."""
+
+    def __init__(self, known=()):
         self.steps: list[Step] = []
+        self.known: set = set(known)
 
     def add(self, layer, op_type: str, inputs: list[str], outputs: list[str], static=None, dynamic=None, fn=None):
         dynamic = dynamic if dynamic is not None else [("x", inputs[0])]
         self.steps.append(Step(op_type, layer, fn or kernel(op_type), static or {}, dynamic,
                                [(o, False) for o in outputs]))
+        self.known.update(outputs)
 
 
 def _pads(valid_or_same, kind: str, kernel_size, strides, dilations=(1, 1)):
@@ -306,7 +313,7 @@ def _unary(b, name, p, inputs, outputs):
 
 def _load_constant_nd(b, name, p, inputs, outputs):
     value = weights(p.data, tuple(p.shape))
-    b.steps.append(Step("const", name, lambda: value, {}, [], [(outputs[0], False)]))
+    b.add(name, "const", inputs, outputs, dynamic=[], fn=lambda: value)
 
 
 def _transpose(b, name, p, inputs, outputs):
@@ -358,6 +365,27 @@ _LAYERS = {
 }
 
 
+# layers the interpreter does not run, and why (tests/coreml_interp/test_coverage.py checks the rest)
+UNSUPPORTED_LAYERS = {
+    "custom": "a custom layer runs the app's own Swift/Objective-C class (MLCustomLayer), which only the app has",
+}
+
+
+def layer(*names: str):
+    """Register a builder for the neural-network layer types `names` (fields of NeuralNetworkLayer's
+    'layer' oneof); duplicates are refused. A builder is build(b, name, params, inputs, outputs)."""
+
+    def register(build):
+        for n in names:
+            if n in _LAYERS:
+                raise RuntimeError(f"neural-network layer {n!r} is registered twice")
+        for n in names:
+            _LAYERS[n] = build
+        return build
+
+    return register
+
+
 def supported_layers() -> list[str]:
     return sorted(_LAYERS)
 
@@ -366,18 +394,14 @@ def from_spec(spec) -> Program:
     """Compile a neural network (plain, classifier or regressor) spec into a Program."""
     kind = spec.WhichOneof("Type")
     nn = getattr(spec, kind)
-    b = _Builder()
+    b = _Builder(f.name for f in spec.description.input)
     inputs = {}
     for feature in spec.description.input:
         inputs[feature.name] = "fp32"
     for pre in nn.preprocessing:
         _preprocessing(b, spec, pre)
     for layer in nn.layers:
-        which = layer.WhichOneof("layer")
-        if which not in _LAYERS:
-            raise WorkbenchError(f"the Core ML interpreter does not implement neural-network layer {which!r} "
-                                 f"(layer {layer.name!r}); supported: {', '.join(supported_layers())}")
-        _LAYERS[which](b, layer.name, getattr(layer, which), list(layer.input), list(layer.output))
+        add_layer(b, layer)
     outputs = [f.name for f in spec.description.output]
     if kind == "neuralNetworkClassifier":
         _classifier(b, spec, nn, outputs)
@@ -385,12 +409,31 @@ def from_spec(spec) -> Program:
     return Program(b.steps, inputs, outputs, f"neural network, specification version {spec.specificationVersion}")
 
 
+def add_layer(b: "_Builder", nn_layer) -> None:
+    """Append the steps of one NeuralNetworkLayer to `b`."""
+    which = nn_layer.WhichOneof("layer")
+    if which in UNSUPPORTED_LAYERS:
+        raise WorkbenchError(f"layer {nn_layer.name!r} is a {which} layer "
+                             f"({getattr(nn_layer, which).className or 'unnamed class'}): {UNSUPPORTED_LAYERS[which]}; "
+                             "custom layers need the app's own code, so check this model in the app on a device")
+    if which not in _LAYERS:
+        raise WorkbenchError(f"the Core ML interpreter does not implement neural-network layer {which!r} "
+                             f"(layer {nn_layer.name!r}); supported: {', '.join(supported_layers())}")
+    _LAYERS[which](b, nn_layer.name, getattr(nn_layer, which), list(nn_layer.input), list(nn_layer.output))
+
+
 def _preprocessing(b: _Builder, spec, pre) -> None:
     name = pre.featureName or spec.description.input[0].name
     which = pre.WhichOneof("preprocessor")
+    if which == "meanImage":  # the mean image, [C, H, W] flattened, subtracted
+        feature = next(f for f in spec.description.input if f.name == name)
+        t = feature.type.imageType
+        mean = torch.tensor(list(pre.meanImage.meanImage), dtype=torch.float32).reshape(-1, t.height, t.width)
+        b.add(f"{name}__mean_image", "sub", [name], [name], fn=lambda x: x - mean)
+        return
     if which != "scaler":
         raise WorkbenchError(f"neural-network preprocessing {which!r} on input {name!r} is not supported; the "
-                             "interpreter applies the scaler (scale and bias)")
+                             "interpreter applies the scaler and the mean image")
     feature = next(f for f in spec.description.input if f.name == name)
     space = feature.type.imageType.colorSpace
     s = pre.scaler
@@ -410,3 +453,7 @@ def _classifier(b: _Builder, spec, nn, outputs: list[str]) -> None:
     classify = kernel("classify")
     b.steps.append(Step("classify", "classify", classify, {"classes": labels}, [("probabilities", source)],
                         [(label_out, False), (probs_out or "__probabilities__", False)]))
+
+
+from . import (control_flow, elementwise, linear, normalization, random, recurrent, reduction,  # noqa: E402,F401
+               spatial, tensor)
