@@ -403,3 +403,19 @@ def test_timm_unknown_model_suggests_close_names():
     pytest.importorskip("timm")
     with pytest.raises(WorkbenchError, match=r"timm has no model 'mobilevit_xss'; did you mean .*mobilevit_xs"):
         load_model("timm:mobilevit_xss", weights="none")
+
+
+def test_timm_reparameterizable_model_is_checked_in_its_deployed_form():
+    """mobileone_s0 as built has parallel conv-bn branches per block: its ONNX export took minutes. Fused, as it
+    ships, it gives the same outputs."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    loaded = load_model("timm:mobileone_s0", weights="none")
+    assert any("reparameterized for inference" in n for n in loaded.notes)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in loaded.module.modules())
+    torch.manual_seed(0)
+    built = timm.create_model("mobileone_s0", pretrained=False).eval()  # the same weights, unfused
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        want, got = built(x), loaded.module(x)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6 * float(want.abs().max()))

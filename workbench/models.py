@@ -186,6 +186,16 @@ def _timm(name: str, weights) -> LoadedModel:
             "random weights (weights='none'): outputs are meaningless, but conversion parity still holds")
     else:
         loaded.module = _timm_pretrained(timm, full)
+    if any(callable(getattr(m, "reparameterize", None)) for m in loaded.module.modules()):
+        # MobileOne/FastViT/RepVGG-style blocks train with parallel conv branches and ship fused into one conv
+        # (timm's reparameterize_model, exact in eval up to float rounding). The unfused graph made the ONNX
+        # export of mobileone_s0 take minutes (ten times the nodes through torch.export and onnxscript's
+        # optimizer): the deployed form is what is checked.
+        from timm.utils.model import reparameterize_model
+
+        loaded.module = reparameterize_model(loaded.module.eval())
+        loaded.notes.append("reparameterized for inference (timm.utils.reparameterize_model): each block's "
+                            "train-time branches fused into one conv, as the model is deployed")
     cfg = loaded.module.pretrained_cfg
     loaded.preprocess = Preprocess.from_timm(cfg)
     if pretrained:
