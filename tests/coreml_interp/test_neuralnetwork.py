@@ -445,3 +445,33 @@ def test_mean_image_preprocessing(tmp_path):
     pixels = np.random.default_rng(0).integers(0, 255, (2, 2, 3)).astype(np.uint8)
     out = CoreMLInterpreter(path).predict({"image": Image.fromarray(pixels)})["y"]
     assert_close(out.reshape(3, 2, 2), pixels.transpose(2, 0, 1) - mean.reshape(3, 2, 2), 1e-5, 0)
+
+
+@pytest.mark.parametrize("mode, nbits", [("linear", 8), ("linear", 4), ("linear", 2), ("linear_lut", 8),
+                                         ("linear_lut", 4), ("linear_lut", 1)])
+def test_quantized_weights_match_coremltools_dequantization(mode, nbits, tmp_path):
+    """Weights from coremltools' neural-network quantize_weights (packed bits, linear or LUT) against the same
+    network with coremltools' own `_dequantize_nn_spec` weights."""
+    import copy
+
+    from coremltools.models.neural_network import quantization_utils
+
+    rng = np.random.default_rng(0)
+    b = NeuralNetworkBuilder([("x", datatypes.Array(2, 5, 5))], [("y", None)])
+    b.add_convolution("c", 2, 3, 3, 3, 1, 1, "valid", 1, rng.standard_normal((3, 3, 2, 3)).astype(np.float32),
+                      rng.standard_normal(3), True, input_name="x", output_name="h")
+    b.add_inner_product("ip", rng.standard_normal((4, 27)).astype(np.float32), rng.standard_normal(4), 27, 4, True,
+                        "h", "y")
+    quantized = quantization_utils.quantize_weights(ct.models.MLModel(b.spec, skip_model_load=True), nbits, mode)
+    spec = quantized.get_spec() if hasattr(quantized, "get_spec") else quantized
+    assert spec.neuralNetwork.layers[0].convolution.weights.HasField("quantization")
+    reference = copy.deepcopy(spec)
+    quantization_utils._dequantize_nn_spec(reference.neuralNetwork)
+    x = rand(1, 2, 5, 5)
+    outs = []
+    for name, s in (("q", spec), ("ref", reference), ("float", b.spec)):
+        path = tmp_path / f"{name}.mlmodel"
+        ct.utils.save_spec(s, str(path))
+        outs.append(CoreMLInterpreter(path).predict({"x": x.reshape(2, 5, 5)})["y"])
+    assert_close(outs[0], outs[1], 1e-4, 1e-5, f"{mode} {nbits} bits against coremltools' dequantization")
+    assert not np.allclose(outs[0], outs[2], atol=1e-6, rtol=0), "the weights were not quantized"

@@ -29,8 +29,12 @@ _UNARY = _nn.UnaryFunctionLayerParams.Operation.Value
 _COLOR = _ft.ImageFeatureType.ColorSpace.Value
 
 
-def weights(params, shape=None) -> torch.Tensor:
-    """A WeightParams message as a float32 tensor (float, float16 or raw float32 storage)."""
+def weights(params, shape=None, axis: int = 0) -> torch.Tensor:
+    """A WeightParams message as a float32 tensor: float32, float16 or raw float32 storage, or weights
+    quantized to 1-8 bits (packed most significant bit first, as coremltools' quantize_weights writes them),
+    dequantized linearly (scale and bias per tensor or per channel along `axis`) or by lookup table."""
+    if params.HasField("quantization") and params.quantization.WhichOneof("QuantizationType"):
+        return torch.from_numpy(_dequantize(params, shape, axis))
     if len(params.floatValue):
         arr = np.asarray(params.floatValue, np.float32)
     elif len(params.float16Value):
@@ -38,9 +42,35 @@ def weights(params, shape=None) -> torch.Tensor:
     elif len(params.rawValue):
         arr = np.frombuffer(params.rawValue, np.float32).copy()
     else:
-        raise WorkbenchError("a neural-network layer stores quantized weights; the interpreter reads float32 and "
-                             "float16 weights only")
+        raise WorkbenchError("a neural-network layer has a weight with no values; the model is malformed, re-export it")
     return torch.from_numpy(arr.reshape(shape) if shape is not None else arr)
+
+
+def _dequantize(params, shape, axis: int) -> np.ndarray:
+    q = params.quantization
+    nbits = int(q.numberOfBits)
+    raw = np.frombuffer(params.rawValue, np.uint8)
+    count = int(np.prod(shape)) if shape is not None else raw.size * 8 // nbits
+    if nbits == 8:
+        codes = raw[:count].astype(np.int64)
+    else:
+        bits = np.unpackbits(raw)[:count * nbits].reshape(count, nbits).astype(np.int64)
+        codes = (bits << np.arange(nbits - 1, -1, -1)).sum(1)
+    kind = q.WhichOneof("QuantizationType")
+    if kind == "lookupTableQuantization":
+        arr = np.asarray(q.lookupTableQuantization.floatValue, np.float32)[codes]
+        return arr.reshape(shape) if shape is not None else arr
+    if kind != "linearQuantization":
+        raise WorkbenchError(f"a neural-network weight quantized as {kind!r}: expected linear or lookup-table "
+                             "quantization; re-export the model")
+    arr = codes.astype(np.float32).reshape(shape if shape is not None else (-1,))
+    scale = np.asarray(q.linearQuantization.scale, np.float32)
+    bias = np.asarray(q.linearQuantization.bias, np.float32)
+    per = [1] * arr.ndim
+    per[axis if arr.ndim > 1 else 0] = -1
+    scale = scale.reshape(per) if scale.size > 1 else scale.reshape(())
+    bias = bias.reshape(per) if bias.size > 1 else bias.reshape(())
+    return (arr * scale + bias).astype(np.float32)
 
 
 class _Builder:
@@ -77,8 +107,9 @@ def _convolution(b, name, p, inputs, outputs):
         shape = (p.kernelChannels, p.outputChannels // groups, *k)
     else:
         shape = (p.outputChannels, p.kernelChannels, *k)
-    static = {"weight": weights(p.weights, shape), "strides": np.asarray(strides), "dilations": np.asarray(dilations),
-              "groups": groups, "bias": weights(p.bias) if p.hasBias else None}
+    static = {"weight": weights(p.weights, shape, axis=1 if p.isDeconvolution else 0),
+              "strides": np.asarray(strides), "dilations": np.asarray(dilations),
+              "groups": groups, "bias": weights(p.bias, (p.outputChannels,)) if p.hasBias else None}
     kind = p.WhichOneof("ConvolutionPaddingType")
     static.update(_pads(getattr(p, kind), kind, k, strides, dilations))
     if p.isDeconvolution:
@@ -134,7 +165,7 @@ def _pooling(b, name, p, inputs, outputs):
 
 def _inner_product(b, name, p, inputs, outputs):
     w = weights(p.weights, (p.outputChannels, p.inputChannels))
-    bias = weights(p.bias) if p.hasBias else None
+    bias = weights(p.bias, (p.outputChannels,)) if p.hasBias else None
     linear = kernel("linear")
 
     def fn(x, weight, bias):
@@ -182,11 +213,13 @@ def _concat_nd(b, name, p, inputs, outputs):
 
 def _batchnorm(b, name, p, inputs, outputs):
     if p.computeMeanVar or p.instanceNormalization:
-        b.add(name, "instance_norm", inputs, outputs, {"gamma": weights(p.gamma), "beta": weights(p.beta),
+        c = (p.channels,)
+        b.add(name, "instance_norm", inputs, outputs, {"gamma": weights(p.gamma, c), "beta": weights(p.beta, c),
                                                        "epsilon": p.epsilon})
         return
-    b.add(name, "batch_norm", inputs, outputs, {"mean": weights(p.mean), "variance": weights(p.variance),
-                                                "gamma": weights(p.gamma), "beta": weights(p.beta),
+    c = (p.channels,)
+    b.add(name, "batch_norm", inputs, outputs, {"mean": weights(p.mean, c), "variance": weights(p.variance, c),
+                                                "gamma": weights(p.gamma, c), "beta": weights(p.beta, c),
                                                 "epsilon": p.epsilon})
 
 
@@ -270,8 +303,8 @@ def _slice_static(b, name, p, inputs, outputs):
 
 
 def _scale(b, name, p, inputs, outputs):
-    s = weights(p.scale)
-    bias = weights(p.bias) if p.hasBias else None
+    s = weights(p.scale, (int(np.prod(list(p.shapeScale) or [1])),))
+    bias = weights(p.bias, (int(np.prod(list(p.shapeBias) or [1])),)) if p.hasBias else None
 
     def fn(x):
         shape = [1] * x.dim()
@@ -283,7 +316,7 @@ def _scale(b, name, p, inputs, outputs):
 
 
 def _bias(b, name, p, inputs, outputs):
-    bias = weights(p.bias)
+    bias = weights(p.bias, (int(np.prod(list(p.shape) or [1])),))
 
     def fn(x):
         shape = [1] * x.dim()

@@ -18,7 +18,7 @@ def _batched_matmul(b, name, p, inputs, outputs):
         return
     # stored (out, in), as coremltools' builder writes W (in, out) transposed
     w = weights(p.weights, (p.weightMatrixSecondDimension, p.weightMatrixFirstDimension)).t()
-    bias = weights(p.bias) if p.hasBias else None
+    bias = weights(p.bias, (p.weightMatrixSecondDimension,)) if p.hasBias else None
     ta = bool(p.transposeA)
 
     def fn(x):

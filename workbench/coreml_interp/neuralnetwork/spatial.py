@@ -26,7 +26,7 @@ def _conv3d(b, name, p, inputs, outputs):
     groups = p.nGroups or 1
     shape = (p.inputChannels, p.outputChannels // groups, *k) if p.isDeconvolution else (
         p.outputChannels, p.inputChannels // groups, *k)
-    static = {"weight": weights(p.weights, shape), "bias": weights(p.bias) if p.hasBias else None,
+    static = {"weight": weights(p.weights, shape), "bias": weights(p.bias, (p.outputChannels,)) if p.hasBias else None,
               "strides": np.asarray([p.strideDepth or 1, p.strideHeight or 1, p.strideWidth or 1]),
               "dilations": np.asarray([p.dilationDepth or 1, p.dilationHeight or 1, p.dilationWidth or 1]),
               "groups": groups}

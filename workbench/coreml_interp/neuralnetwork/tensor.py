@@ -414,7 +414,7 @@ def _cum_sum(b, name, p, inputs, outputs):
 def _embedding(b, name, p, inputs, outputs):
     """Indices along the channel axis (..., 1, 1, 1) -> (..., outputChannels, 1, 1)."""
     w = weights(p.weights, (p.outputChannels, p.inputDim))
-    bias = weights(p.bias) if p.hasBias else None
+    bias = weights(p.bias, (p.outputChannels,)) if p.hasBias else None
 
     def fn(x):
         idx = x.reshape(*x.shape[:-3]).long()
@@ -430,7 +430,7 @@ def _embedding(b, name, p, inputs, outputs):
 def _embedding_nd(b, name, p, inputs, outputs):
     """Indices (..., 1) -> (..., embeddingSize)."""
     w = weights(p.weights, (p.embeddingSize, p.vocabSize))
-    bias = weights(p.bias) if p.hasBias else None
+    bias = weights(p.bias, (p.embeddingSize,)) if p.hasBias else None
 
     def fn(x):
         y = w.t()[x[..., 0].long()]
