@@ -14,7 +14,8 @@ import pytest
 import torch
 from _mil import IOS16, IOS17, assert_close, convert, mb
 from coremltools.converters.mil.mil import types
-from coremltools.converters.mil.mil.ops.defs import iOS16 as defs16, iOS18 as defs18
+from coremltools.converters.mil.mil.ops.defs import iOS16 as defs16
+from coremltools.converters.mil.mil.ops.defs import iOS18 as defs18
 
 from workbench.coreml_interp import CoreMLInterpreter
 from workbench.coreml_interp.registry import kernel

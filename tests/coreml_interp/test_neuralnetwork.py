@@ -133,7 +133,8 @@ def test_nd_shape_layers(tmp_path):
         (lambda b: b.add_get_shape("l", "x", "y"), np.array(x.shape, np.float32)),
         (lambda b: b.add_fill_like("l", "x", "y", value=2.5), np.full(x.shape, 2.5)),
         (lambda b: b.add_fill_static("l", "y", output_shape=[2, 2], value=1.5), np.full((2, 2), 1.5)),
-        (lambda b: b.add_broadcast_to_static("l", "x", "y", output_shape=[3, 2, 3, 4]), np.broadcast_to(x, (3, 2, 3, 4))),
+        (lambda b: b.add_broadcast_to_static("l", "x", "y", output_shape=[3, 2, 3, 4]),
+         np.broadcast_to(x, (3, 2, 3, 4))),
         (lambda b: b.add_rank_preserving_reshape("l", "x", "y", output_shape=[0, 4, -1]), x.reshape(2, 4, 3)),
         (lambda b: b.add_constant_pad("l", ["x"], "y", value=7.0, pad_amounts=[0, 0, 1, 0, 0, 2]),
          np.pad(x, [(0, 0), (1, 0), (0, 2)], constant_values=7.0)),
@@ -272,14 +273,14 @@ def test_normalization_and_reduction_layers(tmp_path):
     assert_close(out, ref, 1e-5, 1e-5, "layerNormalization")
     for mode, fn in [("sum", np.sum), ("avg", np.mean), ("max", np.max), ("L2", lambda v, axis, keepdims: np.sqrt(
             (v ** 2).sum(axis, keepdims=keepdims)))]:
-        out = run(tmp_path, {"x": x}, lambda b: b.add_reduce("l", "x", "y", axis="HW", mode=mode))
+        out = run(tmp_path, {"x": x}, lambda b, mode=mode: b.add_reduce("l", "x", "y", axis="HW", mode=mode))
         assert_close(out, fn(x, axis=(-2, -1), keepdims=True), 1e-5, 1e-5, f"reduce {mode}")
     out = run(tmp_path, {"x": x}, lambda b: b.add_reduce("l", "x", "y", axis="C", mode="argmax"))
     assert_close(out, np.argmax(x, -3)[:, None], 0, 0, "reduce argmax")
     for method, fn in [("add_reduce_l1", lambda v: np.abs(v).sum(1)), ("add_reduce_prod", lambda v: v.prod(1)),
                        ("add_reduce_logsumexp", lambda v: np.log(np.exp(v).sum(1))),
                        ("add_reduce_sumsquare", lambda v: (v ** 2).sum(1))]:
-        out = run(tmp_path, {"x": x}, lambda b: getattr(b, method)("l", "x", "y", axes=[1], keepdims=False))
+        out = run(tmp_path, {"x": x}, lambda b, m=method: getattr(b, m)("l", "x", "y", axes=[1], keepdims=False))
         assert_close(out, fn(x.astype(np.float64)), 1e-5, 1e-5, method)
 
 

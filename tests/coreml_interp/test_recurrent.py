@@ -57,7 +57,8 @@ def test_bidirectional_lstm_matches_torch(output_sequence):
     def build(x, h, c):
         return mb.lstm(x=x, initial_h=h, initial_c=c, weight_ih=_ifoz(sd["weight_ih_l0"]),
                        weight_hh=_ifoz(sd["weight_hh_l0"]), bias=_ifoz(sd["bias_ih_l0"] + sd["bias_hh_l0"]),
-                       weight_ih_back=_ifoz(sd["weight_ih_l0_reverse"]), weight_hh_back=_ifoz(sd["weight_hh_l0_reverse"]),
+                       weight_ih_back=_ifoz(sd["weight_ih_l0_reverse"]),
+                       weight_hh_back=_ifoz(sd["weight_hh_l0_reverse"]),
                        bias_back=_ifoz(sd["bias_ih_l0_reverse"] + sd["bias_hh_l0_reverse"]),
                        direction="bidirectional", output_sequence=output_sequence)
 

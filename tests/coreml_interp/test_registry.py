@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from _mil import convert, mb, program
 
-from workbench.coreml_interp import CoreMLInterpreter, known, ops
-from workbench.coreml_interp import registry
+from workbench.coreml_interp import CoreMLInterpreter, known, ops, registry
 from workbench.errors import WorkbenchError
 
 

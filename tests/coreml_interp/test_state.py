@@ -47,7 +47,8 @@ def test_state_carries_over_between_predictions(model, tmp_path):
 
 def test_stateful_predict_without_a_state_says_what_to_pass(model):
     interp = CoreMLInterpreter(model)
-    with pytest.raises(WorkbenchError, match=r"is stateful \(states 'accumulator'\): pass state=interpreter.make_state"):
+    with pytest.raises(WorkbenchError,
+                       match=r"is stateful \(states 'accumulator'\): pass state=interpreter.make_state"):
         interp.predict({"x": np.ones(2, np.float32)})
 
 

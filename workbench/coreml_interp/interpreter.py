@@ -17,7 +17,7 @@ _PRECISIONS = {None: "declared", "declared": "declared", "fp16": "declared", "fl
                "fp32": "fp32", "float32": "fp32"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _array_types() -> dict:
     """MultiArray data types (by their protobuf names) as numpy dtypes."""
     from coremltools.proto import FeatureTypes_pb2
@@ -27,7 +27,7 @@ def _array_types() -> dict:
             kind("INT32"): np.int32}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _color(name: str) -> int:
     from coremltools.proto import FeatureTypes_pb2
 
@@ -90,7 +90,7 @@ class CoreMLInterpreter:
     def output_names(self) -> list[str]:
         return list(self._outputs)
 
-    def make_state(self) -> "InterpreterState":
+    def make_state(self) -> InterpreterState:
         """A fresh state for a stateful model (iOS18 `StateType`), every tensor zero; pass it to predict
         as `state=`, like `MLModel.make_state()`. Raises WorkbenchError for a model without state."""
         if not self._states:

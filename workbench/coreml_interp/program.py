@@ -11,9 +11,9 @@ This is a reference semantics, not a bit-exact model of the Neural Engine or GPU
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch

@@ -9,7 +9,7 @@ tensor, or a tuple for ops with several outputs.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import WorkbenchError
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from coremltools.proto import FeatureTypes_pb2 as _ft
 from coremltools.proto import NeuralNetwork_pb2 as _nn
 
@@ -166,12 +165,12 @@ def _pooling(b, name, p, inputs, outputs):
 def _inner_product(b, name, p, inputs, outputs):
     w = weights(p.weights, (p.outputChannels, p.inputChannels))
     bias = weights(p.bias, (p.outputChannels,)) if p.hasBias else None
-    linear = kernel("linear")
+    dense = kernel("linear")
 
     def fn(x, weight, bias):
         if x.shape[-1] != weight.shape[1]:  # rank-5 style (.., C, 1, 1): flatten the last three axes
             x = x.reshape(*x.shape[:-3], -1)
-        return linear(x, weight, bias)
+        return dense(x, weight, bias)
 
     b.add(name, "linear", inputs, outputs, {"weight": w, "bias": bias}, fn=fn)
 
@@ -230,9 +229,9 @@ def _upsample(b, name, p, inputs, outputs):
         b.add(name, "upsample_nearest_neighbor", inputs, outputs,
               {"scale_factor_height": sh, "scale_factor_width": sw})
         return
-    linear = _nn.UpsampleLayerParams.LinearUpsampleMode.Value
-    mode = {linear("DEFAULT"): "DEFAULT", linear("ALIGN_CORNERS_TRUE"): "STRICT_ALIGN_CORNERS",
-            linear("ALIGN_CORNERS_FALSE"): "UNALIGN_CORNERS"}[p.linearUpsampleMode]
+    grid = _nn.UpsampleLayerParams.LinearUpsampleMode.Value
+    mode = {grid("DEFAULT"): "DEFAULT", grid("ALIGN_CORNERS_TRUE"): "STRICT_ALIGN_CORNERS",
+            grid("ALIGN_CORNERS_FALSE"): "UNALIGN_CORNERS"}[p.linearUpsampleMode]
     def fn(x, sh=sh, sw=sw, mode=mode):
         return bilinear(x, int(np.floor(x.shape[-2] * sh)), int(np.floor(x.shape[-1] * sw)), mode)
 
@@ -242,7 +241,8 @@ def _upsample(b, name, p, inputs, outputs):
 def sampling_mode(value) -> str:
     """A SamplingMode.Method as the MIL sampling_mode name."""
     method = _nn.SamplingMode.Method.Value
-    return {method("STRICT_ALIGN_ENDPOINTS_MODE"): "STRICT_ALIGN_CORNERS", method("ALIGN_ENDPOINTS_MODE"): "ALIGN_CORNERS",
+    return {method("STRICT_ALIGN_ENDPOINTS_MODE"): "STRICT_ALIGN_CORNERS",
+            method("ALIGN_ENDPOINTS_MODE"): "ALIGN_CORNERS",
             method("UPSAMPLE_MODE"): "DEFAULT", method("ROI_ALIGN_MODE"): "OFFSET_CORNERS"}[value]
 
 
@@ -442,7 +442,7 @@ def from_spec(spec) -> Program:
     return Program(b.steps, inputs, outputs, f"neural network, specification version {spec.specificationVersion}")
 
 
-def add_layer(b: "_Builder", nn_layer) -> None:
+def add_layer(b: _Builder, nn_layer) -> None:
     """Append the steps of one NeuralNetworkLayer to `b`."""
     which = nn_layer.WhichOneof("layer")
     if which in UNSUPPORTED_LAYERS:
@@ -488,5 +488,15 @@ def _classifier(b: _Builder, spec, nn, outputs: list[str]) -> None:
                         [(label_out, False), (probs_out or "__probabilities__", False)]))
 
 
-from . import (control_flow, elementwise, linear, normalization, random, recurrent, reduction,  # noqa: E402,F401
-               spatial, tensor)
+# the layer families register themselves; imported last, as they use the names above
+from . import (  # noqa: E402,F401
+    control_flow,
+    elementwise,
+    linear,
+    normalization,
+    random,
+    recurrent,
+    reduction,
+    spatial,
+    tensor,
+)

@@ -93,7 +93,7 @@ class TensorList:
         item = self.items[i] if i < len(self.items) else None
         return item if item is not None else torch.zeros(self.elem_shape, dtype=self.dtype)
 
-    def written(self, writes: list) -> "TensorList":
+    def written(self, writes: list) -> TensorList:
         items = list(self.items)
         for i, value in writes:
             i = self._index(i, write=True)
@@ -121,7 +121,8 @@ def make_list(elem_shape, init_length=1, dynamic_length=True, dtype="fp32"):
                                  "element shape known when the model is loaded")
         shape.append(int(scalar(d)))
     n = int(scalar(init_length))
-    return TensorList((None,) * n, tuple(shape), _DTYPES.get(scalar(dtype), torch.float32), bool(scalar(dynamic_length)))
+    dtype = _DTYPES.get(scalar(dtype), torch.float32)
+    return TensorList((None,) * n, tuple(shape), dtype, bool(scalar(dynamic_length)))
 
 
 @op("list_length")

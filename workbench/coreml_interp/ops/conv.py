@@ -7,9 +7,8 @@ ceil(in/stride), the odd pixel at the end) and "same_lower" (the odd pixel at th
 
 from __future__ import annotations
 
-import torch.nn.functional as F
-
 import torch
+import torch.nn.functional as F
 
 from ...errors import WorkbenchError
 from ..registry import op

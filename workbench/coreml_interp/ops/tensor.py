@@ -345,7 +345,8 @@ def reverse_sequence(x, lengths, seq_axis=0, batch_axis=0):
 def _iou(box: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """IoU of one (x, y, w, h) center-size box with each of `boxes`."""
     def corners(b):
-        return b[..., 0] - b[..., 2] / 2, b[..., 1] - b[..., 3] / 2, b[..., 0] + b[..., 2] / 2, b[..., 1] + b[..., 3] / 2
+        half_w, half_h = b[..., 2] / 2, b[..., 3] / 2
+        return b[..., 0] - half_w, b[..., 1] - half_h, b[..., 0] + half_w, b[..., 1] + half_h
 
     x0, y0, x1, y1 = corners(box)
     bx0, by0, bx1, by1 = corners(boxes)
