@@ -9,6 +9,11 @@ import sys
 import warnings
 
 
+def op_name(target) -> str:
+    name = getattr(target, "__name__", None) or str(target)
+    return name.split("::")[-1].split("(")[0].replace("aten.", "").split(".")[0]
+
+
 def main(request: dict) -> dict:
     import torch
     from executorch.exir import to_edge, to_edge_transform_and_lower
@@ -28,7 +33,7 @@ def main(request: dict) -> dict:
             graph = edge.exported_program().graph
             calls = [n for n in graph.nodes if n.op == "call_function"]
             delegated = sum("executorch_call_delegate" in str(n.target) for n in calls)
-            rest = sorted({str(n.target).split("::")[-1].split(".")[0] for n in calls
+            rest = sorted({op_name(n.target) for n in calls
                            if "executorch_call_delegate" not in str(n.target) and "getitem" not in str(n.target)})
             if not delegated:
                 notes.append("XNNPACK took no op: the portable kernels run the whole graph (slower)")

@@ -23,8 +23,10 @@ class ExecuTorchRunner(Runner):
         check_header(self.artifact.path)
         self.worker = Worker(HERE / "_serve.py", [str(self.artifact.path)], what="ExecuTorch",
                              packages="executorch")
-        self.label = "ExecuTorch (XNNPACK)" if not any("portable kernels" in n and "whole graph" in n
-                                                      for n in self.artifact.notes) else "ExecuTorch (portable)"
+        portable = any("portable kernels only" in n or "portable kernels run the whole graph" in n
+                       for n in self.artifact.notes)
+        self.label = f"ExecuTorch ({'portable' if portable else 'XNNPACK'})" + (
+            " (fp16)" if self.artifact.precision == "fp16" else "")
 
     def _deactivate(self):
         self.worker.close()

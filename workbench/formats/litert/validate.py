@@ -28,6 +28,6 @@ def load(path: Path, *, threads: int = 1):
 
 def check_tflite(path: Path) -> str:
     interp = load(path)
-    ins = [list(d["shape"]) for d in interp.get_input_details()]
-    outs = [list(d["shape"]) for d in interp.get_output_details()]
+    ins = [[int(v) for v in d["shape"]] for d in interp.get_input_details()]
+    outs = [[int(v) for v in d["shape"]] for d in interp.get_output_details()]
     return f"LiteRT model: inputs {ins}, outputs {outs}"
