@@ -13,11 +13,12 @@ For notebook 01's super-resolution model and notebook 05's mobilenet_v2, on the 
 from __future__ import annotations
 
 import itertools
+import time
 import warnings
 
 import numpy as np
 
-from .common import NOTEBOOKS, measure, measure_pair, row, target
+from .common import NOTEBOOKS, measure, measure_pair, row, summary, target
 
 SECTION = "a"
 
@@ -105,6 +106,21 @@ def run(settings) -> tuple[list[dict], list[dict]]:
         widget = measure(set_preprocess, settings.runs)
         n = len(s.images)
         rows.append(row(SECTION, case, f"widget refresh ({n} images, {'+'.join(wb.comparison)}, picture)", widget))
+        # The first column the user sees updated: the fastest live runtime's, shown before the others run.
+        first_at: list[float] = []
+        wb.controller.listen(lambda what: first_at.append(time.perf_counter()) if what == "column" else None)
+
+        def first_column():
+            first_at.clear()
+            start = time.perf_counter()
+            set_preprocess()
+            return (first_at[0] - start) * 1000
+
+        first = summary([first_column() for _ in range(settings.runs)])
+        rows.append(row(SECTION, case, "  first column updated (the fastest live runtime, fastest first)", first))
+        if case.startswith("01"):
+            targets.append(target("first updated column < 150 ms on notebook 01's images", first["median_ms"], 150,
+                                  "ms"))
         outputs = {f: live.run(f, wb.preprocess) for f in wb.comparison}
         picture = measure(lambda: side_by_side(s.pixels, [i.name for i in s.images], s.reference, outputs, s.task,
                                                wb.comparison, image_format="jpeg"), settings.runs)  # as the widget

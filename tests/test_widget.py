@@ -402,3 +402,27 @@ def test_the_controller_imports_without_jupyter():
             "print(sorted(m for m in ('ipywidgets', 'IPython', 'ipykernel') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_your_own_images_from_the_widget(samples, tmp_path):
+    """Issue 13: point the widget at your own images; the live runners stay, PyTorch's side is recomputed."""
+    import shutil
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in ("astronaut.jpg", "coffee.jpg"):
+        shutil.copy(samples / name, mine / name)
+    w = Workbench(tiny_classifier(), samples, preprocess=Preprocess.preset("unit", size=(16, 16)),
+                  task="classification", formats=("onnx",))
+    try:
+        runner = w.live.runner("onnx")
+        w.control("images").value = str(mine)
+        w.control("load_images").click()
+        assert [i.name for i in w.session.images] == ["astronaut", "coffee"]
+        assert w.comparison["onnx"].passed and len(w.comparison["onnx"].rows) == 2
+        assert w.live.runner("onnx") is runner and "images 1-2 of 2" in w.shown()["page"]
+        w.control("images").value = str(tmp_path / "nothing-here")
+        w.control("load_images").click()
+        assert "nothing-here" in w.shown()["errors"] and len(w.session.images) == 2  # the last good images stay
+    finally:
+        w.close()

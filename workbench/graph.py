@@ -140,7 +140,7 @@ def running_servers() -> list[dict]:
     """The Jupyter servers running on this machine, from their jpserver-*.json files.
 
     What `jupyter_server.serverapp.list_running_servers` reads, read here because importing serverapp
-    takes about 1.7 s in a kernel, where the widget's first render is counted in seconds (bench section d).
+    is slow in a kernel, where the widget's first render is counted in seconds (bench section d).
     It does not delete the files of servers that died, as serverapp does: that is the server's business.
     """
     from jupyter_core.paths import jupyter_runtime_dir

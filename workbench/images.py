@@ -182,6 +182,6 @@ def to_pixels(images: Sequence[SampleImage], size: Sequence[int], fit: Fit = "cr
               resize: int | None = None, interpolation: Interpolation = "bilinear") -> np.ndarray:
     """A batch of pixels, float32 (N, 3, H, W) RGB in 0-255, the input every runner starts from."""
     arrays = [fit_image(s.image, size, fit, resize, interpolation) for s in images]
-    # C order: arithmetic on the transposed view is about 20x slower (9 ms instead of 0.4 for
-    # mobilenet_v2's preprocessing of 8 images), and every refresh starts from these pixels.
+    # C order: arithmetic on a transposed view is many times slower (bench/refresh.py), and every refresh
+    # starts from these pixels.
     return np.ascontiguousarray(np.stack(arrays).transpose(0, 3, 1, 2), dtype=np.float32)

@@ -9,6 +9,7 @@ artifacts, and `check`: what the CLI and scripts drive.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -233,6 +234,16 @@ class Reference:
         cannot be confused with the converted side's (`Workbench.converted_preprocess`)."""
         return self.preprocess
 
+    def with_images(self, images) -> Reference:
+        """The same model, preprocessing and tasks on other sample images, with PyTorch's outputs for them."""
+        other = copy.copy(self)
+        pre = self.preprocess
+        other.images = load_images(images)
+        other.pixels = to_pixels(other.images, pre.size, pre.fit, pre.resize, pre.interpolation)
+        raw = TorchRunner(self.model.module, label="PyTorch (eager)", batch=1).run(other.pixels, pre)
+        other.reference = {name: raw[name] for name in self.reference}
+        return other
+
     def set_labels(self, labels: Sequence[str]) -> None:
         """Class names for the main output (a Core ML classifier's labels); one per class, or WorkbenchError."""
         main_name = self.task.main_output(self.reference)
@@ -431,6 +442,12 @@ class Session(Reference):
     def __init__(self, model, images, *, runtime_options: dict[str, dict] | None = None, **kwargs):
         super().__init__(model, images, **kwargs)
         self.exported = ArtifactSet(self, runtime_options)
+
+    def with_images(self, images) -> Session:
+        """This session's model on other sample images, with an export set of its own."""
+        other = super().with_images(images)
+        other.exported = ArtifactSet(other, self.exported.runtime_options)
+        return other
 
     @property
     def artifacts(self) -> dict[str, Artifact]:

@@ -70,8 +70,8 @@ def side_by_side(pixels: np.ndarray, names: Sequence[str], reference: Mapping[st
     start .. start + count - 1 (fewer at the end; count=None draws all from start; `pages` lists the pages).
     max_images: the former name of count, still accepted. tile: the side of one panel in pixels (classifier
     columns grow wider so that class names fit). image_format: "png" (lossless, for files) or "jpeg"
-    (quality 95, no chroma subsampling: about 5 ms to encode where PNG takes about 40, for a picture
-    redrawn on every slider move). Each row has its captions above its pictures: the image name, each
+    (quality 95, no chroma subsampling: several times faster to encode than PNG, for a picture redrawn on
+    every slider move). Each row has its captions above its pictures: the image name, each
     format's PASS/FAIL and max |d|, and the difference's max as a fraction of the scale `compare` judges
     it by; under the pictures, the heatmap's colour bar and the classes of the masks.
     Raises ValueError for an unknown image_format, or a start or count out of range.
@@ -388,7 +388,7 @@ def _mask_tile(img: np.ndarray, mask: np.ndarray, classes: int, tile: int):
 @functools.lru_cache(maxsize=64)
 def _classifier_width(labels: tuple[str, ...], tile: int) -> int:
     """A classifier column's width: the longest class name and a value fit on one line, up to 2 tiles
-    (longer names wrap, then end in "..."). Measured on the 30 longest names: measuring 1000 costs 100 ms."""
+    (longer names wrap, then end in "..."). Measured on the 30 longest names only: measuring is slow."""
     longest = sorted(labels, key=len)[-30:]
     need = max(_font().getlength(s) for s in longest) + _font().getlength("9.9e-99") + 10
     return int(min(2 * tile, max(tile, math.ceil(need))))

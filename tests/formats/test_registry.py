@@ -90,6 +90,11 @@ def test_a_format_registered_in_a_test_appears_in_the_cli(copy_format, tmp_path,
 
     assert main(["check", "x", "--to", "help"]) == 2
     assert "copy (Copy, .copy)" in capsys.readouterr().err
+    assert main(["check", "x", "--to", ""]) == 2  # no format at all is a usage error, not a parity FAIL
+    err = capsys.readouterr().err
+    assert "--to names no format; the registered formats are: onnx (ONNX, .onnx)" in err and err.count("\n") == 1
+    assert main(["check", "x", "--to", "onnx,onyx"]) == 2
+    assert "unknown format 'onyx'" in capsys.readouterr().err
     model = tmp_path / "net.py"
     model.write_text("from workbench.zoo import SmallCNN\n"
                      "def make():\n    import torch; torch.manual_seed(0); return SmallCNN(num_classes=3, width=4)\n")

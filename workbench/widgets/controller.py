@@ -242,7 +242,7 @@ class Controller:
                               baked if self.bake else "one channel: no colour order" if gray else ""),
                "preset": Control(self.preset, not self.bake, baked if self.bake else ""),
                "bake": Control(self.bake, True, "")}
-        for i, (name, value) in enumerate(zip("Y" if gray else "RGB", pre.bias)):
+        for i, (name, value) in enumerate(zip("Y" if gray else "BGR" if pre.bgr else "RGB", pre.bias)):
             out[f"bias{i}"] = Control(value, not self.bake, baked if self.bake else "",
                                       label="Y (luma)" if gray else name)
         return out
@@ -316,15 +316,11 @@ class Controller:
         on every change), PNG in files."""
         s = self.session
         shown = [f for f in self.formats if f in self.outputs]
-        outputs = {self.title(f): self.outputs[f] for f in shown}
-        comparisons = {self.title(f): self.comparison[f] for f in shown}
-        names = [i.name for i in s.images]
-        n = len(names)
-        start, count = (0, n) if every_image else (self.page * PER_PAGE, PER_PAGE)
-        return side_by_side(s.pixels[start:start + count], names[start:start + count],
-                            {k: v[start:start + count] for k, v in s.reference.items()},
-                            {t: {k: v[start:start + count] for k, v in o.items()} for t, o in outputs.items()},
-                            s.task, comparisons, max_images=count, image_format=image_format)
+        return side_by_side(s.pixels, [i.name for i in s.images], s.reference,
+                            {self.title(f): self.outputs[f] for f in shown}, s.task,
+                            {self.title(f): self.comparison[f] for f in shown},
+                            start=0 if every_image else self.page * PER_PAGE, count=None if every_image else PER_PAGE,
+                            image_format=image_format)
 
     @property
     def pages(self) -> int:
@@ -371,6 +367,22 @@ class Controller:
                 found.append("the reference output barely changes between images: parity says little about the "
                              "preprocessing. Random weights? Load the trained weights to judge it")
         return found
+
+    def load_images(self, source) -> None:
+        """Compare on other sample images (a folder, files or PIL images): PyTorch's outputs are computed for
+        them; the live artifacts and their runners stay. On error the current images stay."""
+        session = self.session.with_images(source)
+        previous = self.session
+        self.session = self.live.reference = session
+        self.page = 0
+        try:
+            self.warnings = self._reference_warnings()
+            self.recompute()
+        except Exception:
+            self.session = self.live.reference = previous
+            self.warnings = self._reference_warnings()
+            raise
+        self._tell("live")
 
     # -- export -------------------------------------------------------------------------------------------------
     def export(self, folder: str | Path, formats: Sequence[str], *, target: str = "iOS16", precision: str = "fp16",

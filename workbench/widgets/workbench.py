@@ -11,6 +11,7 @@ only the latest is computed (see `_Coalescer`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import html
@@ -57,6 +58,7 @@ class Workbench(W.VBox):
                                          progress=building.step)
             self._graph: Graph | None = None
             self._syncing = False
+            self._recent = collections.defaultdict(lambda: collections.deque(maxlen=8))  # values shown lately
             self._coalescer = _Coalescer(self._apply_edits)
             super().__init__(self._panels())
             self.controller.listen(self._render)
@@ -113,13 +115,13 @@ class Workbench(W.VBox):
 
     def control(self, name: str) -> W.Widget:
         """The control called `name` ("scale", "scale_text", "bias0".."bias2", "bias0_text"..., "bgr", "bake",
-        "preset", "match", "graph", "export", "folder", "overwrite", "labels", "live:<format>",
-        "export:<format>", "previous", "next"): what a user clicks or types into, for scripts and tests."""
+        "preset", "match", "graph", "export", "confirm", "folder", "overwrite", "labels", "live:<format>",
+        "export:<format>", "previous", "next", "images", "load_images"): what a user clicks or types into."""
         named = {"scale": self._scale, "scale_text": self._scale_text, "bgr": self._bgr, "bake": self._bake,
                  "preset": self._preset, "match": self._match, "graph": self._graph_choice,
                  "export": self._export_button, "confirm": self._confirm, "folder": self._out,
                  "overwrite": self._overwrite, "labels": self._labels_file, "previous": self._previous,
-                 "next": self._next}
+                 "next": self._next, "images": self._images, "load_images": self._load}
         named.update({f"bias{i}": s for i, s in enumerate(self._bias)})
         named.update({f"bias{i}_text": t for i, t in enumerate(self._bias_text)})
         named.update({f"live:{n}": b for n, b in self._live_boxes.items()})
@@ -223,11 +225,15 @@ class Workbench(W.VBox):
         self._next = W.Button(description="", icon="chevron-right", layout=W.Layout(width="40px"),
                               tooltip="next images")
         self._page = W.HTML()
+        self._images = W.Text(placeholder="a folder or image file of your own", description="images",
+                              layout=W.Layout(width="50%"))
+        self._load = W.Button(description="Use these images", icon="folder-open")
+        self._load.on_click(lambda _: self._act(lambda: self.controller.load_images(self._images.value.strip())))
         self._previous.on_click(lambda _: self._act(lambda: self.controller.show_page(self.controller.page - 1)))
         self._next.on_click(lambda _: self._act(lambda: self.controller.show_page(self.controller.page + 1)))
         return W.VBox([W.HTML("<b>PyTorch (training preprocessing) beside each conversion (the preprocessing "
                               "above)</b>"), self._metrics, W.HBox([self._previous, self._page, self._next]),
-                       self._picture])
+                       self._picture, W.HBox([self._images, self._load])])
 
     def _export_panel(self) -> W.Widget:
         c = self.controller
@@ -266,12 +272,20 @@ class Workbench(W.VBox):
             action()
 
     def _on_slider(self, key, value) -> None:
+        """A slider moved in the front end. Values the view itself showed lately are echoes, not moves: the
+        front end sends the handle's old value back when its range changes."""
         if self._syncing:
             return
-        shown = self.controller.controls()["scale" if key == "scale" else f"bias{key}"].value
-        if isinstance(shown, float) and math.isclose(value, shown, rel_tol=1e-9, abs_tol=1e-12):
-            return  # the front end echoing the value it was given
+        if any(math.isclose(value, v, rel_tol=1e-9, abs_tol=1e-12) for v in self._recent[key]):
+            self._render("controls")  # the front end took the old value back: give it the one in force again
+            return
         self._coalescer.add(key, value)
+
+    def _shown(self, key, value: float) -> None:
+        """Remember that slider `key` showed `value` (distinct values only: an echo may lag several renders)."""
+        recent = self._recent[key]
+        if not any(math.isclose(value, v, rel_tol=1e-9, abs_tol=1e-12) for v in recent):
+            recent.append(value)
 
     def _on_text(self, key, text: str) -> None:
         if self._syncing:
@@ -346,18 +360,17 @@ class Workbench(W.VBox):
         try:
             scale = controls["scale"]
             exact = scale.value if isinstance(scale.value, float) else scale.value[0]
-            with self._scale.hold_sync():
-                self._scale.value = min(max(exact, 10 ** self._scale.min), 10 ** self._scale.max)
-                self._scale.disabled = not scale.enabled
+            self._scale.value = min(max(exact, 10 ** self._scale.min), 10 ** self._scale.max)
+            self._scale.disabled = not scale.enabled
+            self._shown("scale", self._scale.value)
             self._scale_text.value = _numbers(scale.value)
             self._scale_text.disabled = not scale.enabled
             for i, (slider, text) in enumerate(zip(self._bias, self._bias_text)):
                 control = controls[f"bias{i}"]
-                with slider.hold_sync():  # range and value together: the front end never clips the value
-                    slider.min, slider.max = min(-3.0, control.value - 1.0), max(3.0, control.value + 1.0)
-                    slider.value = control.value
-                    slider.disabled = not control.enabled
-                    slider.description = control.label
+                self._shown(i, slider.value)
+                _move(slider, control.value, min(-3.0, control.value - 1.0), max(3.0, control.value + 1.0))
+                self._shown(i, slider.value)
+                slider.disabled, slider.description = not control.enabled, control.label
                 text.value, text.disabled = _numbers(control.value), not control.enabled
             self._bgr.value, self._bgr.disabled = controls["bgr"].value, not controls["bgr"].enabled
             self._bake.value = controls["bake"].value
@@ -494,6 +507,15 @@ class Workbench(W.VBox):
                             f"{', ' + html.escape(verdict) if verdict else ''})</li>"
                             for path, title, verdict in outcome.written)
             self._written.value = f"<b>written</b><ul style='font-size:12px'>{items}</ul>"
+
+
+def _move(slider: W.FloatSlider, value: float, low: float, high: float) -> None:
+    """Give `slider` a new value and range without the front end ever clipping the value: one sync message may
+    apply value before range in any order (the message's keys are a set), and a clipped value comes back as
+    if the user had moved it. So: widen to both ranges, then the value, then the new range, in that order."""
+    slider.min, slider.max = min(low, slider.min, value), max(high, slider.max, value)
+    slider.value = value
+    slider.min, slider.max = low, high
 
 
 def _numbers(value) -> str:

@@ -22,7 +22,7 @@ class OnnxRunner(Runner):
         options = ort.SessionOptions()
         options.log_severity_level = 3
         # ORT's idle workers busy-wait by default; beside torch on few cores that spinning slows the next
-        # runtime's run (about 40 ms of notebook 01's refresh on 2 cores). Block instead.
+        # runtime's run (bench/refresh.py). Block instead.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if self.threads:
             options.intra_op_num_threads = self.threads

@@ -21,9 +21,8 @@ def trace(spec: ExportSpec, *, bake=None, post=None, check_trace: bool = True):
 
     Returns (traced module, example input, notes); the notes carry the tracer's warnings, because a trace
     through data-dependent control flow keeps one branch and still matches on inputs that take it.
-    check_trace: torch's own check (trace again, run both on the example input, compare): mobilenet_v2
-    traces in 1.2 s with it, 0.3 s without. Skip it only where the outputs are compared with PyTorch's
-    right after.
+    check_trace: torch's own check (trace again, run both on the example input, compare), most of a trace's
+    time (bench/first_render.py). Skip it only where the outputs are compared with PyTorch's right after.
     """
     import torch
 
