@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_classifier
 
+from conftest import tiny_classifier
 from workbench import Preprocess, Workbench, WorkbenchError
 from workbench.compare import Tolerance
 from workbench.preprocess import CAFFE_MEAN_BGR
