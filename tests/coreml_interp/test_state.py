@@ -58,3 +58,4 @@ def test_make_state_on_a_stateless_model_is_refused():
     interp = CoreMLInterpreter(convert(program(lambda x: mb.relu(x=x), np.ones(2, np.float32))))
     with pytest.raises(WorkbenchError, match="declares no state; make_state is for stateful"):
         interp.make_state()
+

@@ -42,21 +42,27 @@ class CoreMLInterpreter:
     removes the fp16 rounding of activations, to separate conversion errors from precision loss
     (weights stored in fp16 stay as stored: export at fp32 for an fp32 reference).
 
+    function_name: for a multifunction (iOS18) ML program, the function to run (like `MLModel`'s
+    function_name); by default the MLModel's own, else the model's default function.
+
     A reference semantics of the MIL op definitions, not bit-exact Core ML on the Neural Engine or GPU.
-    Raises WorkbenchError for an unreadable model or an op the interpreter does not implement.
+    Raises WorkbenchError for an unreadable model, an unknown function or an op the interpreter does
+    not implement.
     """
 
-    def __init__(self, model, compute_precision=None):
+    def __init__(self, model, compute_precision=None, function_name: str | None = None):
         key = getattr(compute_precision, "value", compute_precision)
         if key not in _PRECISIONS:
             raise WorkbenchError(f"compute_precision must be None (as declared) or 'fp32', not {compute_precision!r}")
         self.precision = _PRECISIONS[key]
         self.source = model if isinstance(model, (str, os.PathLike)) else None
+        function_name = function_name or getattr(model, "function_name", None)
         self.spec, program = _load(model)
-        self.description = self.spec.description
+        self.function_name = function_name or self.spec.description.defaultFunctionName or "main"
+        self.description = self._function_description()
         self.kind = self.spec.WhichOneof("Type")
         if self.kind == "mlProgram":
-            self.program: Program = from_mil(program)
+            self.program: Program = from_mil(program, self.function_name)
         elif self.kind in ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor"):
             from .neuralnetwork import from_spec
 
@@ -67,6 +73,16 @@ class CoreMLInterpreter:
         self._inputs = {f.name: f for f in self.description.input}
         self._outputs = {f.name: f for f in self.description.output}
         self._states = {f.name: f for f in self.description.state}
+
+    def _function_description(self):
+        """The inputs/outputs/states of the function to run: a multifunction model's FunctionDescription."""
+        functions = {f.name: f for f in self.spec.description.functions}
+        if not functions:
+            return self.spec.description
+        if self.function_name not in functions:
+            raise WorkbenchError(f"{self._name()} has no function {self.function_name!r}; its functions: "
+                                 f"{', '.join(functions)}. Pass function_name= one of them")
+        return functions[self.function_name]
 
     @property
     def fp16(self) -> bool:

@@ -1,0 +1,31 @@
+"""interpreter.py: model-level behaviour beyond single ops (multifunction ML programs)."""
+
+import coremltools as ct
+import numpy as np
+import pytest
+from _mil import assert_close, mb
+
+from workbench.coreml_interp import CoreMLInterpreter
+from workbench.errors import WorkbenchError
+
+
+def test_a_multifunction_model_runs_the_function_asked_for(tmp_path):
+    """iOS18 multifunction packages: the default function, or function_name= as MLModel takes it."""
+    x = np.array([[-1.0, 2.0, -3.0]], np.float32)
+    for name, build in [("a", lambda x: mb.relu(x=x)), ("b", lambda x: mb.mul(x=x, y=2.0))]:
+        prog = mb.program(input_specs=[mb.TensorSpec(shape=x.shape)], opset_version=ct.target.iOS18)(build)
+        ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS18).save(
+            str(tmp_path / f"{name}.mlpackage"))
+    desc = ct.utils.MultiFunctionDescriptor()
+    desc.add_function(str(tmp_path / "a.mlpackage"), src_function_name="main", target_function_name="relu_fn")
+    desc.add_function(str(tmp_path / "b.mlpackage"), src_function_name="main", target_function_name="double_fn")
+    desc.default_function_name = "relu_fn"
+    path = tmp_path / "both.mlpackage"
+    ct.utils.save_multifunction(desc, str(path))
+    assert_close(next(iter(CoreMLInterpreter(path).predict({"x": x}).values())), np.maximum(x, 0), 0, 0)
+    double = CoreMLInterpreter(path, function_name="double_fn")
+    assert_close(next(iter(double.predict({"x": x}).values())), 2 * x, 0, 0)
+    loaded = ct.models.MLModel(str(path), skip_model_load=True, function_name="double_fn")
+    assert_close(next(iter(CoreMLInterpreter(loaded).predict({"x": x}).values())), 2 * x, 0, 0)
+    with pytest.raises(WorkbenchError, match=r"has no function 'nope'; its functions: relu_fn, double_fn"):
+        CoreMLInterpreter(path, function_name="nope")
