@@ -296,8 +296,9 @@ def test_property_imagetype_approximation_stays_within_max_error(mean, std):
 # -- timm's pretrained_cfg --------------------------------------------------------------------------------
 
 def test_from_timm_reads_mean_std_size_interpolation_and_crop_pct():
-    cfg = {"architecture": "mobilevit_xs", "tag": "cvnets_in1k", "input_size": (3, 256, 256), "interpolation": "bicubic",
-           "crop_pct": 0.9, "crop_mode": "center", "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
+    cfg = {"architecture": "mobilevit_xs", "tag": "cvnets_in1k", "input_size": (3, 256, 256),
+           "interpolation": "bicubic", "crop_pct": 0.9, "crop_mode": "center", "mean": (0.0, 0.0, 0.0),
+           "std": (1.0, 1.0, 1.0)}
     pre = Preprocess.from_timm(cfg)
     assert pre.size == (256, 256) and pre.resize == 284 and pre.interpolation == "bicubic" and pre.fit == "crop"
     assert pre.scale == pytest.approx((1 / 255,) * 3) and pre.bias == pytest.approx((0.0,) * 3)
