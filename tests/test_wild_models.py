@@ -222,3 +222,23 @@ def test_constraints_bound_numpy_below_the_coremltools_break():
     lines = (Path(__file__).resolve().parents[1] / "constraints.txt").read_text().splitlines()
     numpy_req = next(Requirement(x) for x in lines if x.strip() and not x.startswith("#") and x.startswith("numpy"))
     assert "2.3.5" in numpy_req.specifier and "2.4.0" not in numpy_req.specifier
+
+
+# -- 4. fp16 overflow, as random-init MobileOne's logits (about 1e15) -------------------------------------
+
+def test_fp16_overflow_is_named_in_the_check_of_a_classifier(samples, tmp_path):
+    pytest.importorskip("coremltools")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 3)).eval()
+    with torch.no_grad():
+        model[4].weight.mul_(1e7)  # logits ~1e5: past fp16's 65504
+    session = Session(model, samples, preprocess=Preprocess.preset("unit", size=(16, 16)), task="classification",
+                      labels=["a", "b", "c"])
+    assert np.abs(session.reference["output"]).max() > 65504
+    result = session.check(["coreml"], tmp_path).formats["coreml"]
+    assert result.passed is False
+    # the Core ML classifier gives probabilities, finite in the reference: the overflow is in the model's logits
+    assert any("fp16 overflow (the model's 'output' reaches" in f for f in result.comparison.failures), \
+        result.comparison.failures
+    assert result.divergence and "fp16 overflow: op" in result.divergence, result.divergence

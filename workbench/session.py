@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import formats as _formats
-from .compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare
+from .compare import DEFAULT_TOLERANCES, FP16_MAX, Comparison, Tolerance, compare
 from .errors import OutputError, RuntimeUnavailable, WorkbenchError
 from .formats import Artifact, ExportSpec, Runner
 from .formats.torchscript.runner import TorchRunner
@@ -293,8 +293,19 @@ class Reference:
         its precision unless one is given."""
         tol = tolerance or DEFAULT_TOLERANCES[artifact.precision if artifact else "fp32"]
         expected = artifact.expected(self.reference) if artifact else self.reference
-        return compare(expected, outputs, task=self.task, tolerance=tol, images=[i.name for i in self.images],
-                       name=name)
+        result = compare(expected, outputs, task=self.task, tolerance=tol, images=[i.name for i in self.images],
+                         name=name)
+        if artifact is not None and artifact.precision == "fp16":
+            # a classifier's artifact gives probabilities: the logits that overflowed fp16 are the model's own
+            for out, value in self.reference.items():
+                peak = float(np.abs(value).max()) if np.isfinite(value).all() else 0.0
+                if peak > FP16_MAX:
+                    result.failures = [
+                        f.replace(": non-finite values", f": non-finite values: fp16 overflow (the model's {out!r} "
+                                  f"reaches {peak:.3g}, beyond fp16's {FP16_MAX:g}): run at fp32 (Core ML: "
+                                  "--precision fp32)", 1)
+                        if f"output {out!r} on " in f and "fp16 overflow" not in f else f for f in result.failures]
+        return result
 
 
 def _resized(pre: Preprocess, resize: int | None, crop_pct: float | None, interpolation: str | None) -> Preprocess:
