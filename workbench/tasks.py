@@ -7,8 +7,8 @@ and adds the metrics that matter to users of that task (top-1 agreement, mIoU) t
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
