@@ -77,8 +77,11 @@ class Worker:
 
     def __init__(self, script: Path, args: list[str], *, what: str, packages: str):
         self.what = what
+        # stderr to a file, not a pipe: nobody reads a pipe while the worker runs, and a runtime that logs
+        # enough would fill it and block
+        self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(_command(script, packages) + args, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     stdout=subprocess.PIPE, stderr=self.log)
         self.reply = self._read()  # the script's first message: it loaded, or why not
         if isinstance(self.reply, dict) and self.reply.get("error"):
             self.close()
@@ -88,7 +91,8 @@ class Worker:
         header = self.proc.stdout.read(8)
         if len(header) < 8:
             self.proc.kill()
-            err = self.proc.stderr.read().decode(errors="replace").strip().splitlines()
+            self.log.seek(0)
+            err = self.log.read().decode(errors="replace").strip().splitlines()
             raise WorkbenchError(f"{self.what} stopped (exit code {self.proc.wait()}): "
                                  f"{err[-1] if err else 'no message'}")
         (n,) = struct.unpack("<Q", header)
@@ -114,5 +118,5 @@ class Worker:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            stream.close()
+        self.proc.stdout.close()
+        self.log.close()

@@ -7,7 +7,6 @@ entry point (`_tools.mnnconvert`) directly, which does neither.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -15,43 +14,19 @@ from ..._files import atomic_output
 from ...errors import WorkbenchError, first_line, require
 from ..base import Artifact, ExportSpec
 from ..ncnn.export import mean_norm_note, onnx_for
-
-
-def _silenced_fds():
-    """The converter prints from C++: stdout/stderr go to /dev/null while it runs."""
-    import contextlib
-    import sys
-
-    @contextlib.contextmanager
-    def silenced():
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        saved = [os.dup(1), os.dup(2)]
-        null = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(null, 1)
-            os.dup2(null, 2)
-            yield
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved + [null]:
-                os.close(fd)
-    return silenced()
+from .validate import native_quiet
 
 
 def convert(onnx_path: Path, out: Path, *, fp16: bool = False) -> None:
     """MNN's converter on `onnx_path`, writing `out`; WorkbenchError when it fails."""
-    require("MNN", "MNN")
-    import _tools  # MNN's converter, shipped in the MNN wheel; not MNN.tools (its logger phones home)
+    with native_quiet():
+        require("MNN", "MNN")
+        import _tools  # MNN's converter, shipped in the MNN wheel; not MNN.tools (its logger phones home)
 
     argv = ["mnnconvert", "-f", "ONNX", "--modelFile", str(onnx_path), "--MNNModel", str(out),
             "--bizCode", "workbench"] + (["--fp16"] if fp16 else [])
     try:
-        with _silenced_fds():
+        with native_quiet():
             ok = _tools.mnnconvert(argv)
     except Exception as exc:
         raise WorkbenchError(f"MNN's converter failed on the ONNX export: {first_line(exc)}") from exc

@@ -20,13 +20,14 @@ class MnnRunner(NativeRunner):
     def _activate(self):
         import MNN
 
-        from .validate import load
+        from .validate import load, native_quiet
 
         self.MNN = MNN
         self.interp = load(self.artifact.path)
         precision = "low" if self.artifact.precision == "fp16" else "high"
-        self.session = self.interp.createSession({"numThread": int(self.threads), "precision": precision,
-                                                  "backend": "CPU"})
+        with native_quiet():
+            self.session = self.interp.createSession({"numThread": int(self.threads), "precision": precision,
+                                                      "backend": "CPU"})
         self.input = self.interp.getSessionInput(self.session)
         outputs = self.interp.getSessionOutputAll(self.session)
         missing = [n for n in self.artifact.output_names if n not in outputs]
