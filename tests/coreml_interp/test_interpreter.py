@@ -29,3 +29,31 @@ def test_a_multifunction_model_runs_the_function_asked_for(tmp_path):
     assert_close(next(iter(CoreMLInterpreter(loaded).predict({"x": x}).values())), 2 * x, 0, 0)
     with pytest.raises(WorkbenchError, match=r"has no function 'nope'; its functions: relu_fn, double_fn"):
         CoreMLInterpreter(path, function_name="nope")
+
+
+def test_fp16_rounding_is_skipped_only_where_it_cannot_change_a_value(monkeypatch):
+    """Ops that only move, pick or clamp their fp16 inputs' values (relu, reshape, max_pool...) give fp16-exact
+    outputs; the compiler skips their rounding, and the outputs are those of rounding everything."""
+    from _mil import FP16, convert, program, rand
+
+    from workbench.coreml_interp import program as compiled
+
+    x = rand(1, 2, 6, 6)
+    w = rand(3, 2, 3, 3, seed=1)
+
+    def build(x):
+        y = mb.relu(x=mb.conv(x=x, weight=w))
+        return mb.reshape(x=mb.max_pool(x=y, kernel_sizes=[2, 2], strides=[2, 2], pad_type="valid"), shape=[1, -1])
+
+    model = convert(program(build, x), precision=FP16, passes=ct.PassPipeline.DEFAULT)  # casts to fp16
+    interp = CoreMLInterpreter(model)
+    rounded = {s.op_type: any(h for _, h in s.outputs) for s in interp.program.steps}
+    assert rounded["conv"], rounded
+    assert not rounded["relu"] and not rounded["max_pool"] and not rounded["reshape"], rounded
+    monkeypatch.setattr(compiled, "_SELECTS_VALUES", set())
+    every = CoreMLInterpreter(model)
+    assert all(h for s in every.program.steps for _, h in s.outputs if s.op_type in ("relu", "max_pool")), \
+        "with the set emptied every fp16 output is rounded"
+    a, b = interp.predict({"x": x}), every.predict({"x": x})
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])

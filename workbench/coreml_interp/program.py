@@ -104,6 +104,16 @@ def dtype_name(var) -> str:
         return str(var.dtype)
 
 
+# ops whose every output element is one of their input elements (or an fp16 constant they clamp to), so an
+# fp16 output of fp16 inputs is already fp16-exact
+_SELECTS_VALUES = {
+    "identity", "reshape", "transpose", "squeeze", "expand_dims", "flatten2d", "slice_by_index", "slice_by_size",
+    "concat", "split", "stack", "tile", "reverse", "pad", "gather", "gather_along_axis", "gather_nd", "crop",
+    "depth_to_space", "space_to_depth", "pixel_shuffle", "pixel_unshuffle", "upsample_nearest_neighbor",
+    "resize_nearest_neighbor", "relu", "relu6", "clip", "threshold", "max_pool", "reduce_max", "reduce_min",
+    "maximum", "minimum", "select", "abs", "sign", "floor", "ceil",
+}
+
 # ops the compiler runs once when all their inputs are constants (constexpr_* ops always are)
 _FOLD_ON_CONSTANTS = {"dequantize", "quantize"}
 
@@ -197,7 +207,10 @@ class _Compiler:
                     dynamic.append((arg, var.name))
             if getattr(fn_, "captures", None):
                 dynamic += [(f"{CAPTURE}{name}", name) for name in fn_.captures]
-            outputs = [(v.name, _is_fp16(v)) for v in outs]
+            # ops whose outputs are their fp16 inputs' values (moved, chosen or clamped to fp16 constants) need
+            # no rounding: their inputs were rounded already
+            exact = operation.op_type in _SELECTS_VALUES
+            outputs = [(v.name, _is_fp16(v) and not exact) for v in outs]
             if operation.op_type.startswith("constexpr_") or (not dynamic and operation.op_type in _FOLD_ON_CONSTANTS):
                 # compressed weights: decompressed once here, so runs cost what an uncompressed model costs
                 if dynamic:
