@@ -476,3 +476,25 @@ def test_quantized_weights_match_coremltools_dequantization(mode, nbits, tmp_pat
         outs.append(CoreMLInterpreter(path).predict({"x": x.reshape(2, 5, 5)})["y"])
     assert_close(outs[0], outs[1], 1e-4, 1e-5, f"{mode} {nbits} bits against coremltools' dequantization")
     assert not np.allclose(outs[0], outs[2], atol=1e-6, rtol=0), "the weights were not quantized"
+
+
+def test_classifier_and_regressor_heads(tmp_path):
+    x = np.array([0.5, 2.0, -1.0], np.float32)
+    b = NeuralNetworkBuilder([("x", datatypes.Array(3))], [("probs", None)], mode="classifier",
+                             disable_rank5_shape_mapping=True)
+    b.add_softmax_nd("sm", "x", "probs", axis=-1)
+    b.set_class_labels(["cat", "dog", "bird"], predicted_feature_name="label", prediction_blob="probs")
+    path = tmp_path / "cls.mlmodel"
+    ct.utils.save_spec(b.spec, str(path))
+    out = CoreMLInterpreter(path).predict({"x": x})
+    e = np.exp(x - x.max())
+    assert out["label"] == "dog"
+    assert_close([out["probs"][c] for c in ("cat", "dog", "bird")], e / e.sum(), 1e-6, 1e-6)
+    r = NeuralNetworkBuilder([("x", datatypes.Array(3))], [("score", None)], mode="regressor",
+                             disable_rank5_shape_mapping=True)
+    r.add_reduce_sum("s", "x", "score", axes=[0], keepdims=True)
+    path = tmp_path / "reg.mlmodel"
+    ct.utils.save_spec(r.spec, str(path))
+    interp = CoreMLInterpreter(path)
+    assert interp.kind == "neuralNetworkRegressor"
+    assert_close(interp.predict({"x": x})["score"], [x.sum()], 1e-6, 0)
