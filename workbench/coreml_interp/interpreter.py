@@ -57,7 +57,7 @@ class CoreMLInterpreter:
         self.precision = _PRECISIONS[key]
         self.source = model if isinstance(model, (str, os.PathLike)) else None
         function_name = function_name or getattr(model, "function_name", None)
-        self.spec, program = _load(model)
+        self.spec, program, weights_dir = _load(model)
         self.function_name = function_name or self.spec.description.defaultFunctionName or "main"
         self.description = self._function_description()
         self.kind = self.spec.WhichOneof("Type")
@@ -67,9 +67,13 @@ class CoreMLInterpreter:
             from .neuralnetwork import from_spec
 
             self.program = from_spec(self.spec)
+        elif self.kind in ("pipeline", "pipelineClassifier", "pipelineRegressor"):
+            from .pipeline import from_pipeline
+
+            self.program = from_pipeline(self.spec, weights_dir, self._name())
         else:
             raise WorkbenchError(f"{self._name()} is a Core ML {self.kind} model; the interpreter runs ML "
-                                 "programs and neural networks")
+                                 "programs, neural networks, and pipelines of them (with non-maximum suppression)")
         self._inputs = {f.name: f for f in self.description.input}
         self._outputs = {f.name: f for f in self.description.output}
         self._states = {f.name: f for f in self.description.state}
@@ -200,7 +204,7 @@ class InterpreterState:
 
 
 def _load(model):
-    """(spec, MIL program or None) from an MLModel or a path."""
+    """(spec, MIL program or None, weights folder or None) from an MLModel or a path."""
     ct = require("coremltools", "coremltools")
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
@@ -211,7 +215,7 @@ def _load(model):
                 spec = ct.utils.load_spec(str(path))
             except Exception as exc:
                 raise WorkbenchError(f"{path} is not a readable Core ML model ({exc}); re-export it") from exc
-            return spec, None
+            return spec, None, None
         if path.suffix != ".mlpackage":
             raise WorkbenchError(f"{path}: expected an .mlpackage or .mlmodel")
         if not (path / "Manifest.json").is_file():
@@ -223,8 +227,9 @@ def _load(model):
     if not isinstance(model, ct.models.MLModel):
         raise WorkbenchError(f"CoreMLInterpreter takes an MLModel or a path, not {type(model).__name__}")
     spec = model.get_spec()
+    weights_dir = getattr(model, "weights_dir", None)
     if spec.WhichOneof("Type") != "mlProgram":
-        return spec, None
+        return spec, None, weights_dir
     program = getattr(model, "_mil_program", None)
     if program is None:
         from coremltools.converters.mil.frontend.milproto.load import load
@@ -235,7 +240,7 @@ def _load(model):
         except Exception as exc:
             raise WorkbenchError(f"cannot read the ML program in {model.package_path or 'the model'} "
                                  f"(weights folder {weights}): {exc}; re-export it") from exc
-    return spec, program
+    return spec, program, weights_dir
 
 
 def _describe(feature) -> str:
