@@ -498,3 +498,13 @@ def test_classifier_and_regressor_heads(tmp_path):
     interp = CoreMLInterpreter(path)
     assert interp.kind == "neuralNetworkRegressor"
     assert_close(interp.predict({"x": x})["score"], [x.sum()], 1e-6, 0)
+
+
+def test_int8_dynamic_quantize_weights(tmp_path):
+    rng = np.random.default_rng(1)
+    q = rng.integers(-128, 128, (4, 6)).astype(np.int8)
+    x = rand(6)
+    out = run(tmp_path, {"x": x}, lambda b: b.add_inner_product(
+        "ip", q.tobytes(), None, 6, 4, False, "x", "y", is_quantized_weight=True, quantization_type="linear",
+        nbits=8, quant_scale=np.array([0.02]), int_8_dynamic_quantize=True))
+    assert_close(out, (q.astype(np.float32) * 0.02) @ x, 1e-5, 1e-5)

@@ -30,8 +30,9 @@ _COLOR = _ft.ImageFeatureType.ColorSpace.Value
 
 def weights(params, shape=None, axis: int = 0) -> torch.Tensor:
     """A WeightParams message as a float32 tensor: float32, float16 or raw float32 storage, or weights
-    quantized to 1-8 bits (packed most significant bit first, as coremltools' quantize_weights writes them),
-    dequantized linearly (scale and bias per tensor or per channel along `axis`) or by lookup table."""
+    quantized to 1-8 bits (packed most significant bit first, as coremltools' quantize_weights writes them,
+    or int8 for int8DynamicQuantize layers), dequantized linearly (scale and bias per tensor or per channel
+    along `axis`) or by lookup table. (A dynamically quantized layer's int8 activations are not emulated.)"""
     if params.HasField("quantization") and params.quantization.WhichOneof("QuantizationType"):
         return torch.from_numpy(_dequantize(params, shape, axis))
     if len(params.floatValue):
@@ -48,7 +49,8 @@ def weights(params, shape=None, axis: int = 0) -> torch.Tensor:
 def _dequantize(params, shape, axis: int) -> np.ndarray:
     q = params.quantization
     nbits = int(q.numberOfBits)
-    raw = np.frombuffer(params.rawValue, np.uint8)
+    signed = len(params.int8RawValue) > 0  # int8DynamicQuantize layers: signed codes, scale only
+    raw = np.frombuffer(params.int8RawValue if signed else params.rawValue, np.int8 if signed else np.uint8)
     count = int(np.prod(shape)) if shape is not None else raw.size * 8 // nbits
     if nbits == 8:
         codes = raw[:count].astype(np.int64)
@@ -64,7 +66,7 @@ def _dequantize(params, shape, axis: int) -> np.ndarray:
                              "quantization; re-export the model")
     arr = codes.astype(np.float32).reshape(shape if shape is not None else (-1,))
     scale = np.asarray(q.linearQuantization.scale, np.float32)
-    bias = np.asarray(q.linearQuantization.bias, np.float32)
+    bias = np.asarray(q.linearQuantization.bias or [0.0], np.float32)
     per = [1] * arr.ndim
     per[axis if arr.ndim > 1 else 0] = -1
     scale = scale.reshape(per) if scale.size > 1 else scale.reshape(())
