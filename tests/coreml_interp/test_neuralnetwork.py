@@ -275,6 +275,11 @@ def test_normalization_and_reduction_layers(tmp_path):
             (v ** 2).sum(axis, keepdims=keepdims)))]:
         out = run(tmp_path, {"x": x}, lambda b, mode=mode: b.add_reduce("l", "x", "y", axis="HW", mode=mode))
         assert_close(out, fn(x, axis=(-2, -1), keepdims=True), 1e-5, 1e-5, f"reduce {mode}")
+    pos = np.abs(x) + 0.5
+    out = run(tmp_path, {"x": pos}, lambda b: b.add_reduce("l", "x", "y", axis="CHW", mode="logsum", epsilon=1e-3))
+    assert_close(out, np.log(pos + 1e-3).sum((-3, -2, -1), keepdims=True), 1e-4, 1e-5, "reduce logsum: sum of logs")
+    out = run(tmp_path, {"a": x, "b": x + 1}, lambda b: b.add_elementwise("l", ["a", "b"], "y", "SEQUENCE_CONCAT"))
+    assert_close(out, np.concatenate([x, x + 1], 0), 0, 0, "sequence concat")
     out = run(tmp_path, {"x": x}, lambda b: b.add_reduce("l", "x", "y", axis="C", mode="argmax"))
     assert_close(out, np.argmax(x, -3)[:, None], 0, 0, "reduce argmax")
     for method, fn in [("add_reduce_l1", lambda v: np.abs(v).sum(1)), ("add_reduce_prod", lambda v: v.prod(1)),

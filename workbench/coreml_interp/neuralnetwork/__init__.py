@@ -204,6 +204,12 @@ def _binary(op_type):
 
 
 def _concat(b, name, p, inputs, outputs):
+    """Along the channels (axis -3), or along the sequence (axis -5, the first of a rank-5 blob)."""
+    if p.sequenceConcat:
+        concat = kernel("concat")
+        b.add(name, "concat", inputs, outputs, dynamic=[("values", list(inputs))],
+              fn=lambda values: concat(values, -5 if values[0].dim() >= 5 else 0))
+        return
     b.add(name, "concat", inputs, outputs, {"axis": -3, "interleave": False}, dynamic=[("values", list(inputs))])
 
 

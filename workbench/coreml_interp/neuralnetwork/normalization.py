@@ -25,7 +25,8 @@ def _mvn(b, name, p, inputs, outputs):
 
 @layer("l2normalize")
 def _l2_normalize(b, name, p, inputs, outputs):
-    b.add(name, "l2_norm", inputs, outputs, {"axes": np.asarray([-3, -2, -1]), "epsilon": float(p.epsilon)})
+    b.add(name, "l2_norm", inputs, outputs, {"axes": np.asarray([-3, -2, -1]),
+                                             "epsilon": float(p.epsilon) or 1e-6})  # 1e-6 when unset
 
 
 @layer("lrn")

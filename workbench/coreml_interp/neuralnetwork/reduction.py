@@ -22,9 +22,9 @@ def _reduce(b, name, p, inputs, outputs):
         argmax = kernel("reduce_argmax")
         b.add(name, "reduce_argmax", inputs, outputs, fn=lambda x: argmax(x, axes[0], True).float())
         return
-    if mode == "LOGSUM":  # log(sum(x)), x shifted by epsilon
-        eps = float(p.epsilon)
-        b.add(name, "reduce_log_sum", inputs, outputs, fn=lambda x: torch.log((x + eps).sum(axes, keepdim=True)))
+    if mode == "LOGSUM":  # NeuralNetwork.proto: the sum of ln(x + epsilon), epsilon 1e-6 when unset
+        eps = float(p.epsilon) or 1e-6
+        b.add(name, "reduce_log_sum", inputs, outputs, fn=lambda x: torch.log(x + eps).sum(axes, keepdim=True))
         return
     b.add(name, _MODES[mode], inputs, outputs, {"axes": np.asarray(axes), "keep_dims": True})
 
