@@ -139,7 +139,7 @@ def test_nd_shape_layers(tmp_path):
         (lambda b: b.add_constant_pad("l", ["x"], "y", value=7.0, pad_amounts=[0, 0, 1, 0, 0, 2]),
          np.pad(x, [(0, 0), (1, 0), (0, 2)], constant_values=7.0)),
         (lambda b: b.add_constant_pad("l", ["x"], "y", value=0.0, pad_to_given_output_size_mode=True,
-                                      pad_amounts=[0, 0, 0, 5, 1, 6]), np.pad(x, [(0, 0), (0, 2), (1, 1)])),
+                                      pad_amounts=[0, 0, 0, 5, 6, 0]), np.pad(x, [(0, 0), (0, 2), (2, 0)])),
         (lambda b: b.add_range_static("l", "y", end=5, start=1, step=2), np.arange(1, 5, 2)),
         (lambda b: b.add_matrix_band_part("l", "x", "y", num_lower=1, num_upper=0),
          np.where(np.tril(np.ones((3, 4))) - np.tril(np.ones((3, 4)), -2) > 0, x, 0)),

@@ -316,8 +316,9 @@ def _rank_preserving_reshape(b, name, p, inputs, outputs):
 
 @layer("constantPad")
 def _constant_pad(b, name, p, inputs, outputs):
-    """padAmounts: (begin, end) per axis, for the last len/2 axes; padToGivenOutputSizeMode reads each end
-    amount as the axis's output size (0 leaves the axis as it is) and pads at the end."""
+    """padAmounts: (begin, end) per axis, for the last len/2 axes. padToGivenOutputSizeMode reads the one
+    non-zero amount of each pair as the axis's output size, padded at that side (begin or end); (0, 0)
+    leaves the axis as it is."""
     amounts = [int(v) for v in p.padAmounts]
     value, to_size = float(p.value), bool(p.padToGivenOutputSizeMode)
 
@@ -327,7 +328,7 @@ def _constant_pad(b, name, p, inputs, outputs):
         pairs = [(a[2 * i], a[2 * i + 1]) for i in range(n)]
         if to_size:
             sizes = x.shape[x.dim() - n:]
-            pairs = [(0, 0) if e == 0 else (s, e - size - s) for (s, e), size in zip(pairs, sizes)]
+            pairs = [(s - size, 0) if s else (0, e - size) if e else (0, 0) for (s, e), size in zip(pairs, sizes)]
         order = []
         for s, e in reversed(pairs):
             order += [s, e]
