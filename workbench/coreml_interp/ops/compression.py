@@ -6,8 +6,9 @@ have two signatures: iOS16 packs indices and masks into bytes and takes the outp
 unpacked tensors of the output's rank and adds blocks (a scale or LUT per block of the output) and
 vector palettization. The kernels tell them apart by their arguments.
 
-Decompression is computed in float64 numpy and returned as float32 (fp16 outputs are rounded to fp16 by
-the compiler, as the weights they stand for are stored in fp16).
+Decompression is computed in float32 numpy, block parameters broadcast over a blocked view of the weight
+rather than repeated to its size (fp16 outputs are then rounded to fp16 by the compiler, as the weights
+they stand for are stored in fp16).
 """
 
 from __future__ import annotations
@@ -34,22 +35,29 @@ def _out(arr: np.ndarray):
 
 
 def _unpack_bits(packed, nbits: int, count: int) -> np.ndarray:
-    """iOS16 packing: elements of `nbits` bits, least significant bit first, one byte after the other."""
-    bits = np.unpackbits(_np(packed).astype(np.uint8).reshape(-1), bitorder="little")[:count * nbits]
-    weights = (1 << np.arange(nbits)).astype(np.int64)
-    return (bits.reshape(count, nbits).astype(np.int64) * weights).sum(1)
+    """iOS16 packing: elements of `nbits` bits, least significant bit first, one byte after the other.
+    (Built bit plane by bit plane into uint16 codes: a large weight never becomes an int64 bit matrix.)"""
+    raw = _np(packed).astype(np.uint8).reshape(-1)
+    if nbits == 8:
+        return raw[:count]
+    bits = np.unpackbits(raw, bitorder="little")[:count * nbits].reshape(count, nbits)
+    codes = np.zeros(count, np.uint16)
+    for b in range(nbits):
+        codes |= bits[:, b].astype(np.uint16) << b
+    return codes
 
 
-def _repeat_blocks(param: np.ndarray, shape) -> np.ndarray:
-    """A per-block parameter (one value per block of `shape`) repeated to `shape` (block i -> elements
-    i*b .. (i+1)*b-1 on each axis)."""
-    for axis, (n, m) in enumerate(zip(shape, param.shape)):
+def _blockwise(data: np.ndarray, param: np.ndarray, fn) -> np.ndarray:
+    """fn(data, param) where `param` has one value per block of `data` (block i -> elements i*b .. (i+1)*b-1
+    on each axis), by broadcasting over a blocked view rather than repeating `param` to data's size."""
+    view, pshape = [], []
+    for axis, (n, m) in enumerate(zip(data.shape, param.shape)):
         if n % m:
             raise WorkbenchError(f"a block-wise parameter of shape {param.shape} does not divide the weight shape "
-                                 f"{tuple(shape)} at axis {axis}; the model is malformed, re-export it")
-        if n != m:
-            param = np.repeat(param, n // m, axis)
-    return param
+                                 f"{data.shape} at axis {axis}; the model is malformed, re-export it")
+        view += [m, n // m]
+        pshape += [m, 1]
+    return fn(data.reshape(view), param.reshape(pshape)).reshape(data.shape)
 
 
 def _per_axis(param: np.ndarray, rank: int, axis) -> np.ndarray:
@@ -88,9 +96,11 @@ def _lut_to_dense(indices: np.ndarray, lut: np.ndarray, vector_axis) -> np.ndarr
         if n % m:
             raise WorkbenchError(f"a LUT of shape {lut.shape} does not divide the indices' shape {indices.shape} "
                                  f"at axis {axis}; the model is malformed, re-export it")
+        if m == 1:  # one table along this axis: nothing to add (and no full-size array to build)
+            continue
         ids = (np.arange(n) // (n // m)).reshape([-1 if i == axis else 1 for i in range(rank)])
         block = block * m + ids
-    flat = block * palettes + indices.astype(np.int64)
+    flat = block * palettes + indices.astype(np.int32 if block.size == 1 and palettes <= 256 else np.int64)
     picked = lut.reshape(-1, vector)[flat]  # [*indices, vector]
     if vector == 1:
         return picked[..., 0]
@@ -133,10 +143,10 @@ def constexpr_sparse_to_dense(nonzero_data, mask, shape=None):
 
 
 def _shift_scale(data: np.ndarray, scale: np.ndarray, offset) -> np.ndarray:
-    out = data.astype(np.float64)
+    out = data.astype(np.float32)
     if offset is not None:
-        out = out - _repeat_blocks(_np(offset).astype(np.float64), data.shape)
-    return out * _repeat_blocks(scale.astype(np.float64), data.shape)
+        out = _blockwise(out, _np(offset).astype(np.float32), np.subtract)
+    return _blockwise(out, scale.astype(np.float32), np.multiply)
 
 
 @op("constexpr_blockwise_shift_scale", since=18)
