@@ -303,3 +303,26 @@ def test_compare_names_fp16_overflow_when_the_reference_passes_65504():
     assert result.failures and "fp16 overflow (the reference reaches 1e+05, beyond fp16's 65504)" in result.failures[0]
     small = compare({"out": np.array([[1.0, 2.0]], np.float32)}, {"out": np.array([[np.nan, 2.0]], np.float32)})
     assert "non-finite values" in small.failures[0] and "overflow" not in small.failures[0]
+
+
+def test_locator_skips_a_same_named_value_in_another_layout():
+    """coremltools can move a permute across an op and keep the op's name (timm edgenext's channels-last add):
+    the values are the same numbers in another layout, not a divergence."""
+    from types import SimpleNamespace
+
+    from workbench.coreml_interp.divergence import mil_name, torch_values
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.ReLU()).eval()
+    x = torch.randn(1, 3, 5, 6)
+    traced = torch.jit.trace(net, x)
+    name, value = next((k, v) for k, v in torch_values(traced, x).items() if v.shape == (1, 4, 5, 6))
+    channels_last = value.permute(0, 2, 3, 1).contiguous()  # same numel, other layout
+
+    class Fake:
+        program = SimpleNamespace(steps=[SimpleNamespace(outputs=[(mil_name(name), None)])])
+
+        def predict(self, feed, observe, image_outputs):
+            observe("add", mil_name(name), [channels_last])
+
+    found = locate(traced, x, Fake(), {})
+    assert found.first is None and found.matched == 0, found.describe()

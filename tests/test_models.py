@@ -380,6 +380,8 @@ def test_timm_random_weights_carry_the_pretrained_cfg_preprocessing():
     pytest.importorskip("timm")
     loaded = load_model("timm:test_vit", weights="none")
     assert loaded.name == "test_vit" and loaded.task == "classification" and len(loaded.labels) == 1000
+    # unique, as a Core ML classifier's {label: probability} needs: ImageNet has two "crane"s and two "maillot"s
+    assert len(set(loaded.labels)) == 1000 and "crane (n02012849)" in loaded.labels
     assert any("random weights" in n for n in loaded.notes)
     pre = loaded.preprocess  # test_vit.r160_in1k: 160 px, crop_pct 0.95, bicubic, mean/std 0.5
     assert pre.size == (160, 160) and pre.resize == int(160 / 0.95) and pre.interpolation == "bicubic"

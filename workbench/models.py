@@ -204,7 +204,11 @@ def _timm(name: str, weights) -> LoadedModel:
         from timm.data import ImageNetInfo
 
         info = ImageNetInfo()
-        loaded.labels = [info.index_to_description(i).split(",")[0] for i in range(1000)]
+        short = [info.index_to_description(i).split(",")[0] for i in range(1000)]
+        # two "crane"s and two "maillot"s: a Core ML classifier maps labels to probabilities, so each must be
+        # unique (the second of each collapsed onto the first and misaligned every probability after it)
+        loaded.labels = [f"{s} ({info.index_to_label_name(i)})" if short.count(s) > 1 else s
+                         for i, s in enumerate(short)]
     return loaded
 
 

@@ -8,7 +8,7 @@ from workbench import fixes
 
 
 def test_the_known_gaps_are_registered():
-    assert {"prelu_rank2", "int_of_shape", "swapaxes"} <= set(fixes.registry())
+    assert {"prelu_rank2", "int_of_shape", "swapaxes", "addcmul"} <= set(fixes.registry())
 
 
 def test_a_name_registered_twice_is_refused():

@@ -125,6 +125,12 @@ def torch_values(traced, x: torch.Tensor) -> dict[str, torch.Tensor]:
     return {v.debugName(): o for (_, v), o in zip(produced, outs) if isinstance(o, torch.Tensor)}
 
 
+def _dims(t: torch.Tensor) -> tuple[int, ...]:
+    """A tensor's shape without its 1s: (1, K) and (1, K, 1, 1) are one layout, (1, 24, 64, 64) and
+    (1, 64, 64, 24) are not."""
+    return tuple(d for d in t.shape if d != 1)
+
+
 def mil_name(torch_name: str) -> str:
     """The name coremltools gives a TorchScript value."""
     name = re.sub(r"\W", "_", torch_name)
@@ -149,8 +155,8 @@ def locate(traced, torch_input: torch.Tensor, interpreter, feed: dict,
         for name, value in zip(names, outputs):
             key = _SUFFIXES.sub("", name)
             ref = reference.get(key)
-            if ref is None or not isinstance(value, torch.Tensor) or ref.numel() != value.numel():
-                continue
+            if ref is None or not isinstance(value, torch.Tensor) or _dims(ref) != _dims(value):
+                continue  # same name, other layout (edgenext's channels-last add): not the same value
             seen.append((index[0] - 1, op_type, op_name, name, key, value.detach().clone(), ref))
 
     interpreter.predict(feed, observe=observe, image_outputs="array")
