@@ -227,7 +227,7 @@ class Workbench(W.VBox):
         self._page = W.HTML()
         self._images = W.Text(placeholder="a folder or image file of your own", description="images",
                               layout=W.Layout(width="50%"))
-        self._load = W.Button(description="Use these images", icon="folder-open")
+        self._load = W.Button(description="Use these images", icon="folder-open", layout=W.Layout(width="auto"))
         self._load.on_click(lambda _: self._act(lambda: self.controller.load_images(self._images.value.strip())))
         self._previous.on_click(lambda _: self._act(lambda: self.controller.show_page(self.controller.page - 1)))
         self._next.on_click(lambda _: self._act(lambda: self.controller.show_page(self.controller.page + 1)))
