@@ -426,3 +426,28 @@ def test_your_own_images_from_the_widget(samples, tmp_path):
         assert "nothing-here" in w.shown()["errors"] and len(w.session.images) == 2  # the last good images stay
     finally:
         w.close()
+
+
+def test_a_slow_format_converts_in_the_background_while_the_controls_work(samples):
+    """Issue 15: adding a format to the live set converts it in a worker thread; the widget stays usable."""
+    import asyncio
+
+    w = Workbench(tiny_classifier(), samples, preprocess=Preprocess.preset("unit", size=(16, 16)),
+                  task="classification", formats=("onnx",))
+
+    async def tick_then_move():
+        w.control("live:torchscript").value = True
+        assert "converting to TorchScript" in w.status["torchscript"]
+        assert "converting to TorchScript" in w.shown()["metrics"]
+        w.preprocess = Preprocess.preset("raw", size=(16, 16))  # the controls work while it converts
+        assert not w.comparison["onnx"].passed and "torchscript" not in w.comparison
+        while w.status["torchscript"].startswith("converting"):
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # the finishing callback runs on the loop
+
+    try:
+        asyncio.run(tick_then_move())
+        assert w.status["torchscript"] == "ok" and "torchscript" in w.comparison
+        assert not w.comparison["torchscript"].passed  # computed with the preprocessing in force (raw)
+    finally:
+        w.close()

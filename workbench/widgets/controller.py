@@ -113,17 +113,30 @@ class Controller:
     def _convert(self, fmt: str, progress=None) -> None:
         """Export `fmt` once, taking the model tensor: the preprocessing applies in front of it, as Core ML's
         ImageType would. Live artifacts give the model's own outputs (no classifier labels: Export adds them)."""
-        format_ = _formats.get(fmt)
         if progress:
-            progress(f"converting to {format_.title}")
+            progress(f"converting to {_formats.get(fmt).title}")
+        self._adopt(fmt, self.convert(fmt))
+
+    def convert(self, fmt: str):
+        """The live artifact of `fmt`, or the error that stopped it, with the seconds it took. Touches no
+        state, so it may run in a worker thread while the widget goes on (see `begin_live`)."""
+        format_ = _formats.get(fmt)
         start = time.perf_counter()
         try:
-            self.live.export(fmt, self._workdir / f"{self.session.name}{format_.suffix}", bake=False, labels=False,
-                             overwrite=True, **format_.live_options)
-            self.status[fmt] = "ok"
+            artifact = format_.export(self.session.spec(bake=False, labels=False),
+                                      self._workdir / f"{self.session.name}{format_.suffix}", overwrite=True,
+                                      **format_.live_options)
         except WorkbenchError as exc:
-            self.status[fmt] = f"failed: {exc}"
-        self.seconds[fmt] = time.perf_counter() - start
+            artifact = exc
+        return artifact, time.perf_counter() - start
+
+    def _adopt(self, fmt: str, converted) -> None:
+        artifact, self.seconds[fmt] = converted
+        if isinstance(artifact, WorkbenchError):
+            self.status[fmt] = f"failed: {artifact}"
+        else:
+            self.live.add(artifact)
+            self.status[fmt] = "ok"
 
     @property
     def running(self) -> tuple[str, ...]:
@@ -132,16 +145,33 @@ class Controller:
 
     def add_live(self, fmt: str) -> None:
         """Convert `fmt` and run it live from now on (busy while it converts)."""
-        format_ = _formats.get(fmt)
-        if fmt in self.formats:
+        if not self.begin_live(fmt):
             return
-        self._set_busy(f"converting to {format_.title}")
+        self._set_busy(f"converting to {_formats.get(fmt).title}")
         try:
-            self.formats = self.formats + (fmt,)
-            self._convert(fmt)
-            self._tell("live")
+            converted = self.convert(fmt)
         finally:
             self._set_busy(None)
+        self.finish_live(fmt, converted)
+
+    def begin_live(self, fmt: str) -> bool:
+        """Add `fmt` to the live set as converting (its column says so); False when it is live already. The
+        conversion itself is `convert(fmt)`, then `finish_live(fmt, converted)`: a front end can convert in
+        a worker thread and keep every other control working meanwhile."""
+        format_ = _formats.get(fmt)
+        if fmt in self.formats:
+            return False
+        self.formats = self.formats + (fmt,)
+        self.status[fmt] = f"converting to {format_.title} (the rest of the widget works meanwhile)"
+        self._tell("live")
+        return True
+
+    def finish_live(self, fmt: str, converted) -> None:
+        """Take the result of `convert(fmt)`; run the format from now on if it converted."""
+        if fmt not in self.formats:  # removed while it converted
+            return
+        self._adopt(fmt, converted)
+        self._tell("live")
         if self.status[fmt] == "ok":
             self.recompute()
 

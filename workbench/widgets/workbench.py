@@ -309,11 +309,27 @@ class Workbench(W.VBox):
                 raise
 
     def _on_live(self, name: str, on: bool) -> None:
+        """Tick a format to run it live. In a kernel it converts in a worker thread (ExecuTorch takes a minute)
+        while every other control keeps working; with no event loop it converts at once."""
         if self._syncing:
             return
         c = self.controller
         with _ErrorArea(self._errors):
-            c.add_live(name) if on else c.remove_live(name)
+            if not on:
+                c.remove_live(name)
+                return
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                c.add_live(name)
+                return
+            if c.begin_live(name):
+                job = loop.run_in_executor(None, c.convert, name)
+                job.add_done_callback(lambda done: loop.call_soon(self._live_converted, name, done))
+
+    def _live_converted(self, name: str, done) -> None:
+        with _ErrorArea(self._errors):
+            self.controller.finish_live(name, done.result())
 
     def _show_graph(self, fmt: str | None) -> None:
         if fmt is None or self._syncing:
@@ -468,6 +484,7 @@ class Workbench(W.VBox):
         elif not shown:
             self._graph_view.value = "<i>no conversion succeeded: no graph to show</i>"
         self._model.value = self._model_html()
+        self._render_metrics()  # a format's row says it is converting, or why it failed
 
     def _model_html(self) -> str:
         c = self.controller
