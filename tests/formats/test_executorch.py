@@ -74,17 +74,20 @@ def super_resolution():
 def baked(session, tmp_path_factory):
     """The baked export, with what it spawned and tried (here) and what the tools env reported (there)."""
     results = []
-    original = MODULE.run_tool
+    original = MODULE.convert
 
     def recording(*args, **kwargs):
         results.append(original(*args, **kwargs))
         return results[-1]
 
-    MODULE.run_tool = recording
+    for worker, _ in tools._warm.values():  # a converter left warm by an earlier test: this export starts one
+        worker.close()
+    tools._warm.clear()
+    MODULE.convert = recording
     try:
         artifact, events = watched_export(session, FMT, tmp_path_factory.mktemp(FMT) / f"m{SUFFIX}")
     finally:
-        MODULE.run_tool = original
+        MODULE.convert = original
     return artifact, events, results
 
 
@@ -93,6 +96,7 @@ def test_conversion_spawns_only_the_tools_env_which_gets_no_network(baked):
     assert [e for e, _ in events] == ["subprocess.Popen"], events
     command = events[0][1]
     assert Path(command[0]) == tools.tools_python() and Path(command[2]).name == "offline.py"
+    assert Path(command[3]).name == "_convert.py" and command[4] == "--serve"
     assert len(results) == 1 and results[0]["network"] == []
     # there, only local tools: ctypes' library lookup (ldconfig) and ExecuTorch's flatbuffer compiler; no pip
     spawned = [Path(s.split(" ", 1)[1].strip("'")).name for s in results[0]["spawned"]]

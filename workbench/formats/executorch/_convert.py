@@ -51,14 +51,23 @@ def main(request: dict) -> dict:
     return {"notes": notes}
 
 
-if __name__ == "__main__":
-    request_path, result_path = sys.argv[1], sys.argv[2]
+def answer(request: dict) -> dict:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = main(json.load(open(request_path)))
+            result = main(request)
     except Exception as exc:
         result = {"error": f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"}
-    result.update(network=network, spawned=spawned)  # noqa: F821 - offline.py's globals
-    with open(result_path, "w") as f:
-        json.dump(result, f)
+    # offline.py's lists, over this process's life: what it tried to reach and what it spawned
+    return dict(result, network=list(network), spawned=list(spawned))  # noqa: F821
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--serve":  # a warm converter (tools.convert): requests until idle for argv[2] seconds
+        from _channel import serve
+
+        serve(answer, {"ready": True}, idle=float(sys.argv[2]))
+    else:
+        result = answer(json.load(open(sys.argv[1])))
+        with open(sys.argv[2], "w") as f:
+            json.dump(result, f)

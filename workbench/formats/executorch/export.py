@@ -9,7 +9,7 @@ from pathlib import Path
 from ..._files import atomic_output
 from ...diagnose import conversion_error
 from ..base import Artifact, ExportSpec, quiet
-from .tools import HERE, run_tool
+from .tools import HERE, convert
 
 
 def export_program(module, x, *, what: str, source: str = ""):
@@ -61,7 +61,7 @@ def export_executorch(spec: ExportSpec, path: Path, *, precision: str = "fp32", 
         saved = Path(tmp) / "program.pt2"
         torch.export.save(program, saved)
         with atomic_output(path, overwrite=overwrite) as out:
-            result = run_tool(HERE / "_convert.py", {"program": str(saved), "out": str(out), "delegate": delegate},
+            result = convert(HERE / "_convert.py", {"program": str(saved), "out": str(out), "delegate": delegate},
                               what="ExecuTorch conversion", packages="executorch")
     notes = list(result["notes"])
     if precision == "fp16":

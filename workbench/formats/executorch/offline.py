@@ -5,6 +5,7 @@ process the script spawns; the script finds both lists as the globals `network` 
 them in its result, so the workbench (and its tests) see what a converter tried.
 """
 
+import os
 import runpy
 import socket
 import sys
@@ -27,6 +28,7 @@ def _audit(event, args):
 
 
 sys.addaudithook(_audit)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _channel.py
 script = sys.argv[1]
 sys.argv = sys.argv[1:]
 runpy.run_path(script, init_globals={"network": network, "spawned": spawned}, run_name="__main__")

@@ -5,7 +5,10 @@ scikit-learn whenever they are installed (`import coremltools` went from 0.6 s t
 pins typing_extensions below what Jupyter needs. So `make` installs them in an env of their own that sees
 the main env's torch behind its own packages, and the workbench runs scripts there:
 
-- `run_tool(script, request)`: one conversion; the script reads a JSON request and writes a JSON result.
+- `convert(script, request)`: one conversion in a warm process of `script` (started on first use, reused,
+  gone after `IDLE_SECONDS` without work): the converter's imports (torch, executorch.exir, litert-torch:
+  8-10 s) are paid once per session, not per export.
+- `run_tool(script, request)`: one conversion in a process of its own.
 - `Worker(script, ...)`: a long-lived process that loads a model once and answers run requests (ExecuTorch's
   runtime), so a slider move costs one round trip, not an import of executorch.
 
@@ -22,6 +25,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from ...errors import WorkbenchError
@@ -66,6 +70,26 @@ def run_tool(script: Path, request: dict, *, what: str, packages: str, timeout: 
         raise WorkbenchError(f"{what} failed (exit code {proc.returncode}): "
                              f"{tail[-1] if tail else 'no message'}")
     return result
+
+
+IDLE_SECONDS = 120
+_warm: dict[Path, tuple[Worker, list[float]]] = {}
+
+
+def convert(script: Path, request: dict, *, what: str, packages: str) -> dict:
+    """`script`'s answer to `request` from its warm process in the tools env (see the module's docstring);
+    a WorkbenchError with the converter's one line when it fails."""
+    worker, last = _warm.get(script, (None, [0.0]))
+    # a process near its idle limit may be leaving: start a fresh one rather than race it
+    if worker is None or worker.proc.poll() is not None or time.monotonic() - last[0] > IDLE_SECONDS - 15:
+        if worker is not None:
+            worker.close()
+        worker, last = Worker(script, ["--serve", str(IDLE_SECONDS)], what=what, packages=packages), [0.0]
+        _warm[script] = (worker, last)
+    try:
+        return worker.request(request)
+    finally:
+        last[0] = time.monotonic()
 
 
 class Worker:

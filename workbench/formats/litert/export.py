@@ -8,7 +8,7 @@ from pathlib import Path
 from ..._files import atomic_output
 from ..base import Artifact, ExportSpec
 from ..executorch.export import export_program
-from ..executorch.tools import run_tool
+from ..executorch.tools import convert
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,7 +28,7 @@ def export_litert(spec: ExportSpec, path: Path, *, precision: str = "fp32", over
         saved = Path(tmp) / "program.pt2"
         torch.export.save(program, saved)
         with atomic_output(path, overwrite=overwrite) as out:
-            result = run_tool(HERE / "_convert.py", {"program": str(saved), "out": str(out), "precision": precision},
+            result = convert(HERE / "_convert.py", {"program": str(saved), "out": str(out), "precision": precision},
                               what="LiteRT conversion (litert-torch)", packages="litert-torch")
     notes = list(result["notes"])
     if precision == "fp16":
