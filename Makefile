@@ -11,10 +11,10 @@ PYTEST_ARGS ?=
 
 .PHONY: lab test bench clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[lab,test,android,timm]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt $(TORCH)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[lab,test,android,timm]'
 	@touch $(STAMP)
 
 # ExecuTorch (converter and runtime) and LiteRT's converter live in an env of their own inside .venv: in .venv,

@@ -14,8 +14,8 @@ import torchvision
 
 from workbench import ImageToImage, Preprocess
 from workbench.compare import DEFAULT_TOLERANCES, compare
-from workbench.images import SAMPLE_IMAGES
 from workbench.formats.coreml.runner import CoreMLRunner
+from workbench.images import SAMPLE_IMAGES
 from workbench.session import Session
 from workbench.tasks import read_labels
 from workbench.zoo import PitfallNet, SmallCNN, SuperResolutionNet, UnetGenerator

@@ -22,9 +22,9 @@ import tempfile
 import textwrap
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -32,9 +32,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from test_images import png_header
 
 from conftest import SAMPLES, tiny_classifier
-from test_images import png_header
 from workbench import Preprocess, WorkbenchError, load_images, load_model
 from workbench.cli import main
 from workbench.images import load_image

@@ -9,8 +9,8 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import SAMPLES, tiny_classifier
 
+from conftest import SAMPLES, tiny_classifier
 from workbench import Preprocess, Workbench
 from workbench.widgets.workbench import COALESCE_SECONDS
 

@@ -171,3 +171,21 @@ def test_empty_labels_file_is_refused(tmp_path, text):
 def test_missing_labels_file_is_refused(tmp_path):
     with pytest.raises(WorkbenchError, match=r"cannot read labels file .*missing.txt"):
         read_labels(tmp_path / "missing.txt")
+
+
+def test_repeated_labels_are_told_apart_or_refused(tmp_path):
+    """A Core ML classifier maps each label to one probability: a repeated name shifts every one after it."""
+    from workbench.tasks import distinct_labels
+
+    assert distinct_labels(["crane", "cat", "crane", "crane"]) == ["crane", "cat", "crane (2)", "crane (3)"]
+    path = tmp_path / "labels.txt"
+    path.write_text("crane\ncat\ncrane\n")
+    with pytest.raises(WorkbenchError, match=r"names 'crane' twice \(lines 1 and 3\)"):
+        read_labels(path)
+
+
+def test_a_models_own_labels_are_distinct():
+    from workbench import load_model
+
+    loaded = load_model("torchvision:mobilenet_v2", weights="none")
+    assert len(set(loaded.labels)) == len(loaded.labels) == 1000

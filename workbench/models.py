@@ -22,6 +22,7 @@ from typing import Any
 from . import formats
 from .errors import WorkbenchError, first_line
 from .preprocess import Preprocess
+from .tasks import distinct_labels
 
 TORCH_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".pkl"}
 
@@ -135,7 +136,7 @@ def _torchvision(name: str, weights) -> LoadedModel:
     loaded = LoadedModel(source=f"torchvision:{name}", kind="torch", task=task, name=name)
     if meta_weights is not None:
         loaded.preprocess = _preprocess_from_weights(meta_weights)
-        loaded.labels = list(meta_weights.meta.get("categories") or []) or None
+        loaded.labels = distinct_labels(meta_weights.meta.get("categories") or []) or None
     if chosen is None:
         kwargs = {"aux_loss": False} if task == "segmentation" else {}
         if "weights_backbone" in inspect.signature(builder).parameters:

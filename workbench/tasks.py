@@ -272,6 +272,18 @@ def make_task(name: str | None, *, labels: Sequence[str] | None = None, outputs=
     return TASKS[name](**kw) if name != "generic" else Task()
 
 
+def distinct_labels(labels: Sequence[str]) -> list[str]:
+    """`labels` with repeated names told apart ("crane", then "crane (2)"): a Core ML classifier maps each label
+    to one probability, so a repeated name collapses two classes and shifts every probability after them
+    (ImageNet's raw class names repeat "crane" and "maillot")."""
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return out
+
+
 def read_labels(path) -> list[str]:
     """Labels from a text file, one per line (blank lines at the end ignored)."""
     from pathlib import Path
@@ -284,4 +296,11 @@ def read_labels(path) -> list[str]:
     labels = [line.strip() for line in text.rstrip().splitlines()]
     if not labels or not any(labels):
         raise WorkbenchError(f"labels file {path} is empty; write one class name per line")
+    first: dict[str, int] = {}
+    for line, label in enumerate(labels, start=1):
+        if label in first:
+            raise WorkbenchError(
+                f"labels file {path} names {label!r} twice (lines {first[label]} and {line}); a Core ML classifier "
+                "maps each label to one probability, so each line must be unique: rename one")
+        first[label] = line
     return labels

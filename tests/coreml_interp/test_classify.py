@@ -20,7 +20,8 @@ def test_classify_label_and_probabilities(classes):
 
 def test_classify_takes_the_first_of_tied_maxima():
     x = np.array([[1.0, 3.0, 3.0]], np.float32)
-    model = convert(program(lambda x: mb.softmax(x=x, axis=-1), x), classifier_config=ct.ClassifierConfig(["a", "b", "c"]))
+    model = convert(program(lambda x: mb.softmax(x=x, axis=-1), x),
+                    classifier_config=ct.ClassifierConfig(["a", "b", "c"]))
     label, probs = run_model(model, "classify", x)
     assert label == "b"
     assert probs["b"] == probs["c"]

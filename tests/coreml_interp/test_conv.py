@@ -93,7 +93,8 @@ def test_same_and_same_lower_differ_only_in_where_the_odd_pad_goes():
     assert_close(lower, box(padded_start), 1e-6, 1e-6, "same_lower")
 
 
-@pytest.mark.parametrize("groups, cout", [(1, 6), (2, 6), (4, 4), (4, 8)], ids=["g1", "g2", "depthwise", "depthwise-x2"])
+@pytest.mark.parametrize("groups, cout", [(1, 6), (2, 6), (4, 4), (4, 8)],
+                         ids=["g1", "g2", "depthwise", "depthwise-x2"])
 def test_conv_groups(groups, cout):
     w = rand(cout, 4 // groups, 3, 3, seed=3)
     out = run_op("conv", lambda x: mb.conv(x=x, weight=w, groups=groups, pad_type="same"), X)

@@ -50,7 +50,8 @@ def test_expand_dims(axes):
 def test_squeeze(axes):
     x = rand(2, 1, 3, 1)
     kwargs = {} if axes is None else {"axes": axes}
-    _check("squeeze", lambda x: mb.squeeze(x=x, **kwargs), x, expected=np.squeeze(x, None if axes is None else tuple(axes)))
+    expected = np.squeeze(x, None if axes is None else tuple(axes))
+    _check("squeeze", lambda x: mb.squeeze(x=x, **kwargs), x, expected=expected)
 
 
 @pytest.mark.parametrize("perm", [[0, 2, 3, 1], [3, 2, 1, 0], [1, 0, 2, 3]])
@@ -125,7 +126,8 @@ def test_tile(reps):
 @pytest.mark.parametrize("axes", [[0], [-1], [1, 2], None])
 def test_reverse(axes):
     kwargs = {} if axes is None else {"axes": axes}
-    _check("reverse", lambda x: mb.reverse(x=x, **kwargs), X, expected=np.flip(X, None if axes is None else tuple(axes)))
+    expected = np.flip(X, None if axes is None else tuple(axes))
+    _check("reverse", lambda x: mb.reverse(x=x, **kwargs), X, expected=expected)
 
 
 # slice_by_index: (begin, end, stride, begin_mask, end_mask, squeeze_mask, the numpy index)

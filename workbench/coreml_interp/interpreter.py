@@ -263,7 +263,8 @@ def _image_feed(model: str, feature, value) -> torch.Tensor:
     sizes = {(t.width, t.height)} | {(s.width, s.height) for s in t.enumeratedSizes.sizes}
     r = t.imageSizeRange
     flexible = t.WhichOneof("SizeFlexibility") == "imageSizeRange" and (
-        r.widthRange.lowerBound <= value.width and (r.widthRange.upperBound < 0 or value.width <= r.widthRange.upperBound)
+        r.widthRange.lowerBound <= value.width
+        and (r.widthRange.upperBound < 0 or value.width <= r.widthRange.upperBound)
         and r.heightRange.lowerBound <= value.height
         and (r.heightRange.upperBound < 0 or value.height <= r.heightRange.upperBound))
     if value.size not in sizes and not flexible:
