@@ -174,3 +174,11 @@ def test_a_truncated_file_is_refused_when_loaded_and_when_run(session, baked, tm
     (tmp_path / "junk.pte").write_bytes(b"not a program")
     with pytest.raises(WorkbenchError, match=r"junk\.pte is not an ExecuTorch program"):
         load_model(str(tmp_path / "junk.pte"))
+
+
+def test_a_missing_tools_env_says_how_to_build_it(session, tmp_path, monkeypatch):
+    monkeypatch.setenv(tools.ENV_VAR, str(tmp_path / "no-python"))
+    monkeypatch.setattr(tools, "_warm", {})
+    with pytest.raises(WorkbenchError, match=r"the Android tools env is missing .*make \.venv/android/\.installed"):
+        formats.export(session.spec(), FMT, tmp_path / "m.pte")
+    assert not (tmp_path / "m.pte").exists()

@@ -145,3 +145,11 @@ def test_a_truncated_bin_is_refused_when_loaded_and_when_run(session, baked, tmp
     (tmp_path / "cut.ncnn.bin").unlink()
     with pytest.raises(WorkbenchError, match=r"weights cut\.ncnn\.bin are missing"):
         load_model(str(cut))
+
+
+def test_an_existing_param_or_bin_is_refused_before_anything_is_written(session, baked, tmp_path):
+    artifact, _ = baked
+    (tmp_path / "x.ncnn.param").write_text("mine")
+    with pytest.raises(WorkbenchError, match=r"x\.ncnn\.param already exists; pass overwrite=True"):
+        formats.export(session.spec(), "ncnn", tmp_path / "x.ncnn.param")
+    assert not (tmp_path / "x.ncnn.bin").exists() and (tmp_path / "x.ncnn.param").read_text() == "mine"

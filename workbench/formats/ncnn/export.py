@@ -51,8 +51,9 @@ def export_ncnn(spec: ExportSpec, path: Path, *, precision: str = "fp32", overwr
         raise WorkbenchError(f"an ncnn model is NAME.ncnn.param + NAME.ncnn.bin; {path.name} does not end in "
                              ".param: name it {path.stem}.ncnn.param")
     weights = bin_path(path)
-    if weights.exists() and not overwrite:
-        raise WorkbenchError(f"{weights} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    for existing in (path, weights):  # both refused before either is written
+        if existing.exists() and not overwrite:
+            raise WorkbenchError(f"{existing} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
     with tempfile.TemporaryDirectory(prefix="workbench-ncnn-") as tmp:
         folder = Path(tmp)
         onnx_path = onnx_for(spec, folder)
