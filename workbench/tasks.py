@@ -204,6 +204,16 @@ def check_output_range(name: str, values: np.ndarray, output_range, why: str) ->
                          "ImageToImage(output_range=(LOW, HIGH))), or, if it is not an image, --task generic")
 
 
+def output_items(out) -> list[tuple[str, object]]:
+    """A model's outputs as (name, value) pairs, as the workbench names them: a dict's keys, `output_0`,
+    `output_1`... for a tuple or list of several, `output` for one value."""
+    if isinstance(out, Mapping):
+        return list(out.items())
+    if isinstance(out, (tuple, list)):
+        return [("output", out[0])] if len(out) == 1 else [(f"output_{i}", v) for i, v in enumerate(out)]
+    return [("output", out)]
+
+
 def final_activations(module, x) -> dict[str, tuple[str, tuple[float, float] | None]]:
     """{output name: (the torch function that produced it, the range it gives or None)} for one forward of
     `module` on tensor `x`, outputs named as `formats.base.named_outputs` names them. An output that is not
@@ -227,16 +237,8 @@ def final_activations(module, x) -> dict[str, tuple[str, tuple[float, float] | N
 
     with torch.no_grad(), _Record():
         out = module(x)
-    if isinstance(out, dict):
-        items = list(out.items())
-    elif isinstance(out, (tuple, list)):
-        items = [(f"output_{i}", v) for i, v in enumerate(out)]
-        if len(items) == 1:
-            items = [("output", items[0][1])]
-    else:
-        items = [("output", out)]
     found = {}
-    for name, value in items:
+    for name, value in output_items(out):
         entry = made.get(id(value))
         if entry is not None and entry[2]() is value:
             found[name] = entry[:2]

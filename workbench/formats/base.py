@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import WorkbenchError
 from ..preprocess import Preprocess, to_channels
-from ..tasks import softmax
+from ..tasks import output_items, softmax
 
 
 # -- what a converted output means ---------------------------------------------------------------------
@@ -205,14 +205,7 @@ def named_outputs(out, names=None) -> dict[str, np.ndarray]:
     """A model's outputs (tensor, tuple/list or dict of tensors) as {name: numpy array}."""
     import torch
 
-    if isinstance(out, Mapping):
-        items = list(out.items())
-    elif isinstance(out, (tuple, list)):
-        items = [(f"output_{i}", v) for i, v in enumerate(out)]
-        if len(items) == 1:
-            items = [("output", items[0][1])]
-    else:
-        items = [("output", out)]
+    items = output_items(out)
     if names is not None:
         if len(names) != len(items):
             raise WorkbenchError(f"{len(names)} output names {list(names)} for {len(items)} outputs")
