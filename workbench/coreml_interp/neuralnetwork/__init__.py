@@ -113,6 +113,11 @@ def _convolution(b, name, p, inputs, outputs):
               "groups": groups, "bias": weights(p.bias, (p.outputChannels,)) if p.hasBias else None}
     kind = p.WhichOneof("ConvolutionPaddingType")
     static.update(_pads(getattr(p, kind), kind, k, strides, dilations))
+    add_convolution(b, name, p, inputs, outputs, static)
+
+
+def add_convolution(b, name, p, inputs, outputs, static) -> None:
+    """A (de)convolution layer as MIL's conv or conv_transpose, with the output shape it may fix."""
     if p.isDeconvolution:
         if len(p.outputShape):
             static["output_shape"] = np.asarray(list(p.outputShape))
@@ -369,16 +374,6 @@ def _expand_dims(b, name, p, inputs, outputs):
     b.add(name, "expand_dims", inputs, outputs, {"axes": np.asarray(list(p.axes))})
 
 
-def _reduce_nd(op_type):
-    def build(b, name, p, inputs, outputs):
-        static = {"keep_dims": bool(p.keepDims)}
-        if not p.reduceAll:
-            static["axes"] = np.asarray(list(p.axes))
-        b.add(name, op_type, inputs, outputs, static)
-
-    return build
-
-
 def _padding(b, name, p, inputs, outputs):
     amounts = list(p.paddingAmounts.borderAmounts)
     pad = []
@@ -401,8 +396,7 @@ _LAYERS = {
     "flattenTo2D": _flatten_2d, "softmax": _softmax, "softmaxND": _softmax_nd, "clip": _clip, "slice": _slice,
     "sliceStatic": _slice_static, "scale": _scale, "bias": _bias, "unary": _unary,
     "loadConstantND": _load_constant_nd, "transpose": _transpose, "squeeze": _squeeze, "expandDims": _expand_dims,
-    "reduceMean": _reduce_nd("reduce_mean"), "reduceSum": _reduce_nd("reduce_sum"),
-    "reduceMax": _reduce_nd("reduce_max"), "reduceMin": _reduce_nd("reduce_min"), "padding": _padding,
+    "padding": _padding,
 }
 
 

@@ -39,7 +39,9 @@ def _reduce_nd(op_type):
     return build
 
 
-for _layer, _op in {"reduceL1": "reduce_l1_norm", "reduceL2": "reduce_l2_norm", "reduceProd": "reduce_prod",
+for _layer, _op in {"reduceMean": "reduce_mean", "reduceSum": "reduce_sum", "reduceMax": "reduce_max",
+                    "reduceMin": "reduce_min", "reduceL1": "reduce_l1_norm", "reduceL2": "reduce_l2_norm",
+                    "reduceProd": "reduce_prod",
                     "reduceLogSum": "reduce_log_sum", "reduceSumSquare": "reduce_sum_square",
                     "reduceLogSumExp": "reduce_log_sum_exp"}.items():
     layer(_layer)(_reduce_nd(_op))

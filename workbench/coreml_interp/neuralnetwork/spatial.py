@@ -7,7 +7,7 @@ from coremltools.proto import NeuralNetwork_pb2 as _nn
 
 from ..ops._util import scalar
 from ..registry import kernel
-from . import layer, sampling_mode, weights
+from . import add_convolution, layer, sampling_mode, weights
 
 
 def _pads_3d(p, kind_enum) -> dict:
@@ -31,12 +31,7 @@ def _conv3d(b, name, p, inputs, outputs):
               "dilations": np.asarray([p.dilationDepth or 1, p.dilationHeight or 1, p.dilationWidth or 1]),
               "groups": groups}
     static.update(_pads_3d(p, _nn.Convolution3DLayerParams.PaddingType))
-    if p.isDeconvolution:
-        if len(p.outputShape):
-            static["output_shape"] = np.asarray(list(p.outputShape))
-        b.add(name, "conv_transpose", inputs, outputs, static)
-    else:
-        b.add(name, "conv", inputs, outputs, static)
+    add_convolution(b, name, p, inputs, outputs, static)
 
 
 @layer("pooling3d")
