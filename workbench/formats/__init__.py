@@ -62,6 +62,9 @@ class Format:
     default: bool = False  # in `workbench check`'s and the widget's default set
     order: int = 100  # position in tables and menus
     notes: str = ""  # what a user should know (a dependency it adds, a limit)
+    # compressed variants: name -> "module:function" relative to `package`, each
+    # ``(artifact, path, *, calibration: Calibration | None, overwrite) -> Artifact`` (a new file beside it)
+    variants: dict[str, str] = field(default_factory=dict)
 
     @property
     def suffix(self) -> str:
@@ -81,6 +84,21 @@ class Format:
         """A runner for `artifact` (not yet active), with the format's runtime options."""
         self.check_runtime_options(options)
         return self._load(self.runner)(artifact, **options)
+
+    def compress(self, variant: str, artifact: Artifact, path: str | Path, *,
+                 calibration: Calibration | None = None, overwrite: bool = False) -> Artifact:
+        """Write the compressed `variant` of `artifact` at `path`; WorkbenchError names the format's variants
+        when it has no such one."""
+        self.check_variants([variant])
+        return self._load(self.variants[variant])(artifact, Path(path), calibration=calibration,
+                                                  overwrite=overwrite)
+
+    def check_variants(self, names) -> None:
+        """Refuse variant names this format does not declare, listing the ones it does."""
+        for name in names:
+            if name not in self.variants:
+                raise WorkbenchError(f"{self.title} has no compressed variant {name!r}; its variants: "
+                                     f"{', '.join(self.variants) or 'none'}")
 
     def check_export_options(self, options: dict) -> None:
         """Refuse options this format's exporter does not take, naming the ones it does."""
@@ -108,6 +126,56 @@ class Format:
         if self.native == "mean_norm":
             return True
         return None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The images a compressed variant is calibrated on, and the preprocessing that takes their pixels to
+    the model's input tensor (the artifact's own unless told otherwise).
+
+    images: their names. pixels: (N, 3, H, W) RGB in 0-255. expected: the preprocessing the artifact's input
+    really needs (the one inside it, else the model's training one); a different `preprocess` is a
+    calibration mistake, made on purpose to see what it costs, and `warning()` names both.
+    """
+
+    images: tuple[str, ...]
+    pixels: object = field(repr=False, compare=False)
+    preprocess: Preprocess
+    expected: Preprocess | None = None
+    inside: Preprocess | None = None  # the preprocessing the artifact applies itself (it takes pixels)
+
+    @property
+    def inputs(self):
+        """The artifact's input for each image, (N, C, H, W) float32: what reaches the model's first layer
+        is `preprocess` applied to the pixels (an artifact that takes pixels gets the pixels that its own
+        preprocessing turns into that)."""
+        import numpy as np
+
+        from ..preprocess import to_channels
+        from .base import same_preprocess
+
+        if self.inside is None:
+            return self.preprocess.apply(self.pixels)
+        if same_preprocess(self.preprocess, self.inside):
+            return np.ascontiguousarray(to_channels(np.asarray(self.pixels, np.float32), self.inside))
+        x = self.preprocess.apply(self.pixels)
+        scale = np.asarray(self.inside.scale, np.float32).reshape(1, -1, 1, 1)
+        bias = np.asarray(self.inside.bias, np.float32).reshape(1, -1, 1, 1)
+        return np.ascontiguousarray((x - bias) / scale, np.float32)
+
+    def warning(self) -> str | None:
+        """A note when the calibration preprocessing is not the one the artifact needs, naming both."""
+        from .base import same_preprocess
+
+        if self.expected is None or (same_preprocess(self.preprocess, self.expected)
+                                     and self.preprocess.bgr == self.expected.bgr):
+            return None
+        return (f"calibrated with preprocessing {self.preprocess.describe()}, but the artifact takes "
+                f"{self.expected.describe()}: its activation ranges are wrong; calibrate with the artifact's own")
+
+    def to_dict(self) -> dict:
+        return {"images": list(self.images), "preprocess": self.preprocess.describe(),
+                "preprocess_dict": self.preprocess.to_dict(), "warning": self.warning()}
 
 
 def _check_options(fmt: Format, given: dict, declared: tuple[Option, ...], kind: str) -> None:
@@ -180,5 +248,6 @@ def runner_for(artifact: Artifact, **options) -> Runner:
     return get(artifact.format).make_runner(artifact, **options)
 
 
-__all__ = ["Artifact", "ExportSpec", "Format", "Option", "Runner", "defaults", "export", "for_file", "get",
+__all__ = ["Artifact", "Calibration", "ExportSpec", "Format", "Option", "Runner", "defaults", "export", "for_file",
+           "get",
            "register", "registry", "runner_for", "unregister"]

@@ -23,5 +23,7 @@ FORMAT = register(Format(
         Option("compute_precision", None, "interpreter: None runs as declared (fp16 rounding), 'fp32' without",
                (None, "fp32")),),
     live_options={"check_trace": False},
+    variants={name: f".compress:{name}" for name in ("linear8", "linear8_block", "palettize8", "palettize6",
+                                                      "palettize4", "palettize2", "prune50", "int8")},
     default=True, order=20,
 ))

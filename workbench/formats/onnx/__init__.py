@@ -8,5 +8,6 @@ FORMAT = register(Format(
     export_options=(Option("opset", None, "ONNX opset version (default: the exporter's)"),
                     Option("legacy", False, "use the legacy TorchScript-based exporter")),
     runtime_options=(Option("threads", None, "ONNX Runtime intra-op threads (default: all cores)"),),
+    variants={"int8_dynamic": ".compress:int8_dynamic", "int8": ".compress:int8", "fp16": ".compress:fp16"},
     default=True, order=10,
 ))
