@@ -34,9 +34,82 @@ from .tasks import ImageToImage, Task, check_output_range, final_activations, fi
 DEFAULT_SIZE = (224, 224)
 
 
+THRESHOLDS = {"min_top1": ("top1_agreement", "top-1 agreement"), "min_psnr": ("psnr", "PSNR"),
+              "min_miou": ("miou", "mIoU")}
+
+
+def below(figures: Mapping[str, float], thresholds: Mapping[str, float] | None, name: str) -> list[str]:
+    """A failure line for each figure of `figures` (a `Comparison.worst()`) under its threshold.
+
+    thresholds: {"min_top1": fraction, "min_psnr": dB, "min_miou": fraction}; a figure the output does
+    not have (top-1 of a segmentation) is not judged."""
+    failures = []
+    for key, minimum in (thresholds or {}).items():
+        if key not in THRESHOLDS:
+            raise WorkbenchError(f"unknown threshold {key!r}; use {', '.join(THRESHOLDS)}")
+        figure, label = THRESHOLDS[key]
+        if minimum is None or figure not in figures:
+            continue
+        value = figures[figure]
+        if not value >= minimum:  # NaN fails too
+            failures.append(f"{name}: {label} {value:.4g} < {key} {minimum:g}")
+    return failures
+
+
+def size_on_disk(path: str | Path) -> int:
+    """Bytes of a file, or of every file under a folder (an .mlpackage)."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
+@dataclass
+class VariantResult:
+    """A compressed variant of a format's artifact: its file, its size, its comparison with PyTorch.
+
+    `passed` is None (figures only) unless thresholds were given (`Session.check(thresholds=...)`, the CLI's
+    --min-top1/--min-psnr/--min-miou): a compressed model is expected to differ from PyTorch by more than
+    the format's parity tolerance, so max abs does not fail it; a threshold it misses does, and so does a
+    variant that could not be built or run.
+    """
+
+    variant: str
+    artifact: Artifact | None = None
+    comparison: Comparison | None = None
+    size_bytes: int | None = None
+    base_bytes: int | None = None  # the uncompressed artifact's
+    calibration: dict | None = None  # the images and preprocessing offered (variants that calibrate: int8)
+    error: str | None = None
+    failures: list[str] = field(default_factory=list)
+    judged: bool = False  # thresholds were given
+    label: str = ""
+
+    @property
+    def passed(self) -> bool | None:
+        if self.error:
+            return False
+        if not self.judged or self.comparison is None:
+            return None
+        return not self.failures
+
+    @property
+    def size_ratio(self) -> float | None:
+        return self.size_bytes / self.base_bytes if self.size_bytes and self.base_bytes else None
+
+    def to_dict(self) -> dict:
+        figures = self.comparison.worst() if self.comparison is not None else {}
+        return {"passed": self.passed, "size_bytes": self.size_bytes, "size_ratio": self.size_ratio,
+                **{k: figures.get(k) for k in ("max_abs", "mean_abs", "psnr", "cosine")},
+                **{k: v for k, v in figures.items() if k in ("top1_agreement", "top5_agreement", "miou")},
+                "failures": self.failures, "notes": list(self.artifact.notes) if self.artifact else [],
+                "calibration": self.calibration, "runtime": self.label or None,
+                "path": str(self.artifact.path) if self.artifact else None, "error": self.error}
+
+
 @dataclass
 class FormatResult:
-    """One format in a check: its artifact, its comparison, or why there is none."""
+    """One format in a check: its artifact, its comparison, or why there is none; and its compressed variants."""
 
     format: str
     artifact: Artifact | None = None
@@ -45,6 +118,7 @@ class FormatResult:
     skipped: str | None = None  # exported, but cannot run here (Core ML off macOS)
     label: str = ""
     divergence: str | None = None  # where a failing Core ML program first leaves PyTorch
+    variants: dict[str, VariantResult] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool | None:
@@ -71,6 +145,10 @@ class FormatResult:
             d["skipped"] = self.skipped
         if self.divergence:
             d["divergence"] = self.divergence
+        if self.variants:
+            exists = self.artifact is not None and self.artifact.path.exists()
+            d["size_bytes"] = size_on_disk(self.artifact.path) if exists else None
+            d["variants"] = {k: v.to_dict() for k, v in self.variants.items()}
         return d
 
 
@@ -88,8 +166,11 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        """Every format was produced, and every one that could run here is within tolerance."""
-        return bool(self.formats) and all(r.passed is not False for r in self.formats.values())
+        """Every format was produced, every one that could run here is within tolerance, and no compressed
+        variant failed (to build, to run, or a threshold)."""
+        return bool(self.formats) and all(r.passed is not False and all(v.passed is not False
+                                                                         for v in r.variants.values())
+                                          for r in self.formats.values())
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "model": self.model, "images": self.images, "task": self.task,
@@ -493,7 +574,9 @@ class Session(Reference):
     def check(self, formats: Sequence[str] | None = None, out: str | Path | None = None,
               *, tolerance: Tolerance | dict | None = None, overwrite: bool = False,
               options: dict[str, dict] | None = None, preprocess: Preprocess | None = None,
-              progress=None) -> Report:
+              progress=None, compress: Mapping[str, Sequence[str]] | None = None,
+              thresholds: Mapping[str, float] | None = None,
+              calibration_preprocess: Preprocess | None = None) -> Report:
         """Export to each format (preprocessing inside), run what can run here, compare with PyTorch.
 
         formats: names from `workbench.formats.registry()` (default: `workbench.formats.defaults()`).
@@ -502,6 +585,13 @@ class Session(Reference):
         options: per format, its export options. progress: called with (format, step) as each step starts
         (step: "export", "run", "locate"); `Reference` calls it for ("model", "load") and ("PyTorch", "run").
         A format that fails to export or run is reported with its error; the others go on.
+
+        compress: per format, compressed variants to build after its artifact ({"coreml": ["palettize4"],
+        "onnx": ["int8"]}; `workbench.formats.get(name).variants` lists them), each written beside it, run and
+        compared with PyTorch (see `VariantResult` for what passing means). Variants that calibrate (int8) use
+        the sample images through the artifact's own preprocessing, or `calibration_preprocess` (a mistake
+        made on purpose: the variant's notes name both). thresholds: {"min_top1", "min_psnr", "min_miou"},
+        minimum figures every format and variant must reach (a format below one fails).
         """
         names = list(_formats.defaults() if formats is None else formats)
         if not names:
@@ -509,6 +599,13 @@ class Session(Reference):
         chosen = {name: _formats.get(name) for name in names}  # every name and option checked before any work
         for name, given in (options or {}).items():
             _formats.get(name).check_export_options(given)
+        compress = {k: list(v) for k, v in (compress or {}).items()}
+        for name, variants in compress.items():
+            if name not in chosen:
+                raise WorkbenchError(f"compressed variants of {name}, which is not checked; add it to the formats "
+                                     f"({', '.join(chosen)})")
+            chosen[name].check_variants(variants)
+        below({}, thresholds, "")  # unknown threshold names are refused before any work
         out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="workbench-"))
         report = Report(self.model.source, [i.name for i in self.images], preprocess or self.preprocess,
                         self.task.name, notes=list(self.notes), training_preprocess=self.preprocess)
@@ -530,6 +627,7 @@ class Session(Reference):
                 outputs = self.run(name)
                 result.label = self.runner(name).label
                 result.comparison = self.compare(name, outputs, tolerance)
+                result.comparison.failures += below(result.comparison.worst(), thresholds, name)
                 if fmt.locator and not result.comparison.passed and result.artifact.traced is not None:
                     if progress:
                         progress(name, "locate")
@@ -538,7 +636,39 @@ class Session(Reference):
                 result.skipped = str(exc)
             except WorkbenchError as exc:
                 result.error = str(exc)
+            for variant in compress.get(name, ()):
+                if progress:
+                    progress(f"{name} {variant}", "compress")
+                result.variants[variant] = self._variant(fmt, result.artifact, variant, out, tolerance, thresholds,
+                                                         calibration_preprocess, overwrite)
         return report
+
+    def _variant(self, fmt, artifact: Artifact, variant: str, out: Path, tolerance, thresholds,
+                 calibration_preprocess: Preprocess | None, overwrite: bool) -> VariantResult:
+        """Build, run and compare one compressed variant of `artifact`."""
+        result = VariantResult(variant, judged=bool(thresholds and any(v is not None for v in thresholds.values())))
+        result.base_bytes = size_on_disk(artifact.path)
+        calibration = _formats.Calibration(
+            tuple(i.name for i in self.images), self.pixels, calibration_preprocess or artifact.preprocess
+            or self.preprocess, expected=artifact.preprocess or self.preprocess, inside=artifact.preprocess)
+        result.calibration = calibration.to_dict()
+        try:
+            result.artifact = fmt.compress(variant, artifact, out / f"{self.name}.{variant}{fmt.suffix}",
+                                           calibration=calibration, overwrite=overwrite)
+            result.size_bytes = size_on_disk(result.artifact.path)
+            runner = fmt.make_runner(result.artifact, **self.exported.runtime_options.get(fmt.name, {}))
+            try:
+                outputs = runner.run(self.pixels)
+                result.label = runner.label
+            finally:
+                runner.deactivate()
+            result.comparison = self.compare_artifact(result.artifact, outputs, tolerance, name=f"{fmt.name} {variant}")
+            result.failures = below(result.comparison.worst(), thresholds, f"{fmt.name} {variant}")
+        except RuntimeUnavailable as exc:
+            result.error = f"cannot run here: {exc}"
+        except WorkbenchError as exc:
+            result.error = str(exc)
+        return result
 
     def close(self) -> None:
         self.exported.close()
