@@ -75,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--rtol", type=float, help="tolerance relative to each output's range "
                        "(default 1e-4 for fp32, 1e-2 for fp16)")
     check.add_argument("--atol", type=float, default=0.0, help="absolute tolerance added to --rtol's")
+    check.add_argument("--compress", metavar="FORMAT:VARIANT,...",
+                       help="compressed variants to build, run and compare after their format, e.g. "
+                            "coreml:palettize4,onnx:int8 ('--compress help' lists them); their format is added to --to")
+    check.add_argument("--min-top1", type=float, metavar="F", dest="min_top1",
+                       help="fail (exit 1) a format or variant whose top-1 agreement with PyTorch is below F (0-1)")
+    check.add_argument("--min-psnr", type=float, metavar="DB", dest="min_psnr",
+                       help="fail a format or variant whose worst PSNR against PyTorch is below DB")
+    check.add_argument("--min-miou", type=float, metavar="F", dest="min_miou",
+                       help="fail a format or variant whose segmentation mIoU against PyTorch is below F")
     check.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     return parser
 
@@ -109,6 +118,28 @@ def _formats(text: str | None) -> list[str]:
     if unknown:
         raise _Usage(f"--to: unknown format {unknown[0]!r}; the registered formats are: {listing}")
     return names
+
+
+def _compress(text: str | None) -> dict[str, list[str]]:
+    """The variants `--compress` names as {format: [variant, ...]}; a usage error (exit 2) lists them otherwise."""
+    from . import formats
+
+    if text is None:
+        return {}
+    known = {n: f for n, f in formats.registry().items() if f.variants}
+    listing = "; ".join(f"{n}: {', '.join(f.variants)}" for n, f in known.items())
+    result: dict[str, list[str]] = {}
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items or items == ["help"]:
+        raise _Usage(f"--compress names no variant; write FORMAT:VARIANT. The variants are {listing}")
+    for item in items:
+        fmt, colon, variant = item.partition(":")
+        if not colon or fmt not in known or variant not in known[fmt].variants:
+            raise _Usage(f"--compress: unknown variant {item!r}; write FORMAT:VARIANT. The variants are {listing}")
+        result.setdefault(fmt, [])
+        if variant not in result[fmt]:
+            result[fmt].append(variant)
+    return result
 
 
 def _options(pairs: list[str], flag: str) -> dict[str, dict]:
@@ -146,7 +177,8 @@ class Progress:
     "workbench: exporting onnx ... (12.3 s)", with the seconds since the start; a step still running after
     `every` seconds is reported again ("still exporting onnx, 60 s"), so a slow export is never silent."""
 
-    VERBS = {"load": "loading", "run": "running", "export": "exporting", "locate": "locating the divergence of"}
+    VERBS = {"load": "loading", "run": "running", "export": "exporting", "compress": "compressing",
+             "locate": "locating the divergence of"}
 
     def __init__(self, stream=None, every: float = 30.0):
         self.stream, self.every = stream or sys.stderr, every
@@ -195,6 +227,8 @@ def check(args) -> int:
     from .tasks import read_labels
 
     names = _formats(args.to)
+    compress = _compress(args.compress)
+    names += [n for n in compress if n not in names]
     options = _options(args.option, "--option")
     runtime = _options(args.runtime_option, "--runtime-option")
     coreml = options.setdefault("coreml", {})
@@ -213,7 +247,7 @@ def check(args) -> int:
     labels = read_labels(args.labels) if args.labels else None
     progress = Progress()
     try:
-        report = _run(args, names, options, runtime, images, labels, progress)
+        report = _run(args, names, options, runtime, images, labels, progress, compress)
         progress.done()
     finally:
         progress.close()
@@ -224,7 +258,7 @@ def check(args) -> int:
     return 0 if report.passed else 1
 
 
-def _run(args, names, options, runtime, images, labels, progress):
+def _run(args, names, options, runtime, images, labels, progress, compress=None):
     from .compare import Tolerance
     from .session import Session
 
@@ -234,8 +268,9 @@ def _run(args, names, options, runtime, images, labels, progress):
                       factory=args.factory, trust=args.trust_pickle,
                       runtime_options={k: v for k, v in runtime.items() if k in names}, progress=progress)
     tolerance = Tolerance(rel=args.rtol, atol=args.atol) if args.rtol is not None else None
+    thresholds = {k: getattr(args, k) for k in ("min_top1", "min_psnr", "min_miou") if getattr(args, k) is not None}
     return session.check(names, args.out, tolerance=tolerance, overwrite=args.overwrite, options=options,
-                         progress=progress)
+                         progress=progress, compress=compress, thresholds=thresholds or None)
 
 
 def render(report) -> str:
@@ -248,11 +283,7 @@ def render(report) -> str:
     for name, r in report.formats.items():
         status = {True: "PASS", False: "FAIL", None: "NOT RUN"}[r.passed]
         w = r.comparison.worst() if r.comparison else {}
-        task = w.get("top1_agreement", w.get("miou"))
-        cells = [f"{w['max_abs']:>10.3g}", f"{w['mean_abs']:>10.3g}",
-                 f"{w['psnr']:>9.1f}" if math.isfinite(w["psnr"]) else f"{'inf':>9}",
-                 f"{w['cosine']:>10.6f}"] if w else [f"{'-':>10}", f"{'-':>10}", f"{'-':>9}", f"{'-':>10}"]
-        cells.append(f"{task:>12.3f}" if task is not None else f"{'-':>12}")
+        cells = _cells(w)
         path = r.artifact.path if r.artifact else "-"
         lines.append(f"{name:<12}{status:<9}{''.join(cells)}  {path}")
         if r.label:
@@ -266,8 +297,32 @@ def render(report) -> str:
             lines += [f"{'':<12}{line}" for line in r.divergence.splitlines()]
         if r.artifact:
             lines += [f"{'':<12}({n})" for n in r.artifact.notes]
+        lines += _variant_lines(r)
     lines += ["", "parity: " + ("PASS" if report.passed else "FAIL")]
     return "\n".join(lines)
+
+
+def _cells(w: dict) -> list[str]:
+    task = w.get("top1_agreement", w.get("miou"))
+    cells = [f"{w['max_abs']:>10.3g}", f"{w['mean_abs']:>10.3g}",
+             f"{w['psnr']:>9.1f}" if math.isfinite(w["psnr"]) else f"{'inf':>9}",
+             f"{w['cosine']:>10.6f}"] if w else [f"{'-':>10}", f"{'-':>10}", f"{'-':>9}", f"{'-':>10}"]
+    cells.append(f"{task:>12.3f}" if task is not None else f"{'-':>12}")
+    return cells
+
+
+def _variant_lines(r) -> list[str]:
+    """One line per compressed variant under its format: status, figures, size against the artifact."""
+    lines = []
+    for name, v in r.variants.items():
+        status = {True: "PASS", False: "FAIL", None: "figures"}[v.passed]
+        w = v.comparison.worst() if v.comparison else {}
+        size = (f"{v.size_bytes:,} B, x{v.size_ratio:.2f}" if v.size_ratio is not None else "-")
+        lines.append(f"  {name:<10}{status:<9}{''.join(_cells(w))}  {size}  {v.artifact.path if v.artifact else '-'}")
+        extra = ([v.error] if v.error else []) + v.failures + [f"({n})" for n in v.artifact.notes[1:]
+                                                               if v.artifact]
+        lines += [f"{'':<12}{text}" for text in extra]
+    return lines
 
 
 def main(argv=None) -> int:
