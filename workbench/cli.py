@@ -318,8 +318,12 @@ def _variant_lines(r) -> list[str]:
         status = {True: "PASS", False: "FAIL", None: "figures"}[v.passed]
         w = v.comparison.worst() if v.comparison else {}
         size = (f"{v.size_bytes:,} B, x{v.size_ratio:.2f}" if v.size_ratio is not None else "-")
-        lines.append(f"  {name:<10}{status:<9}{''.join(_cells(w))}  {size}  {v.artifact.path if v.artifact else '-'}")
-        extra = ([v.error] if v.error else []) + v.failures + [f"({n})" for n in v.artifact.notes[1:]
+        label = f"  {name}"
+        if len(label) > 11:  # a long name gets a line of its own, so the figures stay in their columns
+            lines.append(label)
+            label = ""
+        lines.append(f"{label:<12}{status:<9}{''.join(_cells(w))}  {size}  {v.artifact.path if v.artifact else '-'}")
+        extra = ([v.error] if v.error else []) + v.failures + [f"({n})" for n in v.artifact.notes
                                                                if v.artifact]
         lines += [f"{'':<12}{text}" for text in extra]
     return lines

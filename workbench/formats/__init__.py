@@ -171,7 +171,8 @@ class Calibration:
                                      and self.preprocess.bgr == self.expected.bgr):
             return None
         return (f"calibrated with preprocessing {self.preprocess.describe()}, but the artifact takes "
-                f"{self.expected.describe()}: its activation ranges are wrong; calibrate with the artifact's own")
+                f"{self.expected.describe()}: its activation ranges are measured on inputs the artifact never gets; "
+                "calibrate with its own")
 
     def to_dict(self) -> dict:
         return {"images": list(self.images), "preprocess": self.preprocess.describe(),
