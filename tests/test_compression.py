@@ -56,6 +56,14 @@ def test_formats_declare_their_variants():
         formats.get("coreml").check_variants(["int4"])
 
 
+def test_every_declared_variant_resolves_to_a_function():
+    for fmt in formats.registry().values():
+        for name, ref in fmt.variants.items():
+            assert callable(fmt._load(ref)), f"{fmt.name} variant {name}: {ref} is not a function"
+    for fmt in ("coreml", "onnx"):
+        assert [v for v in formats.get(fmt).variants if formats.get(fmt).calibrates(v)] == ["int8"]
+
+
 @pytest.mark.parametrize("fmt,variant", [("coreml", v) for v in COREML] + [("onnx", v) for v in ONNX])
 def test_every_variant_runs_here_and_reports_figures(report, fmt, variant):
     result = report.formats[fmt].variants[variant]
@@ -65,6 +73,7 @@ def test_every_variant_runs_here_and_reports_figures(report, fmt, variant):
     assert figures["size_bytes"] > 0 and figures["size_ratio"] > 0
     assert np.isfinite(figures["max_abs"]) and figures["cosine"] > 0.9, figures
     assert 0 <= figures["top1_agreement"] <= 1
+    assert (figures["calibration"] is not None) == (variant == "int8"), "only what calibrates records a calibration"
     assert result.artifact.path.exists() and result.artifact.path != report.formats[fmt].artifact.path
     assert report.passed, "variants without thresholds do not fail the check"
 

@@ -79,7 +79,7 @@ class VariantResult:
     comparison: Comparison | None = None
     size_bytes: int | None = None
     base_bytes: int | None = None  # the uncompressed artifact's
-    calibration: dict | None = None  # the images and preprocessing offered (variants that calibrate: int8)
+    calibration: dict | None = None  # the images and preprocessing it was calibrated on (None: it reads none)
     error: str | None = None
     failures: list[str] = field(default_factory=list)
     judged: bool = False  # thresholds were given
@@ -620,6 +620,8 @@ class Session(Reference):
                 raise  # the machine cannot take the outputs: no format can, so the whole check stops
             except WorkbenchError as exc:
                 result.error = str(exc)
+                result.variants = {v: VariantResult(v, error=f"not built: the {name} export failed")
+                                   for v in compress.get(name, ())}
                 continue
             if progress:
                 progress(name, "run")
@@ -651,7 +653,8 @@ class Session(Reference):
         calibration = _formats.Calibration(
             tuple(i.name for i in self.images), self.pixels, calibration_preprocess or artifact.preprocess
             or self.preprocess, expected=artifact.preprocess or self.preprocess, inside=artifact.preprocess)
-        result.calibration = calibration.to_dict()
+        if fmt.calibrates(variant):
+            result.calibration = calibration.to_dict()
         try:
             result.artifact = fmt.compress(variant, artifact, out / f"{self.name}.{variant}{fmt.suffix}",
                                            calibration=calibration, overwrite=overwrite)

@@ -93,6 +93,11 @@ class Format:
         return self._load(self.variants[variant])(artifact, Path(path), calibration=calibration,
                                                   overwrite=overwrite)
 
+    def calibrates(self, variant: str) -> bool:
+        """Whether `variant` reads calibration images (its function sets ``calibrates = True``)."""
+        self.check_variants([variant])
+        return bool(getattr(self._load(self.variants[variant]), "calibrates", False))
+
     def check_variants(self, names) -> None:
         """Refuse variant names this format does not declare, listing the ones it does."""
         for name in names:

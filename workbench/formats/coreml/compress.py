@@ -1,7 +1,7 @@
 """Core ML compressed variants: coremltools.optimize.coreml on an exported ML program, saved as its own .mlpackage.
 
 Each variant is a function ``(artifact, path, *, calibration, overwrite) -> Artifact`` (see
-`workbench.formats.compression`). Weight compression (linear, palettization, pruning) needs no data. `int8`
+`workbench.formats.Format.variants`). Weight compression (linear, palettization, pruning) needs no data. `int8`
 quantizes activations too: coremltools calibrates them by running the model with MLModel.predict, which
 needs macOS, so the ranges are measured here with the workbench's Core ML interpreter on the calibration
 images and handed to coremltools' own graph passes, which insert the same quantize/dequantize pairs.
@@ -103,6 +103,9 @@ def int8(artifact, path, *, calibration: Calibration | None = None, overwrite=Fa
 
     return _save(artifact, path, compress, "int8", "8-bit activations (calibrated) and 8-bit weights per channel",
                  calibration=calibration, overwrite=overwrite)
+
+
+int8.calibrates = True
 
 
 # -- helpers ------------------------------------------------------------------------------------------

@@ -58,6 +58,9 @@ def int8(artifact, path, *, calibration: Calibration | None = None, overwrite=Fa
                  overwrite=overwrite)
 
 
+int8.calibrates = True
+
+
 def fp16(artifact, path, *, calibration=None, overwrite=False):
     """Weights and compute in float16, inputs and outputs kept float32 (onnxruntime's float16 converter)."""
     try:
