@@ -101,7 +101,8 @@ def test_mobilenet_v2_random_weights_reports_parity_offline(tmp_path):
     assert (tmp_path / "mobilenet_v2.mlpackage").is_dir()
 
 
-def test_progress_goes_to_stderr_also_under_json(model_py, samples):
+def test_progress_goes_to_stderr_also_under_json(model_py, samples, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_PROGRESS_AFTER", "0")  # every step, however quick (by default: those of 5 s+)
     proc = run("check", model_py, "--images", str(samples), "--to", "torchscript", "--preset", "unit",
                "--size", "32", "32", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -118,7 +119,7 @@ def test_a_long_step_is_reported_again():
     from workbench.cli import Progress
 
     out = io.StringIO()
-    progress = Progress(out, every=0.0)  # every beat finds the step "long"
+    progress = Progress(out, every=0.0, after=0.0)  # every beat finds the step "long"
     progress.close()  # no background heartbeat: beat by hand
     progress("onnx", "export")
     progress.beat()

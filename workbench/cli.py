@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import threading
 import time
@@ -173,17 +174,20 @@ def _task(args):
 
 
 class Progress:
-    """What the check is doing, on stderr (also under --json, whose stdout stays one JSON document):
-    "workbench: exporting onnx ... (12.3 s)", with the seconds since the start; a step still running after
-    `every` seconds is reported again ("still exporting onnx, 60 s"), so a slow export is never silent."""
+    """What the check is doing, on stderr (also under --json, whose stdout stays one JSON document), for every
+    step that runs `after` seconds or more: "workbench: exporting onnx ... (12.3 s)", with the seconds since
+    the start; a step still running `every` seconds later is reported again ("still exporting onnx, 60 s"), so
+    a slow export is never silent. Quick steps print nothing, so bad input still gives one line.
+    WORKBENCH_PROGRESS_AFTER=0 reports every step."""
 
     VERBS = {"load": "loading", "run": "running", "export": "exporting", "compress": "compressing",
              "locate": "locating the divergence of"}
 
-    def __init__(self, stream=None, every: float = 30.0):
+    def __init__(self, stream=None, every: float = 30.0, after: float | None = None):
         self.stream, self.every = stream or sys.stderr, every
-        self.start = self.since = time.monotonic()
-        self.step = None
+        self.after = float(os.environ.get("WORKBENCH_PROGRESS_AFTER", 5.0)) if after is None else after
+        self.start = self.since = self.said = time.monotonic()
+        self.step, self.announced, self.spoke = None, False, False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, daemon=True)
@@ -192,30 +196,39 @@ class Progress:
     def __call__(self, what: str, step: str) -> None:
         with self._lock:
             self.step = f"{self.VERBS.get(step, step)} {what}"
-            self.since = time.monotonic()
-            self._print(f"{self.step} ... ({self.since - self.start:.1f} s)")
+            self.since, self.announced = time.monotonic(), False
+        if self.after <= 0:
+            self.beat()
 
     def done(self) -> None:
         self.close()
         with self._lock:
-            self._print(f"done in {time.monotonic() - self.start:.1f} s")
+            if self.spoke:
+                self._print(f"done in {time.monotonic() - self.start:.1f} s")
 
     def close(self) -> None:
         """Stop the heartbeat."""
         self._stop.set()
 
     def beat(self) -> None:
-        """Report the current step again if it has run for `every` seconds or more."""
+        """Announce the current step once it has run `after` seconds; again every `every` seconds after."""
         with self._lock:
-            running = time.monotonic() - self.since
-            if self.step and running >= self.every:
-                self._print(f"still {self.step}, {running:.0f} s")
+            now = time.monotonic()
+            if not self.step:
+                return
+            if not self.announced and now - self.since >= self.after:
+                self._print(f"{self.step} ... ({self.since - self.start:.1f} s)")
+                self.announced, self.said = True, now
+            elif self.announced and now - self.said >= self.every:
+                self._print(f"still {self.step}, {now - self.since:.0f} s")
+                self.said = now
 
     def _heartbeat(self) -> None:
-        while not self._stop.wait(self.every or 1.0):
+        while not self._stop.wait(0.25):
             self.beat()
 
     def _print(self, text: str) -> None:
+        self.spoke = True
         print(f"workbench: {text}", file=self.stream, flush=True)
 
 
