@@ -50,3 +50,30 @@ def serve(handle, first, idle=None):
         except Exception as exc:
             reply = {"error": first_line(exc)}
         send(reply)
+
+
+def converter(main, found: dict) -> None:
+    """The tools-env side of a converter script: answer each request with `main(request)` plus what the
+    script tried to reach and spawned (`found`: the script's globals, where offline.py put `network` and
+    `spawned`). `SCRIPT --serve IDLE` stays warm for requests (tools.convert); `SCRIPT REQUEST.json OUT.json`
+    answers one."""
+    import json
+    import sys
+    import warnings
+
+    def answer(request: dict) -> dict:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = main(request)
+        except Exception as exc:
+            result = {"error": first_line(exc)}
+        return dict(result, network=list(found["network"]), spawned=list(found["spawned"]))
+
+    if sys.argv[1] == "--serve":
+        serve(answer, {"ready": True}, idle=float(sys.argv[2]))
+    else:
+        with open(sys.argv[1]) as f:
+            result = answer(json.load(f))
+        with open(sys.argv[2], "w") as f:
+            json.dump(result, f)

@@ -4,10 +4,6 @@ Request: {"program": .pt2 path, "out": .pte path, "delegate": "xnnpack" | "porta
 (how much XNNPACK took), and offline.py's `network` and `spawned` lists.
 """
 
-import json
-import sys
-import warnings
-
 
 def op_name(target) -> str:
     name = getattr(target, "__name__", None) or str(target)
@@ -51,23 +47,7 @@ def main(request: dict) -> dict:
     return {"notes": notes}
 
 
-def answer(request: dict) -> dict:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = main(request)
-    except Exception as exc:
-        result = {"error": f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"}
-    # offline.py's lists, over this process's life: what it tried to reach and what it spawned
-    return dict(result, network=list(network), spawned=list(spawned))  # noqa: F821
-
-
 if __name__ == "__main__":
-    if sys.argv[1] == "--serve":  # a warm converter (tools.convert): requests until idle for argv[2] seconds
-        from _channel import serve
+    from _channel import converter
 
-        serve(answer, {"ready": True}, idle=float(sys.argv[2]))
-    else:
-        result = answer(json.load(open(sys.argv[1])))
-        with open(sys.argv[2], "w") as f:
-            json.dump(result, f)
+    converter(main, globals())  # offline.py put `network` and `spawned` there

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import warnings
 from pathlib import Path
@@ -10,6 +11,17 @@ from ..._files import atomic_output
 from ...diagnose import conversion_error
 from ..base import Artifact, ExportSpec, quiet
 from .tools import HERE, convert
+
+
+@contextlib.contextmanager
+def saved_program(program):
+    """`program` saved to a temporary .pt2, for a converter in the tools env to load; removed after."""
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="workbench-program-") as tmp:
+        saved = Path(tmp) / "program.pt2"
+        torch.export.save(program, saved)
+        yield saved
 
 
 def export_program(module, x, *, what: str, source: str = ""):
@@ -50,19 +62,15 @@ def export_executorch(spec: ExportSpec, path: Path, *, precision: str = "fp32", 
     precision "fp16" runs the model in half precision (input and outputs stay float32). Raises
     WorkbenchError when torch.export or the lowering fails, or the tools env is missing.
     """
-    import torch
 
     model = spec.wrapped(bake=spec.preprocess)
     if precision == "fp16":
         model = half(model)
     x = spec.example_input(pixels=spec.preprocess is not None)
     program = export_program(model, x, what="ExecuTorch (torch.export)", source=spec.source)
-    with tempfile.TemporaryDirectory(prefix="workbench-et-") as tmp:
-        saved = Path(tmp) / "program.pt2"
-        torch.export.save(program, saved)
-        with atomic_output(path, overwrite=overwrite) as out:
-            result = convert(HERE / "_convert.py", {"program": str(saved), "out": str(out), "delegate": delegate},
-                              what="ExecuTorch conversion", packages="executorch")
+    with saved_program(program) as saved, atomic_output(path, overwrite=overwrite) as out:
+        result = convert(HERE / "_convert.py", {"program": str(saved), "out": str(out), "delegate": delegate},
+                         what="ExecuTorch conversion", packages="executorch")
     notes = list(result["notes"])
     if precision == "fp16":
         notes.append("fp16: the model computes in half precision, sums included (the super-resolution net: 3e-2 "

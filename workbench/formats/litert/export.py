@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from ..._files import atomic_output
 from ..base import Artifact, ExportSpec
-from ..executorch.export import export_program
+from ..executorch.export import export_program, saved_program
 from ..executorch.tools import convert
 
 HERE = Path(__file__).resolve().parent
@@ -19,17 +18,13 @@ def export_litert(spec: ExportSpec, path: Path, *, precision: str = "fp32", over
     precision "fp16" stores the weights in half precision. Raises WorkbenchError when torch.export or
     litert-torch fails, or the tools env is missing.
     """
-    import torch
 
     model = spec.wrapped(bake=spec.preprocess)
     x = spec.example_input(pixels=spec.preprocess is not None)
     program = export_program(model, x, what="LiteRT (torch.export)", source=spec.source)
-    with tempfile.TemporaryDirectory(prefix="workbench-litert-") as tmp:
-        saved = Path(tmp) / "program.pt2"
-        torch.export.save(program, saved)
-        with atomic_output(path, overwrite=overwrite) as out:
-            result = convert(HERE / "_convert.py", {"program": str(saved), "out": str(out), "precision": precision},
-                              what="LiteRT conversion (litert-torch)", packages="litert-torch")
+    with saved_program(program) as saved, atomic_output(path, overwrite=overwrite) as out:
+        result = convert(HERE / "_convert.py", {"program": str(saved), "out": str(out), "precision": precision},
+                         what="LiteRT conversion (litert-torch)", packages="litert-torch")
     notes = list(result["notes"])
     if precision == "fp16":
         notes.append("fp16: weights stored in half precision; fp32 for parity")
