@@ -108,3 +108,23 @@ def rand(*shape, low=-2.0, high=2.0, seed=0) -> np.ndarray:
 def assert_close(actual, expected, atol=1e-5, rtol=1e-5, what=""):
     np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64),
                                atol=atol, rtol=rtol, err_msg=what)
+
+
+def same(out, expected, what=""):
+    """Data movement only: exact."""
+    np.testing.assert_array_equal(out, expected, err_msg=what)
+
+
+def check_exact(op_type, build, *inputs, expected=None, opset=IOS16):
+    """Run the one-op program; compare exactly with `expected` (numpy) and with coremltools' value_inference."""
+    out = run_op(op_type, build, *inputs, opset=opset)
+    if expected is not None:
+        same(out, expected, f"{op_type} against numpy")
+    reference = mil_value(build, *inputs, opset=opset)
+    if isinstance(out, list):
+        assert len(out) == len(reference)
+        for i, (a, b) in enumerate(zip(out, reference)):
+            same(a, b, f"{op_type} output {i} against value_inference")
+    else:
+        same(out, reference, f"{op_type} against value_inference")
+    return out

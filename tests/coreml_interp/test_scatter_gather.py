@@ -3,33 +3,21 @@ against numpy loops and coremltools' value_inference where it has one."""
 
 import numpy as np
 import pytest
-from _mil import IOS16, IOS17, assert_close, mb, mil_value, rand, run_op
-
-
-def _same(out, expected, what=""):
-    np.testing.assert_array_equal(out, expected, err_msg=what)
-
-
-def _check(op_type, build, *inputs, expected=None, opset=IOS16):
-    out = run_op(op_type, build, *inputs, opset=opset)
-    if expected is not None:
-        _same(out, expected, f"{op_type} against numpy")
-    _same(out, mil_value(build, *inputs, opset=opset), f"{op_type} against value_inference")
-    return out
+from _mil import IOS17, assert_close, check_exact, mb, rand, run_op, same
 
 
 @pytest.mark.parametrize("axis", [0, 1, -1])
 def test_gather_negative_indices(axis):
     x = rand(4, 5, 6)
     indices = np.array([[0, -1], [2, -3]], np.int32)
-    _check("gather", lambda x: mb.gather(x=x, indices=indices, axis=axis), x,
+    check_exact("gather", lambda x: mb.gather(x=x, indices=indices, axis=axis), x,
            expected=np.take(x, indices, axis))
 
 
 def test_gather_with_runtime_indices():
     x, indices = rand(5, 3), np.array([4, -5, 0, 2], np.int32)
     out = run_op("gather", lambda x, i: mb.gather(x=x, indices=i, axis=0), x, indices)
-    _same(out, np.take(x, indices, 0))
+    same(out, np.take(x, indices, 0))
 
 
 @pytest.mark.parametrize("axis", [0, 1, -1])
@@ -39,7 +27,7 @@ def test_gather_along_axis(axis):
     shape = list(x.shape)
     shape[axis] = 2
     indices = rng.integers(-x.shape[axis], x.shape[axis], shape).astype(np.int32)
-    _check("gather_along_axis", lambda x: mb.gather_along_axis(x=x, indices=indices, axis=axis), x,
+    check_exact("gather_along_axis", lambda x: mb.gather_along_axis(x=x, indices=indices, axis=axis), x,
            expected=np.take_along_axis(x, np.where(indices < 0, indices + x.shape[axis], indices), axis))
 
 
@@ -54,7 +42,7 @@ def test_gather_batch_dims(batch_dims, axis):
                          for i in range(int(np.prod(x.shape[:batch_dims])))])
     expected = expected.reshape(*x.shape[:batch_dims], *expected.shape[1:])
     out = run_op("gather", lambda x: mb.gather(x=x, indices=indices, axis=axis, batch_dims=batch_dims), x)
-    _same(out, expected)
+    same(out, expected)
 
 
 def _np_gather_nd(x, indices, batch_dims=0):
@@ -70,15 +58,15 @@ def test_gather_nd(depth):
     rng = np.random.default_rng(depth)
     indices = np.stack([rng.integers(-n, n, (2, 2)) for n in x.shape[:depth]], -1).astype(np.int32)
     out = run_op("gather_nd", lambda x: mb.gather_nd(x=x, indices=indices), x)
-    _same(out, _np_gather_nd(x, np.where(indices < 0, indices + np.array(x.shape[:depth]), indices)))
+    same(out, _np_gather_nd(x, np.where(indices < 0, indices + np.array(x.shape[:depth]), indices)))
 
 
 def test_gather_nd_batch_dims():
     x = rand(2, 4, 5)
     indices = np.array([[[1], [3]], [[0], [2]]], np.int32)  # per batch element, rows of x[b]
     out = run_op("gather_nd", lambda x: mb.gather_nd(x=x, indices=indices, batch_dims=1), x)
-    _same(out, _np_gather_nd(x, indices, 1))
-    _same(out[1, 0], x[1, 0])
+    same(out, _np_gather_nd(x, indices, 1))
+    same(out[1, 0], x[1, 0])
 
 
 def _np_combine(out, pos, u, mode):
@@ -157,4 +145,4 @@ def test_scatter_with_runtime_indices():
                  updates)
     expected = data.copy()
     expected[[4, 0]] = updates
-    _same(out, expected)
+    same(out, expected)

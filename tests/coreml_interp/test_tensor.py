@@ -2,31 +2,11 @@
 
 import numpy as np
 import pytest
-from _mil import IOS16, IOS17, assert_close, mb, mil_value, rand, run_op
+from _mil import IOS16, IOS17, assert_close, check_exact, mb, mil_value, rand, run_op, same
 
 from workbench.coreml_interp.registry import kernel
 
 X = rand(2, 3, 4, 5)
-
-
-def _same(out, expected, what=""):
-    # data movement only: exact
-    np.testing.assert_array_equal(out, expected, err_msg=what)
-
-
-def _check(op_type, build, *inputs, expected=None, opset=IOS16):
-    """Run the op; compare with `expected` (numpy) and with coremltools' value_inference."""
-    out = run_op(op_type, build, *inputs, opset=opset)
-    if expected is not None:
-        _same(out, expected, f"{op_type} against numpy")
-    reference = mil_value(build, *inputs, opset=opset)
-    if isinstance(out, list):
-        assert len(out) == len(reference)
-        for i, (a, b) in enumerate(zip(out, reference)):
-            _same(a, b, f"{op_type} output {i} against value_inference")
-    else:
-        _same(out, reference, f"{op_type} against value_inference")
-    return out
 
 
 @pytest.mark.parametrize("shape, expected", [
@@ -35,7 +15,7 @@ def _check(op_type, build, *inputs, expected=None, opset=IOS16):
     ([2, 3, 2, 2, 5], None),
 ], ids=["minus-one", "zero-and-minus-one", "zeros", "flat", "split-axis"])
 def test_reshape_zero_copies_the_input_dim(shape, expected):
-    out = _check("reshape", lambda x: mb.reshape(x=x, shape=shape), X,
+    out = check_exact("reshape", lambda x: mb.reshape(x=x, shape=shape), X,
                  expected=X.reshape([X.shape[i] if d == 0 else d for i, d in enumerate(shape)]))
     if expected is not None:
         assert out.shape == expected
@@ -43,7 +23,7 @@ def test_reshape_zero_copies_the_input_dim(shape, expected):
 
 @pytest.mark.parametrize("axes", [[0], [-1], [1, 3], [0, -1]])
 def test_expand_dims(axes):
-    _check("expand_dims", lambda x: mb.expand_dims(x=x, axes=axes), rand(3, 4))
+    check_exact("expand_dims", lambda x: mb.expand_dims(x=x, axes=axes), rand(3, 4))
 
 
 @pytest.mark.parametrize("axes", [[1], [-1], [1, 3], None])
@@ -51,12 +31,12 @@ def test_squeeze(axes):
     x = rand(2, 1, 3, 1)
     kwargs = {} if axes is None else {"axes": axes}
     expected = np.squeeze(x, None if axes is None else tuple(axes))
-    _check("squeeze", lambda x: mb.squeeze(x=x, **kwargs), x, expected=expected)
+    check_exact("squeeze", lambda x: mb.squeeze(x=x, **kwargs), x, expected=expected)
 
 
 @pytest.mark.parametrize("perm", [[0, 2, 3, 1], [3, 2, 1, 0], [1, 0, 2, 3]])
 def test_transpose(perm):
-    _check("transpose", lambda x: mb.transpose(x=x, perm=perm), X, expected=X.transpose(perm))
+    check_exact("transpose", lambda x: mb.transpose(x=x, perm=perm), X, expected=X.transpose(perm))
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2, -1])
@@ -64,9 +44,9 @@ def test_flatten2d(axis):
     a = axis % 4
     expected = X.reshape(int(np.prod(X.shape[:a], dtype=np.int64)), -1)
     if a == 0:  # coremltools 9's value_inference fails at axis 0 (a float np.prod of no dims)
-        _same(run_op("flatten2d", lambda x: mb.flatten2d(x=x, axis=axis), X), expected)
+        same(run_op("flatten2d", lambda x: mb.flatten2d(x=x, axis=axis), X), expected)
     else:
-        _check("flatten2d", lambda x: mb.flatten2d(x=x, axis=axis), X, expected=expected)
+        check_exact("flatten2d", lambda x: mb.flatten2d(x=x, axis=axis), X, expected=expected)
 
 
 @pytest.mark.parametrize("axis", [0, 1, -1])
@@ -74,7 +54,7 @@ def test_concat(axis):
     a, b = rand(2, 3, 4), rand(2, 3, 4, seed=1)
     if axis == 1:
         b = rand(2, 5, 4, seed=1)
-    _check("concat", lambda a, b: mb.concat(values=[a, b], axis=axis), a, b, expected=np.concatenate([a, b], axis))
+    check_exact("concat", lambda a, b: mb.concat(values=[a, b], axis=axis), a, b, expected=np.concatenate([a, b], axis))
 
 
 @pytest.mark.parametrize("axis", [0, 1, -1])
@@ -85,26 +65,26 @@ def test_concat_interleave(axis):
         [a.shape[d] * 3 if d == axis % 3 else a.shape[d] for d in range(3)])
     # (not against value_inference: coremltools 9's concat value_inference ignores interleave)
     out = run_op("concat", lambda a, b, c: mb.concat(values=[a, b, c], axis=axis, interleave=True), a, b, c)
-    _same(out, expected)
-    _same(np.take(out, [3], axis % 3), np.take(a, [1], axis % 3), "the 4th slice is a's 2nd")
+    same(out, expected)
+    same(np.take(out, [3], axis % 3), np.take(a, [1], axis % 3), "the 4th slice is a's 2nd")
 
 
 def test_concat_interleave_docstring_example():
     in1, in2 = np.array([[1, 2], [3, 4], [5, 6]], np.float32), np.array([[7, 8], [9, 10], [11, 12]], np.float32)
     out = run_op("concat", lambda a, b: mb.concat(values=[a, b], axis=0, interleave=True), in1, in2)
-    _same(out, [[1, 2], [7, 8], [3, 4], [9, 10], [5, 6], [11, 12]])
+    same(out, [[1, 2], [7, 8], [3, 4], [9, 10], [5, 6], [11, 12]])
 
 
 def test_concat_of_a_runtime_tensor_and_a_constant():
     a, c = rand(2, 3), rand(2, 2, seed=1)
     out = run_op("concat", lambda a: mb.concat(values=[a, c], axis=1), a)
-    _same(out, np.concatenate([a, c], 1))
+    same(out, np.concatenate([a, c], 1))
 
 
 @pytest.mark.parametrize("axis", [0, 2, -1])
 def test_stack(axis):
     a, b = rand(3, 4), rand(3, 4, seed=1)
-    _check("stack", lambda a, b: mb.stack(values=[a, b], axis=axis), a, b, expected=np.stack([a, b], axis))
+    check_exact("stack", lambda a, b: mb.stack(values=[a, b], axis=axis), a, b, expected=np.stack([a, b], axis))
 
 
 @pytest.mark.parametrize("kwargs, sections", [
@@ -113,21 +93,21 @@ def test_stack(axis):
 ], ids=["num-splits", "sizes-last-axis", "sizes-axis-1", "num-splits-axis-2"])
 def test_split(kwargs, sections):
     x = rand(2, 3, 4, 5)
-    out = _check("split", lambda x: mb.split(x=x, **kwargs), x)
+    out = check_exact("split", lambda x: mb.split(x=x, **kwargs), x)
     for a, b in zip(out, np.split(x, sections, kwargs["axis"])):
-        _same(a, b, f"split {kwargs}")
+        same(a, b, f"split {kwargs}")
 
 
 @pytest.mark.parametrize("reps", [[1, 2, 1, 3], [2, 1, 1, 1]])
 def test_tile(reps):
-    _check("tile", lambda x: mb.tile(x=x, reps=reps), X, expected=np.tile(X, reps))
+    check_exact("tile", lambda x: mb.tile(x=x, reps=reps), X, expected=np.tile(X, reps))
 
 
 @pytest.mark.parametrize("axes", [[0], [-1], [1, 2], None])
 def test_reverse(axes):
     kwargs = {} if axes is None else {"axes": axes}
     expected = np.flip(X, None if axes is None else tuple(axes))
-    _check("reverse", lambda x: mb.reverse(x=x, **kwargs), X, expected=expected)
+    check_exact("reverse", lambda x: mb.reverse(x=x, **kwargs), X, expected=expected)
 
 
 # slice_by_index: (begin, end, stride, begin_mask, end_mask, squeeze_mask, the numpy index)
@@ -145,15 +125,16 @@ SLICES = {
 }
 
 
+def _slice_kwargs(begin, end, stride, begin_mask, end_mask, squeeze_mask) -> dict:
+    given = {"stride": stride, "begin_mask": begin_mask, "end_mask": end_mask, "squeeze_mask": squeeze_mask}
+    return {"begin": begin, "end": end, **{k: v for k, v in given.items() if v is not None}}
+
+
 @pytest.mark.parametrize("case", list(SLICES))
 def test_slice_by_index(case):
     begin, end, stride, begin_mask, end_mask, squeeze_mask, index = SLICES[case]
-    kwargs = {"begin": begin, "end": end}
-    for name, value in [("stride", stride), ("begin_mask", begin_mask), ("end_mask", end_mask),
-                        ("squeeze_mask", squeeze_mask)]:
-        if value is not None:
-            kwargs[name] = value
-    _check("slice_by_index", lambda x: mb.slice_by_index(x=x, **kwargs), X, expected=X[index])
+    kwargs = _slice_kwargs(begin, end, stride, begin_mask, end_mask, squeeze_mask)
+    check_exact("slice_by_index", lambda x: mb.slice_by_index(x=x, **kwargs), X, expected=X[index])
 
 
 @pytest.mark.parametrize("begin, size, index", [
@@ -161,7 +142,7 @@ def test_slice_by_index(case):
     ([1, 0, -3, 0], [1, -1, 2, -1], np.s_[1:2, 0:, -3:-1, 0:]),
 ])
 def test_slice_by_size(begin, size, index):
-    _check("slice_by_size", lambda x: mb.slice_by_size(x=x, begin=begin, size=size), X, expected=X[index])
+    check_exact("slice_by_size", lambda x: mb.slice_by_size(x=x, begin=begin, size=size), X, expected=X[index])
 
 
 @pytest.mark.parametrize("pad", [[1, 2, 0, 3], [0, 0, 0, 0, 2, 1, 1, 3], [1, 1]], ids=["last-two", "all-axes", "last"])
@@ -175,13 +156,13 @@ def test_pad_modes(mode, pad):
     else:
         expected = np.pad(X, widths, mode={"reflect": "reflect", "replicate": "edge"}[mode])
     out = run_op("pad", lambda x: mb.pad(x=x, pad=np.array(pad, np.int32), mode=mode, **kwargs), X)
-    _same(out, expected, f"pad {mode} {pad}")
+    same(out, expected, f"pad {mode} {pad}")
 
 
 def test_pad_reflect_rank3_three_axes():
     x = rand(3, 4, 5)
     out = run_op("pad", lambda x: mb.pad(x=x, pad=np.array([1, 0, 2, 1, 0, 3], np.int32), mode="reflect"), x)
-    _same(out, np.pad(x, [(1, 0), (2, 1), (0, 3)], mode="reflect"))
+    same(out, np.pad(x, [(1, 0), (2, 1), (0, 3)], mode="reflect"))
 
 
 def test_depth_to_space_is_dcr():
@@ -189,7 +170,7 @@ def test_depth_to_space_is_dcr():
     x, b = rand(1, 8, 2, 3), 2
     expected = x.reshape(1, b, b, 2, 2, 3).transpose(0, 3, 4, 1, 5, 2).reshape(1, 2, 4, 6)
     out = run_op("depth_to_space", lambda x: mb.depth_to_space(x=x, block_size=b), x)
-    _same(out, expected)
+    same(out, expected)
     assert out[0, 1, 1, 0] == x[0, (1 * b + 0) * 2 + 1, 0, 0]
 
 
@@ -197,29 +178,29 @@ def test_space_to_depth_inverts_depth_to_space():
     x, b = rand(1, 2, 4, 6), 2
     expected = x.reshape(1, 2, 2, b, 3, b).transpose(0, 3, 5, 1, 2, 4).reshape(1, 8, 2, 3)
     out = run_op("space_to_depth", lambda x: mb.space_to_depth(x=x, block_size=b), x)
-    _same(out, expected)
+    same(out, expected)
     back = run_op("depth_to_space", lambda x: mb.depth_to_space(x=mb.space_to_depth(x=x, block_size=b),
                                                                  block_size=b), x)
-    _same(back, x)
+    same(back, x)
 
 
 def test_pixel_shuffle_is_crd():
     # PyTorch's PixelShuffle: out[n, c, h*f + i, w*f + j] = x[n, c*f*f + i*f + j, h, w]
     x, f = rand(1, 8, 2, 3), 2
     out = run_op("pixel_shuffle", lambda x: mb.pixel_shuffle(x=x, upscale_factor=f), x)
-    _same(out, x.reshape(1, 2, f, f, 2, 3).transpose(0, 1, 4, 2, 5, 3).reshape(1, 2, 4, 6))
+    same(out, x.reshape(1, 2, f, f, 2, 3).transpose(0, 1, 4, 2, 5, 3).reshape(1, 2, 4, 6))
 
 
 def test_pixel_unshuffle_inverts_pixel_shuffle():
     x, f = rand(1, 2, 4, 6), 2
     out = run_op("pixel_unshuffle", lambda x: mb.pixel_unshuffle(x=x, downscale_factor=np.uint32(f)), x, opset=IOS16)
-    _same(out, x.reshape(1, 2, 2, f, 3, f).transpose(0, 1, 3, 5, 2, 4).reshape(1, 8, 2, 3))
+    same(out, x.reshape(1, 2, 2, f, 3, f).transpose(0, 1, 3, 5, 2, 4).reshape(1, 8, 2, 3))
 
 
 def test_select_broadcasts():
     cond, a, b = rand(3, 1), rand(3, 4, seed=1), rand(4, seed=2)
     out = run_op("select", lambda c, a, b: mb.select(cond=mb.greater(x=c, y=0.0), a=a, b=b), cond, a, b)
-    _same(out, np.where(cond > 0, a, b))
+    same(out, np.where(cond > 0, a, b))
 
 
 @pytest.mark.parametrize("exclusive", [False, True])
@@ -244,8 +225,8 @@ def test_topk(axis, ascending):
     values, indices = run_op("topk", lambda x: mb.topk(x=x, k=3, axis=axis, ascending=ascending), x)
     order = np.argsort(x if ascending else -x, axis, kind="stable")
     index = np.take(order, np.arange(3), axis)
-    _same(indices, index)
-    _same(values, np.take_along_axis(x, index, axis))
+    same(indices, index)
+    same(values, np.take_along_axis(x, index, axis))
     assert indices.dtype == np.int32
 
 
@@ -253,29 +234,29 @@ def test_topk(axis, ascending):
 def test_argsort(ascending):
     x = rand(3, 5)
     out = run_op("argsort", lambda x: mb.argsort(x=x, axis=-1, ascending=ascending), x)
-    _same(out, np.argsort(x if ascending else -x, -1, kind="stable"))
+    same(out, np.argsort(x if ascending else -x, -1, kind="stable"))
 
 
 def test_fill_and_range_with_runtime_sizes():
     # runtime shapes keep these ops from being folded into constants
     out = run_op("fill", lambda s: mb.fill(shape=s, value=2.5), np.array([4, 2], np.int32), opset=IOS17)
-    _same(out, np.full((4, 2), 2.5, np.float32))
+    same(out, np.full((4, 2), 2.5, np.float32))
     n = np.array([4], np.int32)
     out = run_op("range_1d", lambda n: mb.range_1d(start=1, end=mb.squeeze(x=n), step=1), n * 3, opset=IOS17)
-    _same(out, np.arange(1, 12))
+    same(out, np.arange(1, 12))
 
 
 def test_identity_and_shape():
-    _same(run_op("identity", lambda x: mb.identity(x=x), X), X)
+    same(run_op("identity", lambda x: mb.identity(x=x), X), X)
     # a static shape is folded to a constant at conversion: call the kernel on a tensor instead
-    _same(kernel("shape")(x=__import__("torch").zeros(2, 3, 4)).numpy(), np.array([2, 3, 4], np.int32))
+    same(kernel("shape")(x=__import__("torch").zeros(2, 3, 4)).numpy(), np.array([2, 3, 4], np.int32))
 
 
 @pytest.mark.parametrize("value", [2.5, 0.0])
 def test_fill_like(value):
     x = rand(2, 3)
     out = run_op("fill_like", lambda x: mb.fill_like(ref_tensor=x, value=value), x)
-    _same(out, np.full((2, 3), value, np.float32))
+    same(out, np.full((2, 3), value, np.float32))
 
 
 @pytest.mark.parametrize("lower, upper", [(0, -1), (-1, 0), (0, 0), (1, 2)])
@@ -283,13 +264,13 @@ def test_band_part(lower, upper):
     x = rand(2, 4, 5)
     m, n = np.arange(4)[:, None], np.arange(5)[None]
     keep = ((lower < 0) | (m - n <= lower)) & ((upper < 0) | (n - m <= upper))
-    _check("band_part", lambda x: mb.band_part(x=x, lower=lower, upper=upper), x, expected=np.where(keep, x, 0))
+    check_exact("band_part", lambda x: mb.band_part(x=x, lower=lower, upper=upper), x, expected=np.where(keep, x, 0))
 
 
 def test_non_zero():
     x = np.array([[0.0, 1.5, 0.0], [2.0, 0.0, -1.0]], np.float32)
     out = run_op("non_zero", lambda x: mb.non_zero(x=x), x)
-    _same(out, np.argwhere(x != 0))
+    same(out, np.argwhere(x != 0))
 
 
 @pytest.mark.parametrize("axis", [-1, 0, 1])
@@ -298,14 +279,14 @@ def test_one_hot(axis):
     out = run_op("one_hot", lambda i: mb.one_hot(indices=i, one_hot_vector_size=4, axis=axis, on_value=5.0,
                                                  off_value=-1.0), indices)
     expected = np.moveaxis(np.where(np.eye(4, dtype=bool)[indices], 5.0, -1.0), -1, axis)
-    _same(out, expected)
+    same(out, expected)
 
 
 def test_reshape_like():
     x, a, b = rand(2, 3, 4, 5), rand(2, 3, 4, seed=1), rand(1, 20, 6, seed=2)
     out = run_op("reshape_like", lambda x, a, b: mb.reshape_like(x=x, ref_tensors=(a, b), begins=(0, 1), ends=(2, 2),
                                                                  end_masks=(False, False)), x, a, b, opset=IOS16)
-    _same(out, x.reshape(2, 3, 20))
+    same(out, x.reshape(2, 3, 20))
 
 
 @pytest.mark.parametrize("case", ["plain", "strided", "negative-stride", "squeeze"])
@@ -313,17 +294,13 @@ def test_slice_update(case):
     import coremltools as ct
 
     begin, end, stride, begin_mask, end_mask, squeeze_mask, index = SLICES[case]
-    kwargs = {"begin": begin, "end": end}
-    for name, value in [("stride", stride), ("begin_mask", begin_mask), ("end_mask", end_mask),
-                        ("squeeze_mask", squeeze_mask)]:
-        if value is not None:
-            kwargs[name] = value
+    kwargs = _slice_kwargs(begin, end, stride, begin_mask, end_mask, squeeze_mask)
     update = rand(*X[index].shape, seed=5)
     expected = X.copy()
     expected[index] = update
     out = run_op("slice_update", lambda x, u: mb.slice_update(x=x, update=u, **kwargs), X, update,
                  opset=ct.target.iOS18)
-    _same(out, expected)
+    same(out, expected)
 
 
 def _np_space_to_batch(x, bh, bw, pads):
@@ -340,9 +317,9 @@ def test_space_to_batch_and_back():
     pads = [[1, 1], [0, 2]]
     expected = _np_space_to_batch(x, 2, 4, pads)
     out = run_op("space_to_batch", lambda x: mb.space_to_batch(x=x, block_shape=[2, 4], paddings=pads), x)
-    _same(out, expected)
+    same(out, expected)
     back = run_op("batch_to_space", lambda y: mb.batch_to_space(x=y, block_shape=[2, 4], crops=pads), expected)
-    _same(back, x)
+    same(back, x)
 
 
 @pytest.mark.parametrize("axis, size, stride", [(1, 3, 1), (-1, 2, 2), (0, 2, 1)])
@@ -351,7 +328,7 @@ def test_sliding_windows(axis, size, stride):
     a = axis % 3
     n = (x.shape[a] - size) // stride + 1
     expected = np.stack([np.take(x, range(i * stride, i * stride + size), a) for i in range(n)], a)
-    _same(run_op("sliding_windows", lambda x: mb.sliding_windows(x=x, axis=axis, size=size, stride=stride), x),
+    same(run_op("sliding_windows", lambda x: mb.sliding_windows(x=x, axis=axis, size=size, stride=stride), x),
           expected)
 
 
@@ -372,7 +349,7 @@ def test_reverse_sequence(seq_axis, batch_axis):
         view[tuple(sub)] = part
     out = run_op("reverse_sequence", lambda x, l: mb.reverse_sequence(x=x, lengths=l, seq_axis=seq_axis,
                                                                        batch_axis=batch_axis), x, lengths)
-    _same(out, expected)
+    same(out, expected)
 
 
 def test_non_maximum_suppression_ios15():
@@ -383,11 +360,11 @@ def test_non_maximum_suppression_ios15():
     out = run_op("non_maximum_suppression", lambda b, s: mb.non_maximum_suppression(
         boxes=b, scores=s, iou_threshold=0.5, score_threshold=0.1, max_boxes=3), boxes, scores, opset=IOS16)
     kept_boxes, kept_scores, indices, count = out
-    _same(indices, [[0, 2, -1]])
-    _same(count, [2])
-    _same(kept_boxes[0, :2], boxes[0, [0, 2]])
-    _same(kept_scores[0, :2], scores[0, [0, 2]])
-    _same(kept_boxes[0, 2], np.zeros(4))
+    same(indices, [[0, 2, -1]])
+    same(count, [2])
+    same(kept_boxes[0, :2], boxes[0, [0, 2]])
+    same(kept_scores[0, :2], scores[0, [0, 2]])
+    same(kept_boxes[0, 2], np.zeros(4))
 
 
 def test_non_maximum_suppression_ios17_per_class():
@@ -396,6 +373,6 @@ def test_non_maximum_suppression_ios17_per_class():
     build = lambda b, s, per_class: mb.non_maximum_suppression(  # noqa: E731
         boxes=b, scores=s, iou_threshold=0.5, max_boxes=3, per_class_suppression=per_class)
     _, _, together = run_op("non_maximum_suppression", lambda b, s: build(b, s, False), boxes, scores, opset=IOS17)
-    _same(together, [[0, 2, -1]])  # box 1 overlaps box 0
+    same(together, [[0, 2, -1]])  # box 1 overlaps box 0
     _, _, per_class = run_op("non_maximum_suppression", lambda b, s: build(b, s, True), boxes, scores, opset=IOS17)
-    _same(per_class, [[0, 1, 2]])  # box 1's best class differs from box 0's: kept
+    same(per_class, [[0, 1, 2]])  # box 1's best class differs from box 0's: kept
