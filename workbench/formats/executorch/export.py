@@ -62,7 +62,6 @@ def export_executorch(spec: ExportSpec, path: Path, *, precision: str = "fp32", 
     precision "fp16" runs the model in half precision (input and outputs stay float32). Raises
     WorkbenchError when torch.export or the lowering fails, or the tools env is missing.
     """
-
     model = spec.wrapped(bake=spec.preprocess)
     if precision == "fp16":
         model = half(model)

@@ -18,7 +18,6 @@ def export_litert(spec: ExportSpec, path: Path, *, precision: str = "fp32", over
     precision "fp16" stores the weights in half precision. Raises WorkbenchError when torch.export or
     litert-torch fails, or the tools env is missing.
     """
-
     model = spec.wrapped(bake=spec.preprocess)
     x = spec.example_input(pixels=spec.preprocess is not None)
     program = export_program(model, x, what="LiteRT (torch.export)", source=spec.source)
