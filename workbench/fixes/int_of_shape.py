@@ -23,9 +23,23 @@ def convert(context, node, original) -> bool:
 
     value = context[node.inputs[0]]
     folded = value.val if value.can_be_folded_to_const() else None
-    if isinstance(folded, np.ndarray) and folded.ndim > 0 and folded.size == 1:
+    if isinstance(folded, np.ndarray) and folded.ndim > 0 and folded.size == 1 and not _casts(folded):
         kind = bool if "bool" in node.kind.lower() else int
         context.add(mb.const(val=kind(folded.reshape(())), name=node.name), node.name)
         return True
     original(context, node)
     return False
+
+
+def _casts(array: np.ndarray) -> bool:
+    """Whether this numpy still turns a one-element array into a Python scalar (before 2.4 it does, with a
+    DeprecationWarning): then coremltools' own cast works and the fix is not needed."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            int(array)
+    except TypeError:
+        return False
+    return True
