@@ -197,6 +197,7 @@ def _check_options(fmt: Format, given: dict, declared: tuple[Option, ...], kind:
 
 
 _REGISTRY: dict[str, Format] = {}
+_ORDERED: dict[str, Format] | None = None  # _REGISTRY in display order, kept until a format comes or goes
 _discovered = False
 
 
@@ -205,24 +206,30 @@ def register(fmt: Format) -> Format:
     if fmt.name in _REGISTRY and _REGISTRY[fmt.name] is not fmt:
         raise RuntimeError(f"format {fmt.name!r} is registered twice ({_REGISTRY[fmt.name].package} and "
                            f"{fmt.package})")
-    _REGISTRY[fmt.name] = fmt
+    global _ORDERED
+    _REGISTRY[fmt.name], _ORDERED = fmt, None
     return fmt
 
 
 def unregister(name: str) -> None:
     """Remove a format (tests register formats of their own)."""
+    global _ORDERED
     _REGISTRY.pop(name, None)
+    _ORDERED = None
 
 
 def registry() -> dict[str, Format]:
-    """Every registered format by name, in display order."""
-    global _discovered
+    """Every registered format by name, in display order (a copy: the widget looks formats up on every
+    refresh, so the order is worked out once, not per call)."""
+    global _discovered, _ORDERED
     if not _discovered:
         _discovered = True
         for info in pkgutil.iter_modules(__path__):
             if info.ispkg:
                 importlib.import_module(f"{__name__}.{info.name}")
-    return dict(sorted(_REGISTRY.items(), key=lambda kv: (kv[1].order, kv[0])))
+    if _ORDERED is None:
+        _ORDERED = dict(sorted(_REGISTRY.items(), key=lambda kv: (kv[1].order, kv[0])))
+    return dict(_ORDERED)
 
 
 def get(name: str) -> Format:

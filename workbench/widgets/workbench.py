@@ -415,10 +415,11 @@ class Workbench(W.VBox):
                                  f"{html.escape(c.preprocess.describe())}<br>an export carries it: {per_format}</div>")
 
     def _render_busy(self) -> None:
-        busy = self.controller.busy
+        busy, was = self.controller.busy, self._busy.value
         self._busy.value = (f"<div style='font-size:12px;color:{AMBER}'>&#9203; {html.escape(busy)}... (results "
                             "below are out of date until replaced)</div>" if busy else "")
-        self._render_metrics()
+        if busy and not was:  # a recompute starts: mark the old rows once; each finished column redraws itself
+            self._render_metrics()
 
     def _render_result(self) -> None:
         c = self.controller
