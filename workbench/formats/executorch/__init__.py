@@ -16,6 +16,7 @@ FORMAT = register(Format(
                ("fp32", "fp16")),
         Option("delegate", "xnnpack", "XNNPACK (the CPU delegate phones use) or the portable kernels only",
                ("xnnpack", "portable"))),
+    variants={"int8": ".compress:int8"},
     default=False, order=40,
     notes="needs the Android tools env (make .venv/android/.installed); converts in 10-100 s",
 ))

@@ -1,7 +1,8 @@
 """Tools env: lower a saved torch.export program to an ExecuTorch .pte (run by tools.run_tool).
 
-Request: {"program": .pt2 path, "out": .pte path, "delegate": "xnnpack" | "portable"}. Result: the notes
-(how much XNNPACK took), and offline.py's `network` and `spawned` lists.
+Request: {"program": .pt2 path, "out": .pte path, "delegate": "xnnpack" | "portable"}, and for int8
+"calibration": an .npy of the (N, C, H, W) float32 inputs to calibrate on. Result: the notes (how much
+XNNPACK took), and offline.py's `network` and `spawned` lists.
 """
 
 
@@ -10,11 +11,33 @@ def op_name(target) -> str:
     return name.split("::")[-1].split("(")[0].replace("aten.", "").split(".")[0]
 
 
+def quantized(program, calibration: str):
+    """`program` quantized to 8 bits by PT2E: XNNPACKQuantizer's symmetric config (weights per output channel,
+    activations per tensor), observers calibrated on each input of `calibration`, then re-exported."""
+    import numpy as np
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    inputs = torch.from_numpy(np.load(calibration))
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(program.module(), quantizer)
+    with torch.no_grad():
+        for i in range(len(inputs)):
+            prepared(inputs[i:i + 1])
+    return torch.export.export(convert_pt2e(prepared), (inputs[:1],))
+
+
 def main(request: dict) -> dict:
     import torch
     from executorch.exir import to_edge, to_edge_transform_and_lower
 
     program = torch.export.load(request["program"])
+    if request.get("calibration"):
+        program = quantized(program, request["calibration"])
     notes = []
     if request["delegate"] == "xnnpack":
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -22,6 +45,8 @@ def main(request: dict) -> dict:
         try:
             edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
         except Exception as exc:  # the portable kernels run any op ExecuTorch knows: fall back, say so
+            if request.get("calibration"):
+                raise  # the int8 kernels are XNNPACK's: a portable program would not be the variant asked for
             notes.append(f"XNNPACK lowering failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
                          "the portable kernels run the whole graph (slower)")
             edge = to_edge(torch.export.load(request["program"]))

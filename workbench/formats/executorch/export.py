@@ -74,5 +74,6 @@ def export_executorch(spec: ExportSpec, path: Path, *, precision: str = "fp32", 
     if precision == "fp16":
         notes.append("fp16: the model computes in half precision, sums included (the super-resolution net: 3e-2 "
                      "of range on XNNPACK, 5e-2 on the portable kernels, 4e-3 in torch); fp32 for parity")
+    # the exported module stays with the artifact (in memory): the int8 variant quantizes it
     return Artifact("executorch", path, spec.input_name, spec.output_names, tuple(x.shape), spec.preprocess,
-                    precision=precision, notes=tuple(notes))
+                    precision=precision, notes=tuple(notes), traced=(model, spec.preprocess is not None))
