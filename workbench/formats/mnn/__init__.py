@@ -14,6 +14,7 @@ FORMAT = register(Format(
     export_options=(Option("precision", "fp32", "fp16 stores weights in half precision (MNN's --fp16: errors "
                                                 "up to ~3% of range); fp32 for parity", ("fp32", "fp16")),),
     runtime_options=(Option("threads", 1, "MNN threads"),),
+    variants={"int8_weights": ".compress:int8_weights", "int4_weights": ".compress:int4_weights"},
     default=False, order=60,
     notes="converted in process from the ONNX export; pip install MNN",
 ))

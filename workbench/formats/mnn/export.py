@@ -17,22 +17,25 @@ from ..ncnn.export import mean_norm_note, onnx_for
 from .validate import native_quiet
 
 
-def convert(onnx_path: Path, out: Path, *, fp16: bool = False) -> None:
-    """MNN's converter on `onnx_path`, writing `out`; WorkbenchError when it fails."""
+def convert(source: Path, out: Path, *, fp16: bool = False, source_format: str = "ONNX",
+            extra: tuple[str, ...] = ()) -> None:
+    """MNN's converter on `source` (an ONNX export, or an .mnn with `source_format="MNN"`), writing `out` with
+    the converter's `extra` flags; WorkbenchError when it fails."""
     with native_quiet():
         require("MNN", "MNN")
         import _tools  # MNN's converter, shipped in the MNN wheel; not MNN.tools (its logger phones home)
 
-    argv = ["mnnconvert", "-f", "ONNX", "--modelFile", str(onnx_path), "--MNNModel", str(out),
-            "--bizCode", "workbench"] + (["--fp16"] if fp16 else [])
+    what = "the ONNX export" if source_format == "ONNX" else str(source)
+    argv = ["mnnconvert", "-f", source_format, "--modelFile", str(source), "--MNNModel", str(out),
+            "--bizCode", "workbench"] + (["--fp16"] if fp16 else []) + list(extra)
     try:
         with native_quiet():
             ok = _tools.mnnconvert(argv)
     except Exception as exc:
-        raise WorkbenchError(f"MNN's converter failed on the ONNX export: {first_line(exc)}") from exc
+        raise WorkbenchError(f"MNN's converter failed on {what}: {first_line(exc)}") from exc
     if not ok or not out.exists() or out.stat().st_size == 0:
-        raise WorkbenchError("MNN's converter could not convert the ONNX export (an op MNN lacks?); export "
-                             "ONNX and run MNN's converter by hand to see its log")
+        raise WorkbenchError(f"MNN's converter could not convert {what} (an op MNN lacks?); run MNN's converter "
+                             "by hand on it to see its log")
 
 
 def export_mnn(spec: ExportSpec, path: Path, *, precision: str = "fp32", overwrite: bool = False) -> Artifact:
