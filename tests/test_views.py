@@ -258,3 +258,142 @@ def test_the_classifier_difference_names_its_axes_and_the_classes_that_differ_mo
     bottom, width = 160 - lh - 4, chart.shape[1]
     centre = (3 + width - 4) // 2 - _text_mask("class").width // 2
     assert _written(chart, "class", (centre, bottom + 1), AXIS), "no x axis name"
+
+
+# -- compression chart and table --------------------------------------------------------------------------------
+
+def _metrics(psnr, **task):
+    from workbench.compare import OutputMetrics
+
+    return OutputMetrics("y", "img0", max_abs=0.1, mean_abs=0.01, max_rel=0.1, psnr=psnr, cosine=0.99, range=1.0,
+                         limit=1e-4, passed=True, task=task)
+
+
+def _results(**task_figures):
+    """Two formats with variants: figures given per (format, variant) as (size_bytes, psnr), the base first."""
+    from types import SimpleNamespace
+
+    from workbench.compare import Comparison
+    from workbench.session import FormatResult, VariantResult
+
+    def comparison(psnr, name):
+        return Comparison(name, [_metrics(psnr, **task_figures)], [])
+
+    coreml = FormatResult("coreml", artifact=SimpleNamespace(precision="fp16", path=None),
+                          comparison=comparison(60.0, "coreml"))
+    coreml.variants = {
+        "linear8": VariantResult("linear8", comparison=comparison(37.5, "coreml linear8"), size_bytes=600,
+                                 base_bytes=1000),
+        "int8": VariantResult("int8", comparison=comparison(12.0, "coreml int8"), size_bytes=700, base_bytes=1000,
+                              calibration={"images": ["a", "b"], "preprocess": "gray_raw: x * [1] + [0]",
+                                           "warning": "calibrated with preprocessing gray_raw, but the artifact "
+                                                      "takes gray"}),
+        "palettize2": VariantResult("palettize2", error="MIL op conv failed", base_bytes=1000),
+    }
+    onnx = FormatResult("onnx", artifact=SimpleNamespace(precision="fp32", path=None),
+                        comparison=comparison(float("inf"), "onnx"))
+    onnx.variants = {"fp16": VariantResult("fp16", comparison=comparison(66.0, "onnx fp16"), size_bytes=1100,
+                                           base_bytes=2000)}
+    plain = FormatResult("torchscript", comparison=comparison(120.0, "torchscript"))  # no variants: left out
+    return {"coreml": coreml, "onnx": onnx, "torchscript": plain}
+
+
+def test_the_points_are_each_variant_and_each_uncompressed_file():
+    from workbench.views import compression_points
+
+    key, points, missing = compression_points(_results(), ImageToImage())
+    assert key == "psnr"
+    assert [(p.label, p.size_bytes, round(p.ratio, 3), p.figure, p.base) for p in points] == [
+        ("coreml fp16", 1000, 1.0, 60.0, True), ("coreml linear8", 600, 0.6, 37.5, False),
+        ("coreml int8", 700, 0.7, 12.0, False), ("onnx fp32", 2000, 1.0, float("inf"), True),
+        ("onnx fp16", 1100, 0.55, 66.0, False)]
+    assert [p.miscalibrated for p in points] == [False, False, True, False, False]
+    assert missing == ["coreml palettize2: MIL op conv failed"]
+
+
+@pytest.mark.parametrize("task, figures, key", [
+    (Classification(), {"top1_agreement": 0.5, "top5_agreement": 1.0}, "top1_agreement"),
+    (Segmentation(), {"miou": 0.7, "pixel_agreement": 0.9}, "miou"),
+    (ImageToImage(), {}, "psnr"),
+    (Classification(), {}, "psnr"),  # a classifier whose comparison has no top-1: the figure it has
+])
+def test_the_figure_is_the_tasks_own_when_the_comparisons_have_it(task, figures, key):
+    from workbench.views import compression_points
+
+    chosen, points, _ = compression_points(_results(**figures), task)
+    assert chosen == key
+    expected = figures.get(key)
+    assert all(p.figure == (expected if expected is not None else p.figure) for p in points)
+
+
+def test_an_unknown_figure_is_refused():
+    from workbench.views import compression_chart
+
+    with pytest.raises(ValueError, match="figure must be one of"):
+        compression_chart(_results(), ImageToImage(), figure="accuracy")
+    with pytest.raises(ValueError, match="image_format"):
+        compression_chart(_results(), ImageToImage(), image_format="gif")
+
+
+@pytest.mark.parametrize("image_format, magic", [("png", b"\x89PNG"), ("jpeg", b"\xff\xd8\xff")])
+def test_the_chart_is_a_picture_of_a_sane_size(image_format, magic):
+    import matplotlib
+
+    from workbench.views import compression_chart
+
+    backend = matplotlib.get_backend()
+    data = compression_chart(_results(top1_agreement=1.0), Classification(), image_format=image_format)
+    assert data.startswith(magic)
+    picture = _decode(data)
+    assert 400 <= picture.shape[1] <= 1600 and 300 <= picture.shape[0] <= 1200, picture.shape
+    assert picture.std() > 5, "the chart is blank"
+    assert matplotlib.get_backend() == backend, "drawing the chart changed the notebook's matplotlib backend"
+
+
+def test_a_chart_with_nothing_to_draw_still_says_why():
+    from workbench.views import compression_chart, compression_points
+
+    results = _results()
+    for v in results["coreml"].variants.values():
+        v.error, v.comparison = "not built: the coreml export failed", None
+    results["coreml"].comparison = None
+    results["coreml"].error = "coreml export failed"
+    _, points, missing = compression_points(results, ImageToImage())
+    assert [p.label for p in points] == ["onnx fp32", "onnx fp16"]
+    assert missing[0] == "coreml fp16: coreml export failed"
+    assert len(missing) == 4
+    assert _decode(compression_chart(results, ImageToImage())).std() > 5
+
+
+def test_labels_placed_around_a_crowd_of_points_do_not_overlap():
+    from workbench.views import place_labels
+
+    # twelve points in a row two pixels apart (a classifier's variants all at 100% top-1), and two apart
+    anchors = [(300 + 2 * i, 200) for i in range(12)] + [(100, 50), (500, 350)]
+    sizes = [(110, 10)] * len(anchors)
+    bounds = (0, 0, 700, 400)
+    corners = place_labels(anchors, sizes, bounds)
+    boxes = [(x, y, x + w, y + h) for (x, y), (w, h) in zip(corners, sizes)]
+    for i, a in enumerate(boxes):
+        assert bounds[0] <= a[0] and a[2] <= bounds[2] and bounds[1] <= a[1] and a[3] <= bounds[3], a
+        for b in boxes[i + 1:]:
+            assert min(a[2], b[2]) <= max(a[0], b[0]) or min(a[3], b[3]) <= max(a[1], b[1]), (a, b)
+    # a lone point's label sits right beside it
+    x, y = corners[-2]
+    assert 100 < x < 120 and abs(y + 5 - 50) <= 1
+
+
+def test_the_table_has_a_row_per_file_with_the_calibration_warning():
+    from workbench.views import compression_table, table_html
+
+    rows = compression_table(_results(top1_agreement=1.0))
+    assert [(r["format"], r["variant"]) for r in rows] == [
+        ("coreml", "fp16 (uncompressed)"), ("coreml", "linear8"), ("coreml", "int8"), ("coreml", "palettize2"),
+        ("onnx", "fp32 (uncompressed)"), ("onnx", "fp16")]
+    assert rows[1]["size_mb"] == pytest.approx(600e-6) and rows[1]["ratio"] == pytest.approx(0.6)
+    assert rows[1]["calibration"] is None and rows[1]["top1_agreement"] == 1.0
+    assert rows[2]["calibration"].startswith("2 images, gray_raw") and "WARNING: calibrated with" in rows[2]["calibration"]
+    assert rows[3]["error"] == "MIL op conv failed" and rows[3]["passed"] is False and rows[3]["size_mb"] is None
+    page = table_html(rows, ["format", "variant", "size_mb", "psnr", "error"])
+    assert page.count("<tr>") == 7 and "<th style='text-align:left;padding:2px 8px'>PSNR dB</th>" in page
+    assert ">identical<" in page and ">37.5<" in page and ">-<" in page
