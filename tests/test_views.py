@@ -392,7 +392,8 @@ def test_the_table_has_a_row_per_file_with_the_calibration_warning():
         ("onnx", "fp32 (uncompressed)"), ("onnx", "fp16")]
     assert rows[1]["size_mb"] == pytest.approx(600e-6) and rows[1]["ratio"] == pytest.approx(0.6)
     assert rows[1]["calibration"] is None and rows[1]["top1_agreement"] == 1.0
-    assert rows[2]["calibration"].startswith("2 images, gray_raw") and "WARNING: calibrated with" in rows[2]["calibration"]
+    calibration = rows[2]["calibration"]
+    assert calibration.startswith("2 images, gray_raw") and "WARNING: calibrated with" in calibration
     assert rows[3]["error"] == "MIL op conv failed" and rows[3]["passed"] is False and rows[3]["size_mb"] is None
     page = table_html(rows, ["format", "variant", "size_mb", "psnr", "error"])
     assert page.count("<tr>") == 7 and "<th style='text-align:left;padding:2px 8px'>PSNR dB</th>" in page
