@@ -14,6 +14,8 @@ FORMAT = register(Format(
     export_options=(Option("precision", "fp32", "fp16 stores weights in half precision (labelled); fp32 for "
                                                 "parity", ("fp32", "fp16")),),
     runtime_options=(Option("threads", 1, "LiteRT interpreter threads"),),
+    variants={"int8_dynamic": ".compress:int8_dynamic", "int8_weights": ".compress:int8_weights",
+              "int8": ".compress:int8"},
     default=False, order=70,
     notes="converter in the Android tools env (make .venv/android/.installed); runtime: pip install ai-edge-litert",
 ))

@@ -52,10 +52,29 @@ class LiteRTRunner(Runner):
                 one = x[i:i + 1]
                 if one.shape != want and one.transpose(0, 2, 3, 1).shape == want:
                     one = np.ascontiguousarray(one.transpose(0, 2, 3, 1))  # an NHWC model
-                self.interp.set_tensor(self.input["index"], one)
+                self.interp.set_tensor(self.input["index"], _quantized(one, self.input))
                 self.interp.invoke()
-                rows.append([self.interp.get_tensor(d["index"]).copy() for d in self.outputs])
+                rows.append([_dequantized(self.interp.get_tensor(d["index"]), d) for d in self.outputs])
         except Exception as exc:
             raise WorkbenchError(f"LiteRT failed on input {x.shape[1:]} (the model takes {list(want)}): "
                                  f"{first_line(exc)}") from exc
         return {n: np.concatenate([r[j] for r in rows]) for j, n in enumerate(self.artifact.output_names)}
+
+
+def _quantized(x: np.ndarray, detail: dict) -> np.ndarray:
+    """`x` as the input tensor takes it: unchanged when float, else round(x / scale) + zero point, as an
+    app feeds a full-integer model."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return x.astype(dtype)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+
+
+def _dequantized(q: np.ndarray, detail: dict) -> np.ndarray:
+    """An output tensor in float: (q - zero point) * scale when it is integer."""
+    if np.dtype(detail["dtype"]).kind == "f":
+        return q.copy()
+    scale, zero = detail["quantization"]
+    return ((q.astype(np.float32) - zero) * scale).astype(np.float32)
