@@ -16,5 +16,8 @@ FORMAT = register(Format(
                            ("fp32", "fp16")),),
     runtime_options=(Option("threads", 1, "ncnn threads"),),
     default=False, order=50,
-    notes="pnnx converts the ONNX export; pip install pnnx ncnn",
+    notes="pnnx converts the ONNX export; pip install pnnx ncnn. No compressed variant: ncnn's int8 needs its "
+          "ncnn2table (calibration) and ncnn2int8 tools, which the pip ncnn and pnnx wheels do not ship (they are "
+          "built from ncnn's sources), pnnx's only weight option is fp16=1 (the fp16 precision), and the Python "
+          "binding quantizes single Mats (quantize_to_int8), not models",
 ))
