@@ -29,7 +29,7 @@ from ..compare import DEFAULT_TOLERANCES, Comparison
 from ..errors import WorkbenchError
 from ..formats.base import same_preprocess
 from ..preprocess import PRESETS, Preprocess
-from ..session import ArtifactSet, Session
+from ..session import ArtifactSet, FormatResult, Session, VariantResult, size_on_disk
 from ..tasks import read_labels
 from ..views import side_by_side
 
@@ -47,6 +47,34 @@ class Control:
     enabled: bool = True
     reason: str = ""
     label: str = ""
+
+
+@dataclass
+class Variant:
+    """A compressed variant of a live format (the Compression tab), rerun with it on every change.
+
+    Compressed from the format's live artifact; one that calibrates (int8) is calibrated on the sample images
+    with the preprocessing in force when it was built (`calibrated`). `result` holds its size against the
+    uncompressed artifact's and its latest comparison with PyTorch, computed with `computed`.
+    """
+
+    format: str
+    name: str
+    status: str = ""
+    artifacts: ArtifactSet | None = None  # its own set: its runner, built once
+    result: VariantResult | None = None
+    outputs: dict[str, np.ndarray] | None = None
+    computed: Preprocess | None = None
+    calibrated: Preprocess | None = None
+    seconds: float = 0.0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.format, self.name
+
+    @property
+    def title(self) -> str:
+        return f"{_formats.get(self.format).title} {self.name}"
 
 
 @dataclass
@@ -68,11 +96,21 @@ class Controller:
     """
 
     def __init__(self, session: Session, *, formats: Sequence[str] | None = None,
-                 runtime_options: dict[str, dict] | None = None, progress: Callable[[str], None] | None = None):
+                 runtime_options: dict[str, dict] | None = None, progress: Callable[[str], None] | None = None,
+                 variants: dict[str, Sequence[str]] | None = None):
         self.session = session
         self.reference_preprocess = session.preprocess
         names = tuple(_formats.defaults() if formats is None else formats)
         self.formats = tuple(_formats.get(n).name for n in names)  # unknown names refused here
+        for fmt, chosen in (variants or {}).items():  # refused before any work
+            if fmt not in self.formats:
+                raise WorkbenchError(f"compressed variants of {fmt}, which is not live; add it to the formats "
+                                     f"({', '.join(self.formats)})")
+            _formats.get(fmt).check_variants(chosen)
+        self.variants: dict[tuple[str, str], Variant] = {}
+        self.variant_shown: tuple[str, str] | None = None  # whose images the Compression tab draws
+        self.variant_picture: bytes = b""
+        self.chart: bytes = b""
         self.live = ArtifactSet(session, runtime_options)
         self.status: dict[str, str] = {}
         self.seconds: dict[str, float] = {}  # how long each live conversion took
@@ -96,13 +134,20 @@ class Controller:
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
         for fmt in self.formats:
             self._convert(fmt, progress)
+        for fmt, chosen in (variants or {}).items():
+            for name in chosen:
+                if progress:
+                    progress(f"compressing {_formats.get(fmt).title} {name}")
+                if self.begin_variant(fmt, name, quiet=True):
+                    self._adopt_variant(self.variants[fmt, name], self.compress(fmt, name))
         if progress:
             progress(f"comparing on {len(session.images)} images")
         self.recompute()
 
     # -- listening ----------------------------------------------------------------------------------------
     def listen(self, callback: Callable[[str], None]) -> None:
-        """Call `callback(what)` when state changes: "busy", "column", "result", "controls", "export", "live"."""
+        """Call `callback(what)` when state changes: "busy", "column", "result", "controls", "export", "live",
+        "variants"."""
         self._listeners.append(callback)
 
     def _tell(self, what: str) -> None:
@@ -176,13 +221,192 @@ class Controller:
             self.recompute()
 
     def remove_live(self, fmt: str) -> None:
-        """Stop running `fmt` live (its artifact stays, for its graph)."""
+        """Stop running `fmt` live (its artifact stays, for its graph), and its compressed variants."""
         if fmt in self.formats:
             self.formats = tuple(f for f in self.formats if f != fmt)
             for table in (self.comparison, self.outputs, self.computed):
                 table.pop(fmt, None)
+            dropped = [k for k in self.variants if k[0] == fmt]
+            for key in dropped:
+                self._drop_variant(key)
+            if dropped:
+                self._draw_compression()
             self._tell("live")
+            self._tell("variants")
             self._redraw()
+
+    # -- compressed variants (the Compression tab) --------------------------------------------------------------
+    def variant_choices(self) -> dict[str, tuple[str, ...]]:
+        """Per registered format that has compressed variants, their names (registry order)."""
+        return {name: tuple(f.variants) for name, f in _formats.registry().items() if f.variants}
+
+    def variant_blocked(self, fmt: str) -> str:
+        """Why `fmt`'s variants cannot be chosen now ("" when they can)."""
+        title = _formats.get(fmt).title
+        if fmt not in self.formats:
+            return (f"run {title} live first (tick it under 'run live'): its variants are compressed from that "
+                    "conversion")
+        if self.status.get(fmt) != "ok":
+            return f"{title} is not converted: {self.status.get(fmt, '')}"
+        return ""
+
+    def add_variant(self, fmt: str, name: str) -> None:
+        """Compress the live `fmt` artifact to variant `name` and rerun it with the others from now on."""
+        if not self.begin_variant(fmt, name):
+            return
+        self._set_busy(f"compressing {_formats.get(fmt).title} {name}")
+        try:
+            compressed = self.compress(fmt, name)
+        finally:
+            self._set_busy(None)
+        self.finish_variant(fmt, name, compressed)
+
+    def begin_variant(self, fmt: str, name: str, *, quiet: bool = False) -> bool:
+        """Add variant `name` of `fmt` as compressing; False when it is there already. Then `compress(fmt,
+        name)` (may run in a worker thread) and `finish_variant(fmt, name, compressed)`. Raises WorkbenchError
+        for an unknown variant or a format that is not live."""
+        _formats.get(fmt).check_variants([name])
+        blocked = self.variant_blocked(fmt)
+        if blocked:
+            raise WorkbenchError(blocked)
+        if (fmt, name) in self.variants:
+            return False
+        self.variants[fmt, name] = Variant(fmt, name, status="compressing (the rest of the widget works meanwhile)")
+        if not quiet:
+            self._tell("variants")
+        return True
+
+    def compress(self, fmt: str, name: str):
+        """Variant `name` of the live `fmt` artifact, or the error that stopped it, with the preprocessing it
+        was calibrated with and the seconds it took. Touches no state (see `convert`)."""
+        format_, base, pre = _formats.get(fmt), self.live.artifacts[fmt], self.preprocess
+        start = time.perf_counter()
+        s = self.session
+        # The live artifact takes the model's tensor: what the phone feeds it is the preprocessing in force.
+        calibration = _formats.Calibration(tuple(i.name for i in s.images), s.pixels, pre, expected=pre)
+        calibrates = format_.calibrates(name)
+        try:
+            artifact = format_.compress(name, base, self._workdir / f"{s.name}.{name}{format_.suffix}",
+                                        calibration=calibration if calibrates else None, overwrite=True)
+        except WorkbenchError as exc:
+            artifact = exc
+        return artifact, (calibration if calibrates else None), time.perf_counter() - start
+
+    def finish_variant(self, fmt: str, name: str, compressed) -> None:
+        """Take the result of `compress(fmt, name)`; run the variant from now on if it compressed."""
+        variant = self.variants.get((fmt, name))
+        if variant is None:  # removed (or its format stopped) while it compressed
+            return
+        self._adopt_variant(variant, compressed)
+        if variant.status == "ok":
+            saved = self.busy
+            try:
+                self._run_variant(variant, self.preprocess)
+            except WorkbenchError as exc:
+                variant.status = f"failed to run: {exc}"
+            finally:
+                self.busy = saved
+            self._draw_compression()
+        self._tell("variants")
+
+    def _adopt_variant(self, variant: Variant, compressed) -> None:
+        artifact, calibration, variant.seconds = compressed
+        if isinstance(artifact, WorkbenchError):
+            variant.status = f"failed: {artifact}"
+            return
+        variant.artifacts = ArtifactSet(self.session, {variant.format: self.live.runtime_options.get(variant.format,
+                                                                                                     {})})
+        variant.artifacts.add(artifact)
+        variant.calibrated = calibration.preprocess if calibration is not None else None
+        variant.result = VariantResult(variant.name, artifact=artifact, size_bytes=size_on_disk(artifact.path),
+                                       base_bytes=size_on_disk(self.live.artifacts[variant.format].path),
+                                       calibration=calibration.to_dict() if calibration is not None else None)
+        variant.status = "ok"
+        if self.variant_shown is None:
+            self.variant_shown = variant.key
+
+    def remove_variant(self, fmt: str, name: str) -> None:
+        """Stop running variant `name` of `fmt`."""
+        if (fmt, name) in self.variants:
+            self._drop_variant((fmt, name))
+            self._draw_compression()
+            self._tell("variants")
+
+    def _drop_variant(self, key: tuple[str, str]) -> None:
+        variant = self.variants.pop(key)
+        if variant.artifacts is not None:
+            variant.artifacts.close()
+        if self.variant_shown == key:
+            self.variant_shown = next((k for k, v in self.variants.items() if v.status == "ok"), None)
+
+    def show_variant(self, fmt: str, name: str) -> None:
+        """Draw the images where variant `name` of `fmt` differs most from PyTorch."""
+        variant = self.variants.get((fmt, name))
+        if variant is None or variant.status != "ok":
+            raise WorkbenchError(f"{_formats.get(fmt).title} {name} is not a running variant; choose one of "
+                                 f"{', '.join(v.title for v in self.variants.values() if v.status == 'ok') or 'none'}")
+        self.variant_shown = (fmt, name)
+        self._draw_compression()
+        self._tell("variants")
+
+    def _run_variant(self, variant: Variant, pre: Preprocess) -> None:
+        out = variant.artifacts.run(variant.format, preprocess=pre)
+        variant.result.comparison = variant.artifacts.compare(variant.format, out)
+        variant.outputs, variant.computed = out, pre
+
+    def variant_note(self, variant: Variant) -> str:
+        """What to know about a variant's figures: how it was calibrated against the preprocessing in force."""
+        if variant.calibrated is None:
+            return "weights only: reads no calibration images"
+        images = variant.result.calibration["images"] if variant.result and variant.result.calibration else []
+        if same_preprocess(variant.calibrated, self.preprocess) and variant.calibrated.bgr == self.preprocess.bgr:
+            return f"calibrated on {len(images)} sample images ({', '.join(images)}) with the preprocessing in force"
+        return (f"calibrated with {variant.calibrated.describe()}, not the preprocessing in force "
+                f"({self.preprocess.describe()}): its activation ranges are off for these inputs. Untick and tick it "
+                "to recalibrate; Export calibrates with the preprocessing in force")
+
+    def compression_results(self) -> dict[str, FormatResult]:
+        """The live formats that have running variants, as `Session.check` reports them (for the chart)."""
+        results: dict[str, FormatResult] = {}
+        for (fmt, _), variant in self.variants.items():
+            if variant.status != "ok" or variant.result is None or variant.result.comparison is None:
+                continue
+            if fmt not in results:
+                results[fmt] = FormatResult(fmt, artifact=self.live.artifacts.get(fmt),
+                                            comparison=self.comparison.get(fmt), label=self.title(fmt))
+            results[fmt].variants[variant.name] = variant.result
+        return results
+
+    def differing_most(self, variant: Variant, count: int = PER_PAGE) -> list[int]:
+        """Indices of the sample images where `variant` differs most from PyTorch: a changed top-1 or mask
+        first, then the largest difference as a share of the output's range."""
+        if variant.result is None or variant.result.comparison is None:
+            return []
+        names = [i.name for i in self.session.images]
+        score = dict.fromkeys(range(len(names)), (0.0, 0.0))
+        for r in variant.result.comparison.rows:
+            k = names.index(r.image)
+            changed = 1.0 - min(r.task.get("top1_agreement", 1.0), r.task.get("pixel_agreement", 1.0))
+            score[k] = max(score[k], (changed, r.max_abs / r.range if r.range > 0 else r.max_abs))
+        return sorted(score, key=lambda k: score[k], reverse=True)[:count]
+
+    def _draw_compression(self) -> None:
+        """The chart of size against fidelity and the shown variant's most differing images."""
+        from ..views import compression_chart
+
+        results = self.compression_results()
+        self.chart = compression_chart(results, self.session.task) if results else b""
+        variant = self.variants.get(self.variant_shown) if self.variant_shown else None
+        if variant is None or variant.outputs is None:
+            self.variant_picture = b""
+            return
+        s = self.session
+        order = self.differing_most(variant)
+        # No PASS/FAIL captions: a variant is judged by its figures, not by the parity tolerance.
+        self.variant_picture = side_by_side(
+            s.pixels[order], [s.images[k].name for k in order], {k: v[order] for k, v in s.reference.items()},
+            {variant.title: {k: v[order] for k, v in variant.outputs.items()}}, s.task, count=None,
+            image_format="jpeg")
 
     # -- the preprocessing ----------------------------------------------------------------------------------
     def set_preprocess(self, pre: Preprocess, *, bake: bool | None = None) -> None:
@@ -315,6 +539,8 @@ class Controller:
         pre = self.preprocess
         order = sorted(self.running, key=lambda f: self.run_seconds.get(f, 0.0))
         saved = (dict(self.comparison), dict(self.outputs), dict(self.computed))
+        saved_variants = {k: (v.result.comparison, v.outputs, v.computed) for k, v in self.variants.items()
+                          if v.result is not None}
         try:
             for k, fmt in enumerate(order, start=1):
                 self._set_busy(f"running {self.title(fmt)} ({k}/{len(order)})")
@@ -324,6 +550,10 @@ class Controller:
                 self.run_seconds[fmt] = time.perf_counter() - start
                 self.outputs[fmt], self.computed[fmt] = out, pre
                 self._tell("column")
+            running = [v for v in self.variants.values() if v.status == "ok"]
+            for k, variant in enumerate(running, start=1):  # compressed variants rerun too, after their formats
+                self._set_busy(f"running {variant.title} ({k}/{len(running)} compressed variants)")
+                self._run_variant(variant, pre)
             self.divergence = None
             failing = [f for f in order if not self.comparison[f].passed and _formats.get(f).locator]
             if failing and not self.differs and not self.warnings:  # PyTorch's preprocessing: look inside the program
@@ -331,12 +561,20 @@ class Controller:
                 self.divergence = self.live.locate(failing[0], preprocess=pre)
             self.recomputes += 1
             self._redraw()
+            if self.variants:
+                self._draw_compression()
         except Exception:
             self.comparison, self.outputs, self.computed = saved
+            for key, (comparison, outputs, computed) in saved_variants.items():
+                if key in self.variants:
+                    v = self.variants[key]
+                    v.result.comparison, v.outputs, v.computed = comparison, outputs, computed
             raise
         finally:
             self._set_busy(None)
         self._tell("result")
+        if self.variants:
+            self._tell("variants")
 
     def _redraw(self) -> None:
         self.picture = self.draw("jpeg")
@@ -403,22 +641,30 @@ class Controller:
         them; the live artifacts and their runners stay. On error the current images stay."""
         session = self.session.with_images(source)
         previous = self.session
-        self.session = self.live.reference = session
+        self._rebase(session)
         self.page = 0
         try:
             self.warnings = self._reference_warnings()
             self.recompute()
         except Exception:
-            self.session = self.live.reference = previous
+            self._rebase(previous)
             self.warnings = self._reference_warnings()
             raise
         self._tell("live")
 
+    def _rebase(self, session: Session) -> None:
+        self.session = self.live.reference = session
+        for variant in self.variants.values():
+            if variant.artifacts is not None:
+                variant.artifacts.reference = session
+
     # -- export -------------------------------------------------------------------------------------------------
     def export(self, folder: str | Path, formats: Sequence[str], *, target: str = "iOS16", precision: str = "fp16",
-               labels_file: str = "", overwrite: bool = False, confirmed: bool = False,
+               labels_file: str = "", overwrite: bool = False, confirmed: bool = False, variants: bool = True,
                progress: Callable[[str, str], None] | None = None) -> ExportOutcome:
         """Write `formats` into `folder` with the preprocessing in force inside, and parity_report.json/.png.
+        variants: also write the compressed variants running in the Compression tab, of the formats written
+        (each beside its format's file, calibrated with the preprocessing in force, in the report).
 
         Refuses (outcome.refused) when a file exists and not `overwrite`; asks first (outcome.confirm) when a
         chosen live format fails parity with this preprocessing, unless `confirmed`. The live artifacts and
@@ -432,6 +678,11 @@ class Controller:
         out = Path(folder).expanduser()
         report_json, report_png = out / "parity_report.json", out / "parity_report.png"
         paths = [out / f"{self.session.name}{_formats.get(f).suffix}" for f in names]
+        compress: dict[str, list[str]] = {}
+        for (fmt, name), variant in self.variants.items() if variants else ():
+            if fmt in names and variant.status == "ok":
+                compress.setdefault(fmt, []).append(name)
+                paths.append(out / f"{self.session.name}.{name}{_formats.get(fmt).suffix}")
         if not overwrite:
             clashes = [p for p in paths + [report_json, report_png]
                        if p.exists() or (p.suffix == ".mlpackage" and p.with_suffix(".mlmodel").exists())]
@@ -455,7 +706,8 @@ class Controller:
         self._set_busy("exporting")
         try:
             report = self.session.check(names, out, overwrite=overwrite, preprocess=self.preprocess,
-                                        options={k: v for k, v in options.items() if k in names}, progress=progress)
+                                        options={k: v for k, v in options.items() if k in names}, progress=progress,
+                                        compress=compress)
             with atomic_output(report_json, overwrite=True) as tmp:
                 tmp.write_text(report.to_json())
             with atomic_output(report_png, overwrite=True) as tmp:
@@ -468,6 +720,10 @@ class Controller:
             if r.error:
                 verdict += f": {r.error}"
             outcome.written.append((str(r.artifact.path) if r.artifact else "-", _formats.get(fmt).title, verdict))
+            for name, v in r.variants.items():
+                outcome.written.append((str(v.artifact.path) if v.artifact else "-",
+                                        f"{_formats.get(fmt).title} {name}",
+                                        f"not written: {v.error}" if v.error else _variant_figures(v)))
         outcome.written += [(str(report_json), "report", ""), (str(report_png), "picture", "")]
         return self._outcome(outcome)
 
@@ -477,5 +733,17 @@ class Controller:
         return outcome
 
     def close(self) -> None:
+        for key in list(self.variants):
+            self._drop_variant(key)
         self.live.close()
         self._cleanup()
+
+
+def _variant_figures(v: VariantResult) -> str:
+    """A compressed variant's size and fidelity in a few words ("0.26x the size, top-1 1.000, PSNR 41.2 dB")."""
+    figures = v.comparison.worst() if v.comparison is not None else {}
+    parts = [f"{v.size_ratio:.2f}x the size"] if v.size_ratio else []
+    for key, label in (("top1_agreement", "top-1 {:.3f}"), ("miou", "mIoU {:.3f}"), ("psnr", "PSNR {:.1f} dB")):
+        if key in figures:
+            parts.append(label.format(figures[key]))
+    return ", ".join(parts)

@@ -42,27 +42,29 @@ class Workbench(W.VBox):
 
     model, images, preprocess (the training preprocessing), task, labels, size: as for `Session`.
     formats: the conversions run live (default: `workbench.formats.defaults()`); runtime_options: per format,
-    what its runner takes. `preprocess` (the converted side's, settable) and `comparison` ({format:
-    Comparison}, the latest) are the contract with code.
+    what its runner takes. variants: per live format, the compressed variants the Compression tab starts with
+    ({"coreml": ["palettize4"], "onnx": ["int8"]}; more are ticked there). `preprocess` (the converted side's,
+    settable) and `comparison` ({format: Comparison}, the latest) are the contract with code.
     """
 
     def __init__(self, model, images=None, *, preprocess: Preprocess | None = None, task=None,
                  labels: Sequence[str] | None = None, formats: Sequence[str] | None = None, size=None,
-                 runtime_options: dict[str, dict] | None = None, **load_options):
-        steps = len(_formats.defaults() if formats is None else formats) + 2
+                 runtime_options: dict[str, dict] | None = None, variants: dict[str, Sequence[str]] | None = None,
+                 **load_options):
+        steps = len(_formats.defaults() if formats is None else formats) + sum(map(len, (variants or {}).values())) + 2
         with _BuildProgress(steps) as building, _collector_paused():
             building.step("loading the model and computing PyTorch's outputs")
             session = Session(model, images if images is not None else SAMPLE_IMAGES, preprocess=preprocess,
                               task=task, labels=labels, size=size, **load_options)
             self.controller = Controller(session, formats=formats, runtime_options=runtime_options,
-                                         progress=building.step)
+                                         progress=building.step, variants=variants)
             self._graph: Graph | None = None
             self._syncing = False
             self._recent = collections.defaultdict(lambda: collections.deque(maxlen=8))  # values shown lately
             self._coalescer = _Coalescer(self._apply_edits)
             super().__init__(self._panels())
             self.controller.listen(self._render)
-            for what in ("controls", "live", "result", "busy"):
+            for what in ("controls", "live", "result", "busy", "variants"):
                 self._render(what)
 
     # -- contract ---------------------------------------------------------------------------------------
@@ -116,12 +118,15 @@ class Workbench(W.VBox):
     def control(self, name: str) -> W.Widget:
         """The control called `name` ("scale", "scale_text", "bias0".."bias2", "bias0_text"..., "bgr", "bake",
         "preset", "match", "graph", "export", "confirm", "folder", "overwrite", "labels", "live:<format>",
-        "export:<format>", "previous", "next", "images", "load_images"): what a user clicks or types into."""
+        "export:<format>", "previous", "next", "images", "load_images", "variant:<format>:<variant>",
+        "variant_shown", "export_variants"): what a user clicks or types into."""
         named = {"scale": self._scale, "scale_text": self._scale_text, "bgr": self._bgr, "bake": self._bake,
                  "preset": self._preset, "match": self._match, "graph": self._graph_choice,
                  "export": self._export_button, "confirm": self._confirm, "folder": self._out,
                  "overwrite": self._overwrite, "labels": self._labels_file, "previous": self._previous,
-                 "next": self._next, "images": self._images, "load_images": self._load}
+                 "next": self._next, "images": self._images, "load_images": self._load,
+                 "variant_shown": self._variant_shown, "export_variants": self._export_variants}
+        named.update({f"variant:{f}:{v}": box for (f, v), box in self._variant_boxes.items()})
         named.update({f"bias{i}": s for i, s in enumerate(self._bias)})
         named.update({f"bias{i}_text": t for i, t in enumerate(self._bias_text)})
         named.update({f"live:{n}": b for n, b in self._live_boxes.items()})
@@ -132,12 +137,13 @@ class Workbench(W.VBox):
 
     def shown(self) -> dict[str, str]:
         """The text of each area as the front end shows it: "errors", "warnings", "busy", "metrics", "page",
-        "exactness", "reasons", "written", "confirm", "model", "graph"."""
+        "exactness", "reasons", "written", "confirm", "model", "graph", "compression"."""
         return {"errors": self._errors.value, "warnings": self._warnings.value, "busy": self._busy.value,
                 "metrics": self._metrics.value, "page": self._page.value, "exactness": self._exactness.value,
                 "reasons": self._reasons.value, "written": self._written.value,
                 "confirm": self._confirm_text.value if self._confirm_row.layout.display != "none" else "",
-                "model": self._model.value, "graph": self._graph_view.value}
+                "model": self._model.value, "graph": self._graph_view.value,
+                "compression": "".join(h.value for h in self._variant_blocked.values()) + self._variant_table.value}
 
     @property
     def picture(self) -> bytes:
@@ -150,6 +156,9 @@ class Workbench(W.VBox):
         return self._graph
 
     def close(self) -> None:
+        if not hasattr(self, "controller"):  # the build failed (its error was raised): nothing of ours to close
+            super().close()
+            return
         self._coalescer.cancel()
         if self._graph is not None:
             self._graph.close()
@@ -169,7 +178,8 @@ class Workbench(W.VBox):
         self._model = W.HTML()
         return [W.HTML(f"<h3 style='margin:4px 0'>Workbench: {html.escape(c.session.model.source)}</h3>"),
                 self._errors, self._warnings,
-                W.Tab(children=[self._model, self._graph_panel()], titles=("Model", "Graph")),
+                W.Tab(children=[self._model, self._graph_panel(), self._compression_panel()],
+                      titles=("Model", "Graph", "Compression")),
                 self._preprocess_panel(), self._busy, self._comparison_panel(), self._export_panel()]
 
     def _graph_panel(self) -> W.Widget:
@@ -177,6 +187,37 @@ class Workbench(W.VBox):
         self._graph_view = W.HTML()
         self._graph_choice.observe(lambda change: self._show_graph(change["new"]), names="value")
         return W.VBox([self._graph_choice, self._graph_view])
+
+    def _compression_panel(self) -> W.Widget:
+        c = self.controller
+        self._variant_boxes: dict[tuple[str, str], W.Checkbox] = {}
+        self._variant_blocked: dict[str, W.HTML] = {}
+        rows = []
+        for fmt, names in c.variant_choices().items():
+            boxes = []
+            for name in names:
+                box = W.Checkbox(description=name, indent=False, layout=W.Layout(width="auto"))
+                box.observe(lambda ch, key=(fmt, name): self._on_variant(key, ch["new"]), names="value")
+                self._variant_boxes[fmt, name] = box
+                boxes.append(box)
+            self._variant_blocked[fmt] = W.HTML()  # why this format's variants cannot be ticked now
+            rows.append(W.HBox([W.HTML(f"<span style='font-size:12px;display:inline-block;width:90px'>"
+                                       f"{html.escape(_formats.get(fmt).title)}</span>"), *boxes,
+                                self._variant_blocked[fmt]]))
+        self._variant_table = W.HTML()
+        self._chart = W.Image(format="png", layout=W.Layout(max_width="520px"))
+        self._variant_shown = W.Dropdown(options=[], description="images", style={"description_width": "initial"},
+                                         layout=W.Layout(width="auto"))
+        self._variant_shown.observe(
+            lambda ch: self._act(lambda: ch["new"] and self.controller.show_variant(*ch["new"])), names="value")
+        self._variant_picture = W.Image(format="jpeg", layout=W.Layout(max_width="100%"))
+        return W.VBox([W.HTML("<b>Compressed variants</b> of the live formats, each against PyTorch on the sample "
+                              "images and rerun as the preprocessing changes; int8 is calibrated on the sample images "
+                              "with the preprocessing in force. A variant is judged by its figures, not by the "
+                              "parity tolerance."),
+                       *rows, self._variant_table, self._chart,
+                       W.HBox([W.HTML("<span style='font-size:12px'>where it differs most:&nbsp;</span>"),
+                               self._variant_shown]), self._variant_picture])
 
     def _preprocess_panel(self) -> W.Widget:
         c = self.controller
@@ -248,6 +289,8 @@ class Workbench(W.VBox):
         self._precision = W.Dropdown(options=["fp16", "fp32"], value="fp16", description="precision")
         self._labels_file = W.Text(placeholder="labels.txt (optional)", description="labels")
         self._overwrite = W.Checkbox(value=False, description="overwrite existing files", indent=False)
+        self._export_variants = W.Checkbox(value=True, indent=False, layout=W.Layout(width="auto"),
+                                           description="with the compressed variants ticked in the Compression tab")
         self._export_button = W.Button(description="Export", button_style="success", icon="download")
         self._progress = W.IntProgress(value=0, min=0, max=1, description="", layout=W.Layout(width="40%"))
         self._confirm_text = W.HTML()
@@ -260,7 +303,8 @@ class Workbench(W.VBox):
         self._cancel.on_click(lambda _: self._hide_confirm())
         return W.VBox([W.HTML("<b>Export</b> (the preprocessing in force inside the artifacts)"), self._out,
                        W.HBox(list(self._export_formats.values())), W.HBox([self._target, self._precision]),
-                       W.HBox([self._labels_file, self._overwrite]), W.HBox([self._export_button, self._progress]),
+                       W.HBox([self._labels_file, self._overwrite]), self._export_variants,
+                       W.HBox([self._export_button, self._progress]),
                        self._confirm_row, self._written])
 
     # -- events -> controller -----------------------------------------------------------------------------
@@ -327,6 +371,36 @@ class Workbench(W.VBox):
                 job = loop.run_in_executor(None, c.convert, name)
                 job.add_done_callback(lambda done: loop.call_soon(self._live_converted, name, done))
 
+    def _on_variant(self, key: tuple[str, str], on: bool) -> None:
+        """Tick a compressed variant: in a kernel it compresses in a worker thread (palettizing or calibrating
+        takes seconds) while the other controls keep working; with no event loop it compresses at once."""
+        if self._syncing:
+            return
+        c = self.controller
+        with _ErrorArea(self._errors):
+            if not on:
+                c.remove_variant(*key)
+                return
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                try:
+                    c.add_variant(*key)
+                finally:
+                    self._render("variants")  # a refused tick is unticked
+                return
+            try:
+                started = c.begin_variant(*key)
+            finally:
+                self._render("variants")
+            if started:
+                job = loop.run_in_executor(None, c.compress, *key)
+                job.add_done_callback(lambda done: loop.call_soon(self._variant_compressed, key, done))
+
+    def _variant_compressed(self, key: tuple[str, str], done) -> None:
+        with _ErrorArea(self._errors):
+            self.controller.finish_variant(*key, done.result())
+
     def _live_converted(self, name: str, done) -> None:
         with _ErrorArea(self._errors):
             self.controller.finish_live(name, done.result())
@@ -357,7 +431,8 @@ class Workbench(W.VBox):
             with _ErrorArea(self._errors):
                 self.controller.export(self._out.value, chosen, target=self._target.value,
                                        precision=self._precision.value, labels_file=self._labels_file.value,
-                                       overwrite=self._overwrite.value, confirmed=confirmed, progress=step)
+                                       overwrite=self._overwrite.value, confirmed=confirmed, progress=step,
+                                       variants=self._export_variants.value)
         finally:
             button.disabled = False
 
@@ -367,7 +442,8 @@ class Workbench(W.VBox):
     # -- controller state -> view -----------------------------------------------------------------------
     def _render(self, what: str) -> None:
         {"controls": self._render_controls, "busy": self._render_busy, "column": self._render_metrics,
-         "result": self._render_result, "export": self._render_export, "live": self._render_live}[what]()
+         "result": self._render_result, "export": self._render_export, "live": self._render_live,
+         "variants": self._render_variants}[what]()
 
     def _render_controls(self) -> None:
         c = self.controller
@@ -486,6 +562,60 @@ class Workbench(W.VBox):
             self._graph_view.value = "<i>no conversion succeeded: no graph to show</i>"
         self._model.value = self._model_html()
         self._render_metrics()  # a format's row says it is converting, or why it failed
+
+    def _render_variants(self) -> None:
+        c = self.controller
+        self._syncing = True
+        try:
+            for (fmt, name), box in self._variant_boxes.items():
+                box.value = (fmt, name) in c.variants
+                box.disabled = bool(c.variant_blocked(fmt)) and not box.value
+            running = [(v.title, k) for k, v in c.variants.items() if v.status == "ok"]
+            if list(self._variant_shown.options) != running:
+                self._variant_shown.options = running
+            self._variant_shown.value = c.variant_shown if c.variant_shown in dict(running).values() else None
+        finally:
+            self._syncing = False
+        for fmt, area in self._variant_blocked.items():
+            reason = c.variant_blocked(fmt)
+            area.value = f"<span style='font-size:11px;color:{GREY}'>{html.escape(reason)}</span>" if reason else ""
+        self._variant_table.value = self._variants_html()
+        self._chart.value = c.chart
+        self._chart.layout.display = "block" if c.chart else "none"
+        self._variant_picture.value = c.variant_picture
+        self._variant_picture.layout.display = "block" if c.variant_picture else "none"
+
+    def _variants_html(self) -> str:
+        c = self.controller
+        if not c.variants:
+            return (f"<div style='font-size:12px;color:{GREY}'>no variant ticked: tick one above to see its size "
+                    "and its figures against PyTorch</div>")
+        rows = []
+        for (fmt, _), v in c.variants.items():
+            base = c.comparison.get(fmt)
+            if v.status != "ok" or v.result is None or v.result.comparison is None:
+                rows.append(f"<tr><td>{html.escape(v.title)}</td><td colspan=8 style='color:"
+                            f"{RED if v.status.startswith('failed') else GREY}'>{html.escape(v.status)}</td></tr>")
+                continue
+            w, r = v.result.comparison.worst(), v.result
+            old = v.computed != c.preprocess
+            style = " style='opacity:0.45' title='out of date: computed with another preprocessing'" if old else ""
+
+            def cell(key, fmt_="{:.3f}", w=w):
+                return f"<td>{fmt_.format(w[key])}</td>" if key in w else "<td>-</td>"
+
+            fp32 = base.worst().get("top1_agreement", base.worst().get("miou")) if base is not None else None
+            rows.append(
+                f"<tr{style}><td>{html.escape(v.title)}<br><span style='color:{GREY};font-size:11px'>"
+                f"{html.escape(c.title(fmt))}</span></td>"
+                f"<td>{r.size_bytes / 1e6:.2f} MB</td><td>{r.size_ratio:.2f}x</td>"
+                f"{cell('top1_agreement')}{cell('top5_agreement')}{cell('miou')}{cell('psnr', '{:.1f}')}"
+                f"{cell('max_abs', '{:.3g}')}"
+                f"<td style='font-size:11px'>{html.escape(c.variant_note(v))}"
+                f"{'' if fp32 is None else f' (fp32: {fp32:.3f})'}{' (out of date)' if old else ''}</td></tr>")
+        head = ("<tr><th>variant</th><th>size</th><th>vs fp32</th><th>top-1</th><th>top-5</th><th>mIoU</th>"
+                "<th>PSNR dB</th><th>max abs</th><th>calibration</th></tr>")
+        return f"<table style='font-size:12px;border-collapse:collapse'>{head}{''.join(rows)}</table>"
 
     def _model_html(self) -> str:
         c = self.controller

@@ -1,0 +1,144 @@
+"""The widget's Compression tab, headless: variants ticked per live format, their size and figures against
+PyTorch, rerun as the preprocessing moves, the images where they differ most, the chart, and Export writing
+the chosen variants with their report."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import tiny_classifier
+from workbench import Preprocess, Workbench, WorkbenchError
+from workbench.widgets.controller import Controller
+
+
+@pytest.fixture(scope="module")
+def wb(samples):
+    w = Workbench(tiny_classifier(num_classes=10), samples, preprocess=Preprocess.preset("imagenet", size=(32, 32)),
+                  task="classification", formats=("onnx", "coreml"),
+                  variants={"coreml": ["linear8"], "onnx": ["int8"]})
+    yield w
+    w.close()
+
+
+def test_variants_given_at_build_run_with_their_size_and_figures(wb):
+    c = wb.controller
+    assert set(c.variants) == {("coreml", "linear8"), ("onnx", "int8")}
+    for variant in c.variants.values():
+        assert variant.status == "ok", variant.status
+        r = variant.result
+        assert 0 < r.size_ratio < 1.5 and r.size_bytes > 0
+        figures = r.comparison.worst()
+        assert 0.0 <= figures["top1_agreement"] <= 1.0 and np.isfinite(figures["max_abs"])
+        assert variant.computed == wb.preprocess
+    shown = wb.shown()["compression"]
+    assert "Core ML linear8" in shown and "ONNX int8" in shown and "x</td>" in shown  # size against fp32
+    assert "calibrated on" in shown and "with the preprocessing in force" in shown  # int8 read the images
+    assert "weights only" in shown  # linear8 reads none
+    assert wb.control("variant:coreml:linear8").value and wb.control("variant:onnx:int8").value
+    assert not wb.control("variant:coreml:palettize4").value
+    assert c.chart[:8] == b"\x89PNG\r\n\x1a\n"
+    assert c.variant_picture[:3] == b"\xff\xd8\xff"
+
+
+def test_formats_not_live_cannot_be_ticked_and_say_why(wb):
+    box = wb.control("variant:executorch:int8") if ("executorch", "int8") in wb._variant_boxes else None
+    blocked = [b for (fmt, _), b in wb._variant_boxes.items() if fmt not in wb.formats]
+    assert blocked and all(b.disabled for b in blocked)
+    assert "run ExecuTorch live first" in wb.shown()["compression"] or box is None
+    with pytest.raises(WorkbenchError, match="run TorchScript live first|has no compressed variant"):
+        wb.controller.add_variant("torchscript", "int8")
+
+
+def test_unknown_or_not_live_variants_are_refused_before_any_work(samples):
+    with pytest.raises(WorkbenchError, match="has no compressed variant 'int3'; its variants: "):
+        Workbench(tiny_classifier(), samples, formats=("onnx",), variants={"onnx": ["int3"]})
+    with pytest.raises(WorkbenchError, match="compressed variants of coreml, which is not live"):
+        Workbench(tiny_classifier(), samples, formats=("onnx",), variants={"coreml": ["linear8"]})
+
+
+def test_a_slider_move_reruns_the_variants_and_flags_the_old_calibration(wb):
+    c = wb.controller
+    before = {k: v.result.comparison.worst()["max_abs"] for k, v in c.variants.items()}
+    runs = c.recomputes
+    wb.preprocess = wb.reference_preprocess.replace(scale=tuple(s * 1.3 for s in wb.reference_preprocess.scale))
+    assert c.recomputes == runs + 1
+    for key, variant in c.variants.items():
+        assert variant.computed == wb.preprocess  # rerun with the preprocessing in force
+        assert variant.result.comparison.worst()["max_abs"] != before[key]
+    note = c.variant_note(c.variants["onnx", "int8"])
+    assert note.startswith("calibrated with ") and "not the preprocessing in force" in note
+    assert "recalibrate" in wb.shown()["compression"]
+    wb.controller.match()
+    assert "with the preprocessing in force" in c.variant_note(c.variants["onnx", "int8"])
+
+
+def test_ticking_and_unticking_a_variant(wb):
+    c = wb.controller
+    wb.control("variant:coreml:palettize4").value = True  # no event loop here: it compresses at once
+    variant = c.variants["coreml", "palettize4"]
+    assert variant.status == "ok" and variant.result.size_ratio < 0.9
+    assert "Core ML palettize4" in wb.shown()["compression"]
+    wb.control("variant_shown").value = ("coreml", "palettize4")
+    assert c.variant_shown == ("coreml", "palettize4")
+    wb.control("variant:coreml:palettize4").value = False
+    assert ("coreml", "palettize4") not in c.variants
+    assert c.variant_shown != ("coreml", "palettize4")
+    assert "Core ML palettize4" not in wb.shown()["compression"]
+
+
+def test_the_images_that_differ_most_come_first(wb):
+    c = wb.controller
+    variant = c.variants["onnx", "int8"]
+    order = c.differing_most(variant, count=len(wb.session.images))
+    names = [i.name for i in wb.session.images]
+    worst = {}
+    for r in variant.result.comparison.rows:
+        k = names.index(r.image)
+        worst[k] = max(worst.get(k, (0.0, 0.0)), (1.0 - r.task.get("top1_agreement", 1.0), r.max_abs / r.range))
+    assert [worst[k] for k in order] == sorted(worst.values(), reverse=True)
+
+
+def test_stopping_a_live_format_drops_its_variants(samples):
+    w = Workbench(tiny_classifier(), samples, formats=("onnx",), variants={"onnx": ["int8_dynamic"]})
+    try:
+        assert ("onnx", "int8_dynamic") in w.controller.variants
+        w.control("live:onnx").value = False
+        assert not w.controller.variants and w.controller.chart == b""
+        assert w.control("variant:onnx:int8").disabled
+    finally:
+        w.close()
+
+
+def test_export_writes_the_chosen_variants_with_the_report(wb, tmp_path):
+    wb.controller.match()
+    out = tmp_path / "export"
+    outcome = wb.controller.export(out, ["onnx", "coreml"], confirmed=True)
+    assert outcome.refused is None, outcome.refused
+    written = {title: (path, verdict) for path, title, verdict in outcome.written}
+    for title, suffix in (("ONNX int8", ".int8.onnx"), ("Core ML linear8", ".linear8.mlpackage")):
+        path, verdict = written[title]
+        assert path.endswith(suffix) and (out / path.rsplit("/", 1)[1]).exists()
+        assert "x the size" in verdict and "top-1" in verdict
+    report = json.loads((out / "parity_report.json").read_text())
+    int8 = report["formats"]["onnx"]["variants"]["int8"]
+    assert int8["calibration"]["warning"] is None  # calibrated with what the file carries
+    assert int8["size_ratio"] < 1 and 0 <= int8["top1_agreement"] <= 1
+    # a second export to the same folder refuses, naming a file, variants included
+    again = wb.controller.export(out, ["onnx"], confirmed=True)
+    assert again.refused and "already exists" in again.refused
+    # without the variants only the formats are written
+    alone = wb.controller.export(tmp_path / "plain", ["onnx"], confirmed=True, variants=False)
+    assert not any(title == "ONNX int8" for _, title, _ in alone.written)
+
+
+def test_the_controller_needs_no_widget(samples):
+    from workbench import Session
+
+    session = Session(tiny_classifier(), samples, task="classification")
+    c = Controller(session, formats=("onnx",), variants={"onnx": ["fp16"]})
+    try:
+        assert c.variants["onnx", "fp16"].status == "ok"
+        assert "onnx" in c.compression_results() and "fp16" in c.compression_results()["onnx"].variants
+    finally:
+        c.close()
