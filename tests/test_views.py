@@ -283,7 +283,7 @@ def _results(**task_figures):
                           comparison=comparison(60.0, "coreml"))
     coreml.variants = {
         "linear8": VariantResult("linear8", comparison=comparison(37.5, "coreml linear8"), size_bytes=600,
-                                 base_bytes=1000),
+                                 base_bytes=1000, artifact=SimpleNamespace(notes=("8-bit linear weights", "more"))),
         "int8": VariantResult("int8", comparison=comparison(12.0, "coreml int8"), size_bytes=700, base_bytes=1000,
                               calibration={"images": ["a", "b"], "preprocess": "gray_raw: x * [1] + [0]",
                                            "warning": "calibrated with preprocessing gray_raw, but the artifact "
@@ -392,6 +392,7 @@ def test_the_table_has_a_row_per_file_with_the_calibration_warning():
         ("onnx", "fp32 (uncompressed)"), ("onnx", "fp16")]
     assert rows[1]["size_mb"] == pytest.approx(600e-6) and rows[1]["ratio"] == pytest.approx(0.6)
     assert rows[1]["calibration"] is None and rows[1]["top1_agreement"] == 1.0
+    assert rows[1]["what"] == "8-bit linear weights" and rows[2]["what"] is None
     calibration = rows[2]["calibration"]
     assert calibration.startswith("2 images, gray_raw") and "WARNING: calibrated with" in calibration
     assert rows[3]["error"] == "MIL op conv failed" and rows[3]["passed"] is False and rows[3]["size_mb"] is None

@@ -592,7 +592,8 @@ def compression_points(results: Mapping, task: Task, figure: str | None = None
 def compression_table(results: Mapping) -> list[dict]:
     """One row per format's uncompressed artifact and per compressed variant (`Report.formats` from
     `Session.check(..., compress=...)`): format, variant, size_mb, ratio, the worst-case figures (max_abs,
-    psnr, cosine, and top1/top5 agreement or miou where the task has them), calibration (what the variant
+    psnr, cosine, and top1/top5 agreement or miou where the task has them), what (the file's first note: what
+    the variant is), calibration (what the variant
     was calibrated with, and the warning when that is not what the file takes; None for weight-only
     variants), passed (None: figures only), error. `table_html` renders it."""
     rows = []
@@ -605,7 +606,8 @@ def compression_table(results: Mapping) -> list[dict]:
         rows.append({"format": name, "variant": f"{getattr(r.artifact, 'precision', None) or 'uncompressed'} "
                                                 "(uncompressed)",
                      "size_mb": base_bytes / 1e6 if base_bytes else None, "ratio": 1.0 if base_bytes else None,
-                     **{k: worst[k] for k in keys if k in worst}, "calibration": None, "passed": r.passed,
+                     **{k: worst[k] for k in keys if k in worst}, "what": "the file the variants are made from",
+                     "calibration": None, "passed": r.passed,
                      "error": r.error or r.skipped})
         for variant, v in r.variants.items():
             worst = v.comparison.worst() if v.comparison is not None else {}
@@ -616,7 +618,9 @@ def compression_table(results: Mapping) -> list[dict]:
                     calibration += f"; WARNING: {v.calibration['warning']}"
             rows.append({"format": name, "variant": variant,
                          "size_mb": v.size_bytes / 1e6 if v.size_bytes else None, "ratio": v.size_ratio,
-                         **{k: worst[k] for k in keys if k in worst}, "calibration": calibration,
+                         **{k: worst[k] for k in keys if k in worst},
+                         "what": v.artifact.notes[0] if v.artifact is not None and v.artifact.notes else None,
+                         "calibration": calibration,
                          "passed": v.passed, "error": v.error})
     return rows
 
@@ -748,7 +752,8 @@ def compression_chart(results: Mapping, task: Task, *, image_format: str = "png"
         v = p.figure * 100 if percent else p.figure
         return min(v, PSNR_CAP) if key == "psnr" and not math.isnan(v) else v
 
-    fig = Figure(figsize=(8.0, 5.6), dpi=100)
+    crowd = max(0, len(points) - 12)  # more room for more labels
+    fig = Figure(figsize=(min(8.0 + 0.12 * crowd, 10.0), min(5.6 + 0.12 * crowd, 7.6)), dpi=100)
     FigureCanvasAgg(fig)
     capped = [key == "psnr" and not p.figure <= PSNR_CAP for p in points]  # inf and above the cap
     top = 0.80 if missing else 0.845 if any(capped) else 0.87  # room for the notes under the title
@@ -764,7 +769,9 @@ def compression_chart(results: Mapping, task: Task, *, image_format: str = "png"
     elif key == "psnr":
         lo, hi = min(lo, 0.0), hi
     pad = (hi - lo) * 0.08 or 1.0
-    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_ylim(lo - pad, hi + 2 * pad)  # room above the best points for their labels
+    if percent:
+        ax.set_yticks(range(0, 101, 20))
     ax.set_xlim(0, (max(xs) if xs else 1.0) * 1.15)
     ys = [v if math.isfinite(v) else hi for v in ys]  # inf PSNR (identical): at the top
     for p, x, y, up in zip(points, xs, ys, capped):
@@ -792,7 +799,7 @@ def compression_chart(results: Mapping, task: Task, *, image_format: str = "png"
         probe.remove()
     anchors = [tuple(ax.transData.transform((x, y))) for x, y in zip(xs, ys)]
     frame = ax.get_window_extent(renderer)
-    corners = place_labels(anchors, sizes, (frame.x0 + 2, frame.y0 + 2, frame.x1 - 2, frame.y1 - 2))
+    corners = place_labels(anchors, sizes, (frame.x0 + 2, frame.y0 + 2, frame.x1 - 2, frame.y1 - 2), markers=6)
     to_data = ax.transData.inverted()
     for p, t, (ax_, ay), (cx, cy), (w, h) in zip(points, texts, anchors, corners, sizes):
         tx, ty = to_data.transform((cx + 1, cy + h / 2))
