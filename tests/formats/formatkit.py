@@ -34,14 +34,47 @@ def _audit(event, args):
 sys.addaudithook(_audit)
 
 
-def watched_export(session, *args, **kwargs):
-    """session.export, with every process it spawned and connection it tried (connections refused)."""
+def watched(call, *args, **kwargs):
+    """call(*args, **kwargs), with every process it spawned and connection it tried (connections refused)."""
     global _events
     _events = []
     try:
-        return session.export(*args, **kwargs), _events
+        return call(*args, **kwargs), _events
     finally:
         _events = None
+
+
+def watched_export(session, *args, **kwargs):
+    """session.export, with every process it spawned and connection it tried (connections refused)."""
+    return watched(session.export, *args, **kwargs)
+
+
+def recording_convert(module, monkeypatch) -> list:
+    """The results of every tools-env conversion `module` runs while the test lasts (each has the lists of
+    what the converter tried to reach, `network`, and spawned, `spawned`)."""
+    results, original = [], module.convert
+
+    def recording(*args, **kwargs):
+        results.append(original(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(module, "convert", recording)
+    return results
+
+
+def calibration(session, artifact, preprocess=None):
+    """The sample images as a compressed variant of `artifact` is calibrated on, as Session.check builds it."""
+    from workbench.formats import Calibration
+
+    return Calibration(tuple(i.name for i in session.images), session.pixels,
+                       preprocess or artifact.preprocess or session.preprocess,
+                       expected=artifact.preprocess or session.preprocess, inside=artifact.preprocess)
+
+
+def agreement(session, outputs) -> float:
+    """Top-1 agreement with PyTorch over the sample images (a classifier's one output)."""
+    (name, ref), = session.reference.items()
+    return float(np.mean(outputs[name].argmax(1) == ref.argmax(1)))
 
 
 def classifier_session(runtime_options=None, preset="imagenet"):
