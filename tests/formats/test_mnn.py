@@ -6,7 +6,7 @@ import dataclasses
 import sys
 
 import pytest
-from formatkit import FP32, classifier_session, spread, watched_export
+from formatkit import FP32, agreement, classifier_session, spread, watched, watched_export
 
 from workbench import WorkbenchError, formats, load_model
 
@@ -56,3 +56,32 @@ def test_a_truncated_file_is_refused_when_loaded_and_when_run(session, baked, tm
     runner = formats.runner_for(dataclasses.replace(artifact, path=cut))
     with pytest.raises(WorkbenchError, match=r"cut\.mnn"):
         runner.run(session.pixels)
+
+
+# -- weight quantization: MNN's converter re-reads the .mnn with --weightQuantBits ----------------------------
+@pytest.fixture(scope="module")
+def quantized(baked, tmp_path_factory):
+    artifact, _ = baked
+    out = tmp_path_factory.mktemp("mnn-q")
+    return {v: watched(formats.get("mnn").compress, v, artifact, out / f"{v}.mnn")
+            for v in ("int8_weights", "int4_weights")}
+
+
+def test_weight_quantization_runs_in_process_with_no_socket_and_no_pip(quantized):
+    for variant, (_, events) in quantized.items():
+        assert events == [], (variant, events)
+    assert not [m for m in sys.modules if m.startswith(("MNN.tools", "aliyun"))]
+
+
+def test_quantized_weights_are_smaller_and_int4_costs_more_than_int8(session, baked, quantized):
+    base = baked[0].path.stat().st_size
+    sizes = {v: a.path.stat().st_size for v, (a, _) in quantized.items()}
+    assert sizes["int8_weights"] < base and sizes["int4_weights"] < sizes["int8_weights"], (base, sizes)
+    errors = {}
+    for variant, (artifact, _) in quantized.items():
+        assert artifact.notes[0].startswith(f"{variant}: ") and "CVImageProcess" in artifact.notes[1]
+        outputs = formats.runner_for(artifact, threads=1).run(session.pixels)
+        errors[variant] = spread(session, outputs)
+        assert agreement(session, outputs) == 1.0, variant
+    assert FP32 < errors["int8_weights"] <= 0.02, errors
+    assert errors["int4_weights"] > errors["int8_weights"], errors
