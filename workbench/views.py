@@ -661,29 +661,51 @@ def place_labels(anchors: Sequence[tuple[float, float]], sizes: Sequence[tuple[f
 
     anchors: the points, in pixels (x right, y up); sizes: each label's (width, height) in pixels; bounds:
     (x0, y0, x1, y1) the labels stay inside; markers: the half-width of a marker. Returns each label's
-    lower-left corner. Labels are placed one by one, each at the nearest free spot around its point, trying
-    rings further out; a label with no free spot inside the bounds goes where it overlaps least."""
-    placed: list[tuple[float, float, float, float]] = []
+    lower-left corner. Each label tries spots on rings around its point, nearest first; a spot costs the
+    area it covers of other labels and markers, the leader lines it crosses (its own from the point, and
+    theirs) and its distance. Labels are placed one by one, the most crowded points first, then each is
+    moved to its best spot given all the others, twice over."""
+    n = len(anchors)
     dots = [(x - markers, y - markers, x + markers, y + markers) for x, y in anchors]
-    out: list[tuple[float, float]] = [(0.0, 0.0)] * len(anchors)
+    rings = (4, 10, 18, 28, 40, 54, 70, 90, 115, 145)
+    directions = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, 1), (1, -1), (-1, -1), (0.5, 1), (-0.5, 1),
+                  (0.5, -1), (-0.5, -1))
+
+    def spots(i):
+        """(how far, the label's box) for each spot around point i, nearest first."""
+        (x, y), (w, h) = anchors[i], sizes[i]
+        for r in rings:
+            for dx, dy in directions:
+                # the label's side or corner nearest the point sits r pixels away in direction (dx, dy)
+                cx = {1: x + markers + r, -1: x - markers - r - w, 0: x - w / 2, 0.5: x - 2, -0.5: x + 2 - w}[dx]
+                cy = {1: y + markers + r * 0.6, -1: y - markers - r * 0.6 - h, 0: y - h / 2}[dy]
+                yield r, (cx, cy, cx + w, cy + h)
 
     def overlap(a, b):
         return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
-    # the most crowded points first: they have the fewest free spots
-    def crowding(i):
-        return sum(abs(anchors[i][0] - x) + abs(anchors[i][1] - y) < 40 for x, y in anchors)
+    def leader(i, box):
+        """The leader from point i to the nearest point of its label `box`."""
+        (x, y) = anchors[i]
+        return (x, y), (min(max(x, box[0]), box[2]), min(max(y, box[1]), box[3]))
 
-    def crosses(point, label, box):
-        """Samples of the leader from `point` to the nearest point of `label` that fall inside `box`."""
-        px = min(max(point[0], label[0]), label[2])
-        py = min(max(point[1], label[1]), label[3])
-        return sum(box[0] < point[0] + (px - point[0]) * t < box[2] and box[1] < point[1] + (py - point[1]) * t < box[3]
-                   for t in np.linspace(0.1, 0.9, 9))
-
-    def leader(point, label):
-        """The leader line from `point` to the nearest point of `label`."""
-        return point, (min(max(point[0], label[0]), label[2]), min(max(point[1], label[1]), label[3]))
+    def hits(segment, box):
+        """Whether `segment` passes through `box` (Liang-Barsky clipping)."""
+        (x0, y0), (x1, y1) = segment
+        t0, t1 = 0.0, 1.0
+        for p, q in ((x0 - x1, x0 - box[0]), (x1 - x0, box[2] - x0), (y0 - y1, y0 - box[1]), (y1 - y0, box[3] - y0)):
+            if p == 0:
+                if q < 0:
+                    return False
+                continue
+            t = q / p
+            if p < 0:
+                t0 = max(t0, t)
+            else:
+                t1 = min(t1, t)
+            if t0 > t1:
+                return False
+        return t1 - t0 > 0.05  # more than a touch at an end
 
     def intersect(a, b):
         def turn(p, q, r):
@@ -692,38 +714,44 @@ def place_labels(anchors: Sequence[tuple[float, float]], sizes: Sequence[tuple[f
         (p1, p2), (p3, p4) = a, b
         return (turn(p1, p2, p3) * turn(p1, p2, p4) < 0) and (turn(p3, p4, p1) * turn(p3, p4, p2) < 0)
 
-    order: list[int] = []  # the points whose labels are placed, in `placed` order
-    for i in sorted(range(len(anchors)), key=lambda i: (-crowding(i), i)):
-        (x, y), (w, h) = anchors[i], sizes[i]
-        best, best_cost = None, math.inf
-        for r in (4, 10, 18, 28, 40, 54, 70, 90, 115, 145):
-            for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, 1), (1, -1), (-1, -1), (0.5, 1),
-                           (-0.5, 1), (0.5, -1), (-0.5, -1)):
-                # the label's side or corner nearest the point sits r pixels away in direction (dx, dy)
-                cx = {1: x + markers + r, -1: x - markers - r - w, 0: x - w / 2, 0.5: x - 2, -0.5: x + 2 - w}[dx]
-                cy = {1: y + markers + r * 0.6, -1: y - markers - r * 0.6 - h, 0: y - h / 2}[dy]
-                box = (cx, cy, cx + w, cy + h)
-                outside = (max(0.0, bounds[0] - box[0]) + max(0.0, box[2] - bounds[2])
-                           + max(0.0, bounds[1] - box[1]) + max(0.0, box[3] - bounds[3]))
-                cost = sum(overlap(box, b) for b in placed) + sum(overlap(box, d) for d in dots) + outside * h * 10
-                # leader lines crossing labels: this label's across the others, theirs across this one
-                cost += 20 * sum(crosses((x, y), box, b) for b in placed) + 20 * sum(
-                    crosses(anchors[j], placed[k], box) for k, j in enumerate(order))
-                # ... and across other points' markers and leaders; then the nearer spot wins
-                cost += 20 * sum(crosses((x, y), box, d) for j, d in enumerate(dots) if j != i)
-                mine = leader((x, y), box)
-                cost += 400 * sum(intersect(mine, leader(anchors[j], placed[k])) for k, j in enumerate(order))
-                cost += r * 0.5 if cost else 0
-                if cost < best_cost:
-                    best, best_cost = box, cost
-                if cost == 0:
+    def cost(i, r, box, boxes):
+        w, h = sizes[i]
+        outside = (max(0.0, bounds[0] - box[0]) + max(0.0, box[2] - bounds[2])
+                   + max(0.0, bounds[1] - box[1]) + max(0.0, box[3] - bounds[3]))
+        total = outside * h * 10 + sum(overlap(box, d) for d in dots)
+        mine = leader(i, box) if r > 4 else None
+        for j, other in boxes.items():
+            if j == i:
+                continue
+            total += overlap(box, other)
+            theirs = leader(j, other)
+            total += 150 * hits(theirs, box)
+            if mine is not None:
+                total += 150 * hits(mine, other) + 400 * intersect(mine, theirs)
+        if mine is not None:
+            total += 60 * sum(hits(mine, d) for j, d in enumerate(dots) if j != i)
+        return total + 0.4 * r  # the nearer spot wins a tie
+
+    def crowding(i):
+        return sum(abs(anchors[i][0] - x) + abs(anchors[i][1] - y) < 40 for x, y in anchors)
+
+    boxes: dict[int, tuple[float, float, float, float]] = {}
+    clear: set[int] = set()  # labels with nothing in their way (a later label may still come in their way)
+    for sweep in range(3):
+        for i in sorted(range(n), key=lambda i: (-crowding(i), i)):
+            if sweep and i in clear and cost(i, 0, boxes[i], boxes) < 1:
+                continue
+            best, best_cost, best_far = boxes.get(i), math.inf, 0
+            for far, box in spots(i):
+                c = cost(i, far, box, boxes)
+                if c < best_cost:
+                    best, best_cost, best_far = box, c, far
+                if c <= 0.4 * far and not sweep:  # nothing in the way: the nearest free spot
                     break
-            if best_cost == 0:
-                break
-        placed.append(best)
-        order.append(i)
-        out[i] = (best[0], best[1])
-    return out
+            boxes[i] = best
+            if best_cost <= 0.4 * best_far:
+                clear.add(i)
+    return [(boxes[i][0], boxes[i][1]) for i in range(n)]
 
 
 def compression_chart(results: Mapping, task: Task, *, image_format: str = "png", figure: str | None = None) -> bytes:
@@ -808,7 +836,7 @@ def compression_chart(results: Mapping, task: Task, *, image_format: str = "png"
         ax.annotate(t, xy=(ax_, ay), xycoords="figure pixels", xytext=(tx, ty), textcoords="data",
                     fontsize=7, ha="left", va="center", color=_darker(colours[p.format]), zorder=4,
                     arrowprops={"arrowstyle": "-", "color": colours[p.format], "linewidth": 0.6,
-                                "shrinkA": 0, "shrinkB": 4} if gap > 9 else None)
+                                "shrinkA": 0, "shrinkB": 4} if gap > 7 else None)
 
     handles = [Line2D([], [], marker="o", linestyle="", color=c, label=name) for name, c in colours.items()]
     handles.append(Line2D([], [], marker="*", linestyle="", markersize=11, color="#bbbbbb",
