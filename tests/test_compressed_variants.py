@@ -1,5 +1,6 @@
-"""Compressed variants: every Core ML and ONNX variant built, run off macOS and compared with PyTorch on the
-sample images; calibration recorded and a mis-calibration flagged; thresholds failing the CLI."""
+"""Compressed variants: every registered variant (Core ML, ONNX, and the Android formats': ExecuTorch, MNN,
+LiteRT) built, run off macOS and compared with PyTorch on the sample images; calibration recorded and a
+mis-calibration flagged; thresholds failing the CLI."""
 
 import json
 import subprocess
@@ -18,6 +19,9 @@ from workbench.zoo import SmallCNN, SuperResolutionNet
 
 COREML = ["linear8", "linear8_block", "palettize8", "palettize6", "palettize4", "palettize2", "prune50", "int8"]
 ONNX = ["int8_dynamic", "int8", "fp16"]
+ANDROID = {"executorch": ["int8"], "mnn": ["int8_weights", "int4_weights"],
+           "litert": ["int8_dynamic", "int8_weights", "int8"]}
+VARIANTS = {"coreml": COREML, "onnx": ONNX, **ANDROID}
 
 MODEL_PY = textwrap.dedent("""
     import torch
@@ -43,6 +47,23 @@ def report(classifier, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def android(samples, tmp_path_factory):
+    """The Android formats and all their variants, built once (an ExecuTorch conversion is 10-60 s). The net
+    is wider than `classifier` so that its weights, not the file's framing, make up most of each file."""
+    torch.manual_seed(0)
+    model = SmallCNN(num_classes=4, width=32).eval()
+    session = Session(model, samples, preprocess=Preprocess.preset("imagenet", size=(32, 32)), task="classification")
+    yield session.check(list(ANDROID), tmp_path_factory.mktemp("android"), compress=ANDROID)
+    session.close()
+
+
+@pytest.fixture
+def report_of(request):
+    """The report that built `fmt`'s variants."""
+    return lambda fmt: request.getfixturevalue("android" if fmt in ANDROID else "report")
+
+
+@pytest.fixture(scope="module")
 def miscalibrated(classifier, tmp_path_factory):
     return classifier.check(["onnx", "coreml"], tmp_path_factory.mktemp("miscalibrated"),
                             compress={"coreml": ["int8"], "onnx": ["int8"]},
@@ -50,8 +71,10 @@ def miscalibrated(classifier, tmp_path_factory):
 
 
 def test_formats_declare_their_variants():
-    assert list(formats.get("coreml").variants) == COREML
-    assert list(formats.get("onnx").variants) == ONNX
+    declared = {name: list(f.variants) for name, f in formats.registry().items() if f.variants}
+    assert declared == VARIANTS, "a variant missing here is not built by test_every_variant_runs_here..."
+    assert "ncnn2table" in formats.get("ncnn").notes and "ncnn2int8" in formats.get("ncnn").notes, \
+        "ncnn says why it has no int8"
     with pytest.raises(Exception, match="Core ML has no compressed variant 'int4'; its variants: linear8"):
         formats.get("coreml").check_variants(["int4"])
 
@@ -60,12 +83,14 @@ def test_every_declared_variant_resolves_to_a_function():
     for fmt in formats.registry().values():
         for name, ref in fmt.variants.items():
             assert callable(fmt._load(ref)), f"{fmt.name} variant {name}: {ref} is not a function"
-    for fmt in ("coreml", "onnx"):
-        assert [v for v in formats.get(fmt).variants if formats.get(fmt).calibrates(v)] == ["int8"]
+    for fmt in ("coreml", "onnx", "executorch", "litert", "mnn"):
+        calibrating = [v for v in formats.get(fmt).variants if formats.get(fmt).calibrates(v)]
+        assert calibrating == ([] if fmt == "mnn" else ["int8"]), fmt
 
 
-@pytest.mark.parametrize("fmt,variant", [("coreml", v) for v in COREML] + [("onnx", v) for v in ONNX])
-def test_every_variant_runs_here_and_reports_figures(report, fmt, variant):
+@pytest.mark.parametrize("fmt,variant", [(f, v) for f, names in VARIANTS.items() for v in names])
+def test_every_variant_runs_here_and_reports_figures(report_of, fmt, variant):
+    report = report_of(fmt)
     result = report.formats[fmt].variants[variant]
     assert result.error is None, result.error
     figures = result.to_dict()
@@ -84,6 +109,27 @@ def test_weight_compression_makes_the_file_smaller(report):
         assert variants[name].size_ratio < 1, (name, variants[name].size_ratio)
     assert variants["palettize2"].size_bytes < variants["palettize4"].size_bytes
     assert report.formats["onnx"].variants["int8_dynamic"].size_ratio < 1
+
+
+def test_android_variants_are_about_4x_smaller_and_agree(android):
+    for fmt, names in ANDROID.items():
+        for name in names:
+            v = android.formats[fmt].variants[name]
+            int4 = name.startswith("int4")
+            assert v.size_ratio < (0.2 if int4 else 0.4), (fmt, name, v.size_ratio)
+            figures = v.comparison.worst()
+            assert figures["top1_agreement"] >= 7 / 8 and figures["psnr"] > (15 if int4 else 25), (fmt, name, figures)
+    mnn = android.formats["mnn"].variants
+    assert mnn["int4_weights"].comparison.worst()["psnr"] < mnn["int8_weights"].comparison.worst()["psnr"]
+
+
+@pytest.mark.parametrize("fmt", ["executorch", "litert"])
+def test_android_calibration_is_recorded_in_the_report_and_the_notes(android, fmt):
+    result = android.formats[fmt].variants["int8"]
+    assert result.calibration["images"] == android.images and result.calibration["warning"] is None
+    assert result.calibration["preprocess"].startswith("imagenet: Normalize")
+    assert f"calibrated on {len(android.images)} images ({', '.join(android.images)})" in result.artifact.notes[0]
+    assert result.calibration["preprocess"] in result.artifact.notes[0]
 
 
 def test_palettize2_is_worse_than_palettize8(report):
