@@ -17,5 +17,7 @@ FORMAT = register(Format(
     variants={"int8_dynamic": ".compress:int8_dynamic", "int8_weights": ".compress:int8_weights",
               "int8": ".compress:int8"},
     default=False, order=70,
-    notes="converter in the Android tools env (make .venv/android/.installed); runtime: pip install ai-edge-litert",
+    notes="converter in the Android tools env (make .venv/android/.installed); runtime: pip install ai-edge-litert. "
+          "Variants by ai-edge-quantizer in that env, offline, from the .tflite (int8 calibrated on the sample "
+          "images, full integer: int8 input and outputs)",
 ))

@@ -16,5 +16,7 @@ FORMAT = register(Format(
     runtime_options=(Option("threads", 1, "MNN threads"),),
     variants={"int8_weights": ".compress:int8_weights", "int4_weights": ".compress:int4_weights"},
     default=False, order=60,
-    notes="converted in process from the ONNX export; pip install MNN",
+    notes="converted in process from the ONNX export; pip install MNN. Variants quantize weights only (MNN's "
+          "converter, --weightQuantBits); MNN's full int8 tool (mnnquant) calibrates from an image folder with a "
+          "config of its own and is not driven here",
 ))
