@@ -39,8 +39,14 @@ def cases(quick: bool):
         yield "05 mobilenet_v2, 224x224", dict(model=load_model("torchvision:mobilenet_v2", weights="none"))
 
 
-def floor(fmt: str, artifact, x: np.ndarray):
-    """The bare runtime on the preprocessed batch `x`, built once; returns the call to time."""
+def floor(fmt: str, artifact, x: np.ndarray, pixels: np.ndarray | None = None, stack=None):
+    """The bare runtime on the preprocessed batch `x`, built once; returns the call to time. The Android
+    runtimes' are in bench/android.py (`pixels`: for ncnn's and MNN's own mean/norm; `stack` closes
+    ExecuTorch's worker)."""
+    if fmt in ("executorch", "ncnn", "mnn", "litert"):
+        from .android import android_floor
+
+        return android_floor(fmt, artifact, x, pixels, stack)
     if fmt == "onnx":
         import onnxruntime as ort
 

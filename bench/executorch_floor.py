@@ -1,0 +1,51 @@
+"""Tools env (run by bench/android.py through tools.Worker): ExecuTorch's bare runtime, for its floor.
+
+Loads the .pte as the workbench's worker (`workbench/formats/executorch/_serve.py`) does. Requests:
+- ("input", x): keep the float32 (N, C, H, W) batch here; reply None.
+- ("run", None): `method.call` image by image on the kept batch, nothing sent back but the seconds it took on
+  this process's clock: the bare runtime plus the smallest round trip the channel has.
+- ("echo", x): send back arrays of the outputs' shapes without running anything: the round trip of the
+  runner's payload, what the IPC costs on its own.
+"""
+
+import sys
+import time
+
+from _channel import first_line, serve
+
+
+def main(path):
+    import numpy as np
+    import torch  # first: the extension links against libtorch
+    from executorch.extension.pybindings import _C
+
+    torch.set_num_threads(1)
+    try:
+        program = _C._load_program(path, enable_etdump=False, debug_buffer_size=0,
+                                   program_verification=_C.Verification.InternalConsistency)
+        method = program.load_method("forward")
+        meta = program.method_meta("forward")
+    except Exception as exc:
+        serve(None, {"error": f"ExecuTorch cannot load {path}: {first_line(exc)}"})
+        return
+    outputs = [list(meta.output_tensor_meta(i).sizes()) for i in range(meta.num_outputs())]
+    kept = []
+
+    def handle(request):
+        what, x = request
+        if what == "input":
+            kept[:] = [torch.from_numpy(np.ascontiguousarray(x[i:i + 1])) for i in range(len(x))]
+            return None
+        if what == "run":
+            start = time.perf_counter()
+            for one in kept:
+                method.call([one])
+            return time.perf_counter() - start
+        if what == "echo":
+            return [np.zeros([len(x)] + shape[1:], np.float32) for shape in outputs]
+        raise ValueError(f"unknown request {what!r}")
+
+    serve(handle, {"outputs": outputs})
+
+
+main(sys.argv[1])
