@@ -268,7 +268,25 @@ def test_widget_shows_what_it_computed_in_a_real_browser(lab):
         expect(frame.locator("text=conv").first).to_be_visible(timeout=60_000)
         second_src = page.locator("iframe[title^='Netron']").get_attribute("src")
         assert second_src.split("?")[0] == first_src.split("?")[0], "toggling started another Netron server"
+
+        # Issue 17: the Compression tab. Tick ONNX int8 (it compresses in the background), see its size and
+        # figures, the chart and the images where it differs most; formats not live say why they cannot be ticked.
+        page.get_by_role("tab", name="Compression").click()
+        onnx_row = page.locator(".widget-hbox:has(span:text-is('ONNX'))").first
+        onnx_row.get_by_role("checkbox", name="int8", exact=True).check()
+        table = page.locator("table:has-text('vs fp32')")
+        expect(table).to_contain_text("ONNX int8")
+        expect(table).to_contain_text("calibrated on 8 sample images")
+        expect(table).to_contain_text("with the preprocessing in force")
+        expect(page.locator("text=run ExecuTorch live first").first).to_be_visible()
+        charts = page.locator(".jp-OutputArea-output .widget-tab-contents .widget-image:visible")
+        expect(charts).to_have_count(2)  # the chart, and the picture of the images it differs most on
+        preset.select_option(label="caffe")  # the variant reruns; its calibration no longer fits
+        expect(table).to_contain_text("not the preprocessing in force")
         shot = os.environ.get("WORKBENCH_SCREENSHOT")
+        if shot:
+            page.locator(".jp-OutputArea-output:has(.widget-button)").first.screenshot(
+                path=str(Path(shot).with_name("workbench_compression.png")))
         if shot:
             page.get_by_role("tab", name="Model").click()
             widget = page.locator(".jp-OutputArea-output:has(.widget-button)").first

@@ -299,13 +299,10 @@ class Controller:
             return
         self._adopt_variant(variant, compressed)
         if variant.status == "ok":
-            saved = self.busy
             try:
                 self._run_variant(variant, self.preprocess)
             except WorkbenchError as exc:
                 variant.status = f"failed to run: {exc}"
-            finally:
-                self.busy = saved
             self._draw_compression()
         self._tell("variants")
 

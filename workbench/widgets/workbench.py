@@ -586,36 +586,49 @@ class Workbench(W.VBox):
         self._variant_picture.layout.display = "block" if c.variant_picture else "none"
 
     def _variants_html(self) -> str:
+        """Per format with ticked variants: its uncompressed live artifact, then each variant, with its size
+        and its figures against PyTorch."""
         c = self.controller
         if not c.variants:
             return (f"<div style='font-size:12px;color:{GREY}'>no variant ticked: tick one above to see its size "
                     "and its figures against PyTorch</div>")
+        td = "<td style='padding:2px 6px;white-space:nowrap'>"
+
+        def figures(comparison) -> str:
+            w = comparison.worst()
+            return "".join(f"{td}{f.format(w[k])}</td>" if k in w else f"{td}-</td>"
+                           for k, f in (("top1_agreement", "{:.3f}"), ("top5_agreement", "{:.3f}"), ("miou", "{:.3f}"),
+                                        ("psnr", "{:.1f}"), ("max_abs", "{:.3g}")))
+
+        def name(title: str, runtime: str) -> str:
+            return (f"{td}{html.escape(title)}<br><span style='color:{GREY};font-size:11px'>{html.escape(runtime)}"
+                    "</span></td>")
+
         rows = []
-        for (fmt, _), v in c.variants.items():
+        for fmt in dict.fromkeys(f for f, _ in c.variants):
             base = c.comparison.get(fmt)
-            if v.status != "ok" or v.result is None or v.result.comparison is None:
-                rows.append(f"<tr><td>{html.escape(v.title)}</td><td colspan=8 style='color:"
-                            f"{RED if v.status.startswith('failed') else GREY}'>{html.escape(v.status)}</td></tr>")
-                continue
-            w, r = v.result.comparison.worst(), v.result
-            old = v.computed != c.preprocess
-            style = " style='opacity:0.45' title='out of date: computed with another preprocessing'" if old else ""
-
-            def cell(key, fmt_="{:.3f}", w=w):
-                return f"<td>{fmt_.format(w[key])}</td>" if key in w else "<td>-</td>"
-
-            fp32 = base.worst().get("top1_agreement", base.worst().get("miou")) if base is not None else None
-            rows.append(
-                f"<tr{style}><td>{html.escape(v.title)}<br><span style='color:{GREY};font-size:11px'>"
-                f"{html.escape(c.title(fmt))}</span></td>"
-                f"<td>{r.size_bytes / 1e6:.2f} MB</td><td>{r.size_ratio:.2f}x</td>"
-                f"{cell('top1_agreement')}{cell('top5_agreement')}{cell('miou')}{cell('psnr', '{:.1f}')}"
-                f"{cell('max_abs', '{:.3g}')}"
-                f"<td style='font-size:11px'>{html.escape(c.variant_note(v))}"
-                f"{'' if fp32 is None else f' (fp32: {fp32:.3f})'}{' (out of date)' if old else ''}</td></tr>")
-        head = ("<tr><th>variant</th><th>size</th><th>vs fp32</th><th>top-1</th><th>top-5</th><th>mIoU</th>"
-                "<th>PSNR dB</th><th>max abs</th><th>calibration</th></tr>")
-        return f"<table style='font-size:12px;border-collapse:collapse'>{head}{''.join(rows)}</table>"
+            size = next((v.result.base_bytes for (f, _), v in c.variants.items() if f == fmt and v.result), None)
+            if base is not None and size:
+                title = f"{_formats.get(fmt).title} (uncompressed)"
+                rows.append(f"<tr style='background:#f4f4f4'>{name(title, c.title(fmt))}"
+                            f"{td}{size / 1e6:.2f} MB</td>{td}1.00x</td>{figures(base)}<td style='font-size:11px;"
+                            f"color:{GREY}'>the live conversion the variants start from</td></tr>")
+            for (f, _), v in c.variants.items():
+                if f != fmt:
+                    continue
+                if v.status != "ok" or v.result is None or v.result.comparison is None:
+                    rows.append(f"<tr>{name(v.title, '')}<td colspan=8 style='color:"
+                                f"{RED if v.status.startswith('failed') else GREY}'>{html.escape(v.status)}</td></tr>")
+                    continue
+                old = v.computed != c.preprocess
+                style = " style='opacity:0.45' title='out of date: computed with another preprocessing'" if old else ""
+                rows.append(f"<tr{style}>{name(v.title, c.title(fmt))}{td}{v.result.size_bytes / 1e6:.2f} MB</td>"
+                            f"{td}{v.result.size_ratio:.2f}x</td>{figures(v.result.comparison)}"
+                            f"<td style='font-size:11px;max-width:420px'>{html.escape(c.variant_note(v))}"
+                            f"{' (out of date)' if old else ''}</td></tr>")
+        head = "".join(f"<th style='padding:2px 6px;white-space:nowrap'>{h}</th>" for h in (
+            "variant", "size", "vs fp32", "top-1", "top-5", "mIoU", "PSNR dB", "max abs", "calibration"))
+        return f"<table style='font-size:12px;border-collapse:collapse'><tr>{head}</tr>{''.join(rows)}</table>"
 
     def _model_html(self) -> str:
         c = self.controller
