@@ -30,13 +30,13 @@ def int8_weights(artifact, path, *, calibration=None, overwrite=False):
 
 
 def int4_weights(artifact, path, *, calibration=None, overwrite=False):
-    """4-bit asymmetric weights, one scale and offset per block of BLOCK input channels (MNN's
-    --weightQuantBits 4 --weightQuantAsymmetric --weightQuantBlock 32; a layer with fewer input channels
-    gets one per output channel)."""
-    return _save(artifact, path, ("--weightQuantBits", "4", "--weightQuantAsymmetric", "--weightQuantBlock",
-                                  str(BLOCK)),
-                 f"int4_weights: 4-bit asymmetric weights per block of {BLOCK} input channels (per output "
-                 "channel where a layer has fewer; MNN --weightQuantBits 4), float activations", overwrite=overwrite)
+    """4-bit symmetric weights, one scale per block of BLOCK input channels (MNN's --weightQuantBits 4
+    --weightQuantBlock 32; a layer with fewer input channels gets one per output channel). Symmetric: MNN's
+    --weightQuantAsymmetric at 4 bits was twice as far off on the trained digits net (0.65 of range, top-1 3/6,
+    against 0.30 and 6/6)."""
+    return _save(artifact, path, ("--weightQuantBits", "4", "--weightQuantBlock", str(BLOCK)),
+                 f"int4_weights: 4-bit weights per block of {BLOCK} input channels (per output channel where a "
+                 "layer has fewer; MNN --weightQuantBits 4), float activations", overwrite=overwrite)
 
 
 def _save(artifact, path, flags: tuple[str, ...], what: str, *, overwrite: bool):
