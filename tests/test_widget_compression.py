@@ -42,11 +42,15 @@ def test_variants_given_at_build_run_with_their_size_and_figures(wb):
 
 
 def test_formats_not_live_cannot_be_ticked_and_say_why(wb):
-    box = wb.control("variant:executorch:int8") if ("executorch", "int8") in wb._variant_boxes else None
-    blocked = [b for (fmt, _), b in wb._variant_boxes.items() if fmt not in wb.formats]
-    assert blocked and all(b.disabled for b in blocked)
-    assert "run ExecuTorch live first" in wb.shown()["compression"] or box is None
-    with pytest.raises(WorkbenchError, match="run TorchScript live first|has no compressed variant"):
+    choices = wb.controller.variant_choices()
+    assert {"onnx", "coreml", "executorch"} <= set(choices)
+    blocked = [wb.control(f"variant:{fmt}:{name}") for fmt, names in choices.items() if fmt not in wb.formats
+               for name in names]
+    assert blocked and all(box.disabled for box in blocked)
+    assert "run ExecuTorch live first (tick it under 'run live')" in wb.shown()["compression"].replace("&#x27;", "'")
+    with pytest.raises(WorkbenchError, match="run ExecuTorch live first"):
+        wb.controller.add_variant("executorch", "int8")
+    with pytest.raises(WorkbenchError, match="TorchScript has no compressed variant 'int8'"):
         wb.controller.add_variant("torchscript", "int8")
 
 
