@@ -61,6 +61,19 @@ def test_unknown_or_not_live_variants_are_refused_before_any_work(samples):
         Workbench(tiny_classifier(), samples, formats=("onnx",), variants={"coreml": ["linear8"]})
 
 
+def test_the_chart_is_drawn_only_while_its_tab_is_shown(wb):
+    tabs = wb.control("tabs")
+    tabs.selected_index = 2  # Compression
+    before = wb.chart
+    assert before == wb.controller.chart and before[:8] == b"\x89PNG\r\n\x1a\n"
+    tabs.selected_index = 0
+    wb.control("preset").value = "caffe"  # the uncompressed ONNX file's top-1 drops: the chart's figures change
+    assert wb.chart == before  # not redrawn behind the user's back: a slider move costs no chart
+    tabs.selected_index = 2
+    assert wb.chart == wb.controller.chart != before  # drawn on showing, with the new figures
+    wb.controller.match()
+
+
 def test_a_slider_move_reruns_the_variants_and_flags_the_old_calibration(wb):
     c = wb.controller
     before = {k: v.result.comparison.worst()["max_abs"] for k, v in c.variants.items()}

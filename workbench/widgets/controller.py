@@ -109,8 +109,8 @@ class Controller:
             _formats.get(fmt).check_variants(chosen)
         self.variants: dict[tuple[str, str], Variant] = {}
         self.variant_shown: tuple[str, str] | None = None  # whose images the Compression tab draws
-        self.variant_picture: bytes = b""
-        self.chart: bytes = b""
+        self._drawn: dict[str, tuple[int, bytes]] = {}  # the chart and the variant picture, drawn on demand
+        self._compression_version = 0
         self.live = ArtifactSet(session, runtime_options)
         self.status: dict[str, str] = {}
         self.seconds: dict[str, float] = {}  # how long each live conversion took
@@ -230,7 +230,7 @@ class Controller:
             for key in dropped:
                 self._drop_variant(key)
             if dropped:
-                self._draw_compression()
+                self._compression_changed()
             self._tell("live")
             self._tell("variants")
             self._redraw()
@@ -303,7 +303,7 @@ class Controller:
                 self._run_variant(variant, self.preprocess)
             except WorkbenchError as exc:
                 variant.status = f"failed to run: {exc}"
-            self._draw_compression()
+            self._compression_changed()
         self._tell("variants")
 
     def _adopt_variant(self, variant: Variant, compressed) -> None:
@@ -326,7 +326,7 @@ class Controller:
         """Stop running variant `name` of `fmt`."""
         if (fmt, name) in self.variants:
             self._drop_variant((fmt, name))
-            self._draw_compression()
+            self._compression_changed()
             self._tell("variants")
 
     def _drop_variant(self, key: tuple[str, str]) -> None:
@@ -343,7 +343,7 @@ class Controller:
             raise WorkbenchError(f"{_formats.get(fmt).title} {name} is not a running variant; choose one of "
                                  f"{', '.join(v.title for v in self.variants.values() if v.status == 'ok') or 'none'}")
         self.variant_shown = (fmt, name)
-        self._draw_compression()
+        self._compression_changed()
         self._tell("variants")
 
     def _run_variant(self, variant: Variant, pre: Preprocess) -> None:
@@ -387,25 +387,47 @@ class Controller:
             score[k] = max(score[k], (changed, r.max_abs / r.range if r.range > 0 else r.max_abs))
         return sorted(score, key=lambda k: score[k], reverse=True)[:count]
 
-    def _draw_compression(self) -> None:
-        """The chart of size against fidelity and the shown variant's most differing images."""
+    def _compression_changed(self) -> None:
+        """The variants' figures changed: the chart and the picture are drawn again when next asked for (a
+        front end asks only while they are on screen, so a slider move with the tab hidden costs no drawing)."""
+        self._compression_version += 1
+
+    def _drawn_once(self, what: str, draw) -> bytes:
+        version, image = self._drawn.get(what, (-1, b""))
+        if version != self._compression_version:
+            image = draw()
+            self._drawn[what] = (self._compression_version, image)
+        return image
+
+    @property
+    def chart(self) -> bytes:
+        """PNG: size on disk against fidelity to PyTorch for every running variant (b"" when none)."""
         from ..views import compression_chart
 
-        results = self.compression_results()
-        self.chart = compression_chart(results, self.session.task) if results else b""
-        variant = self.variants.get(self.variant_shown) if self.variant_shown else None
-        if variant is None or variant.outputs is None:
-            self.variant_picture = b""
-            return
-        s = self.session
-        order = self.differing_most(variant)
-        # No PASS/FAIL captions: a variant is judged by its figures, not by the parity tolerance.
-        self.variant_picture = side_by_side(
-            s.pixels[order], [s.images[k].name for k in order], {k: v[order] for k, v in s.reference.items()},
-            {variant.title: {k: v[order] for k, v in variant.outputs.items()}}, s.task, count=None,
-            image_format="jpeg")
+        def draw():
+            results = self.compression_results()
+            return compression_chart(results, self.session.task) if results else b""
 
-    # -- the preprocessing ----------------------------------------------------------------------------------
+        return self._drawn_once("chart", draw)
+
+    @property
+    def variant_picture(self) -> bytes:
+        """JPEG: the images where the shown variant differs most from PyTorch, beside PyTorch (b"" when none)."""
+
+        def draw():
+            variant = self.variants.get(self.variant_shown) if self.variant_shown else None
+            if variant is None or variant.outputs is None:
+                return b""
+            s = self.session
+            order = self.differing_most(variant)
+            # No PASS/FAIL captions: a variant is judged by its figures, not by the parity tolerance.
+            return side_by_side(
+                s.pixels[order], [s.images[k].name for k in order], {k: v[order] for k, v in s.reference.items()},
+                {variant.title: {k: v[order] for k, v in variant.outputs.items()}}, s.task, count=None,
+                image_format="jpeg")
+
+        return self._drawn_once("picture", draw)
+
     def set_preprocess(self, pre: Preprocess, *, bake: bool | None = None) -> None:
         """Make `pre` the converted side's preprocessing and recompute before returning; on error the previous
         preprocessing and comparison stay."""
@@ -559,7 +581,7 @@ class Controller:
             self.recomputes += 1
             self._redraw()
             if self.variants:
-                self._draw_compression()
+                self._compression_changed()
         except Exception:
             self.comparison, self.outputs, self.computed = saved
             for key, (comparison, outputs, computed) in saved_variants.items():

@@ -34,6 +34,7 @@ from .controller import CUSTOM, Controller
 # How long a slider change waits for the ones queued behind it: messages that arrived during a recompute
 # are all read within this time, so one recompute serves them all, with the latest values.
 COALESCE_SECONDS = 0.02
+COMPRESSION_TAB = 2  # the Compression tab's index
 GREEN, RED, GREY, AMBER = "#2a7", "#c33", "#888", "#b60"
 
 
@@ -119,13 +120,14 @@ class Workbench(W.VBox):
         """The control called `name` ("scale", "scale_text", "bias0".."bias2", "bias0_text"..., "bgr", "bake",
         "preset", "match", "graph", "export", "confirm", "folder", "overwrite", "labels", "live:<format>",
         "export:<format>", "previous", "next", "images", "load_images", "variant:<format>:<variant>",
-        "variant_shown", "export_variants"): what a user clicks or types into."""
+        "variant_shown", "export_variants", "tabs"): what a user clicks or types into."""
         named = {"scale": self._scale, "scale_text": self._scale_text, "bgr": self._bgr, "bake": self._bake,
                  "preset": self._preset, "match": self._match, "graph": self._graph_choice,
                  "export": self._export_button, "confirm": self._confirm, "folder": self._out,
                  "overwrite": self._overwrite, "labels": self._labels_file, "previous": self._previous,
                  "next": self._next, "images": self._images, "load_images": self._load,
-                 "variant_shown": self._variant_shown, "export_variants": self._export_variants}
+                 "variant_shown": self._variant_shown, "export_variants": self._export_variants,
+                 "tabs": self._tabs}
         named.update({f"variant:{f}:{v}": box for (f, v), box in self._variant_boxes.items()})
         named.update({f"bias{i}": s for i, s in enumerate(self._bias)})
         named.update({f"bias{i}_text": t for i, t in enumerate(self._bias_text)})
@@ -149,6 +151,11 @@ class Workbench(W.VBox):
     def picture(self) -> bytes:
         """The comparison picture on screen (JPEG)."""
         return self._picture.value
+
+    @property
+    def chart(self) -> bytes:
+        """The Compression tab's chart on screen (PNG; drawn while the tab is shown)."""
+        return bytes(self._chart.value)
 
     @property
     def graph(self) -> Graph | None:
@@ -176,10 +183,13 @@ class Workbench(W.VBox):
             f"{html.escape(w)}</div>" for w in c.warnings))
         self._busy = W.HTML(layout=W.Layout(min_height="20px"))
         self._model = W.HTML()
+        self._tabs = W.Tab(children=[self._model, self._graph_panel(), self._compression_panel()],
+                           titles=("Model", "Graph", "Compression"))
+        # the chart and the variants' picture are drawn only while their tab is shown
+        self._tabs.observe(lambda ch: self._render_compression_pictures(), names="selected_index")
         return [W.HTML(f"<h3 style='margin:4px 0'>Workbench: {html.escape(c.session.model.source)}</h3>"),
                 self._errors, self._warnings,
-                W.Tab(children=[self._model, self._graph_panel(), self._compression_panel()],
-                      titles=("Model", "Graph", "Compression")),
+                self._tabs,
                 self._preprocess_panel(), self._busy, self._comparison_panel(), self._export_panel()]
 
     def _graph_panel(self) -> W.Widget:
@@ -580,10 +590,16 @@ class Workbench(W.VBox):
             reason = c.variant_blocked(fmt)
             area.value = f"<span style='font-size:11px;color:{GREY}'>{html.escape(reason)}</span>" if reason else ""
         self._variant_table.value = self._variants_html()
-        self._chart.value = c.chart
-        self._chart.layout.display = "block" if c.chart else "none"
-        self._variant_picture.value = c.variant_picture
-        self._variant_picture.layout.display = "block" if c.variant_picture else "none"
+        self._render_compression_pictures()
+
+    def _render_compression_pictures(self) -> None:
+        if self._tabs.selected_index != COMPRESSION_TAB:
+            return
+        c = self.controller
+        for area, image in ((self._chart, c.chart), (self._variant_picture, c.variant_picture)):
+            if area.value != image:
+                area.value = image
+            area.layout.display = "block" if image else "none"
 
     def _variants_html(self) -> str:
         """Per format with ticked variants: its uncompressed live artifact, then each variant, with its size
