@@ -40,7 +40,7 @@ def deeplab():
         m.momentum = None  # a plain average over what it sees
     loaded.module.train()
     with torch.no_grad():
-        loaded.module(torch.randn(2, 3, 64, 64))
+        loaded.module(torch.randn(2, 3, 128, 128))  # the size the tests run at
     loaded.module.eval()
     return loaded
 
