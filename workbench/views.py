@@ -714,13 +714,16 @@ def place_labels(anchors: Sequence[tuple[float, float]], sizes: Sequence[tuple[f
         (p1, p2), (p3, p4) = a, b
         return (turn(p1, p2, p3) * turn(p1, p2, p4) < 0) and (turn(p3, p4, p1) * turn(p3, p4, p2) < 0)
 
-    def cost(i, r, box, boxes):
+    def cost(i, r, box, boxes, limit=math.inf):
+        """What spot `box` at distance r costs label i (counted up to `limit`: a worse spot is not finished)."""
         w, h = sizes[i]
         outside = (max(0.0, bounds[0] - box[0]) + max(0.0, box[2] - bounds[2])
                    + max(0.0, bounds[1] - box[1]) + max(0.0, box[3] - bounds[3]))
-        total = outside * h * 10 + sum(overlap(box, d) for d in dots)
+        total = 0.4 * r + outside * h * 10 + sum(overlap(box, d) for d in dots)
         mine = leader(i, box) if r > 4 else None
         for j, other in boxes.items():
+            if total >= limit:
+                return total
             if j == i:
                 continue
             total += overlap(box, other)
@@ -728,9 +731,9 @@ def place_labels(anchors: Sequence[tuple[float, float]], sizes: Sequence[tuple[f
             total += 150 * hits(theirs, box)
             if mine is not None:
                 total += 150 * hits(mine, other) + 400 * intersect(mine, theirs)
-        if mine is not None:
+        if mine is not None and total < limit:
             total += 60 * sum(hits(mine, d) for j, d in enumerate(dots) if j != i)
-        return total + 0.4 * r  # the nearer spot wins a tie
+        return total  # with 0.4 * r: the nearer spot wins a tie
 
     def crowding(i):
         return sum(abs(anchors[i][0] - x) + abs(anchors[i][1] - y) < 40 for x, y in anchors)
@@ -743,7 +746,7 @@ def place_labels(anchors: Sequence[tuple[float, float]], sizes: Sequence[tuple[f
                 continue
             best, best_cost, best_far = boxes.get(i), math.inf, 0
             for far, box in spots(i):
-                c = cost(i, far, box, boxes)
+                c = cost(i, far, box, boxes, best_cost)
                 if c < best_cost:
                     best, best_cost, best_far = box, c, far
                 if c <= 0.4 * far and not sweep:  # nothing in the way: the nearest free spot
