@@ -20,7 +20,8 @@ import time
 
 import numpy as np
 
-from .common import measure_pair, row, target
+from .android import executorch_worker
+from .common import measure, measure_pair, row, target
 from .refresh import cases, floor
 
 SECTION = "g"
@@ -86,6 +87,13 @@ def run(settings) -> tuple[list[dict], list[dict]]:
                 rows.append(row(SECTION, case, f"{what}: refresh (run + compare)", timed, ratio_to_floor=ratio,
                                 note=f"built in {built:.1f} s"))
                 rows.append(row(SECTION, case, f"{what}: floor (bare runtime on the variant's file)", bare_stats))
+                if name == "executorch":  # its runner is a round trip to the tools env: what that costs alone
+                    with contextlib.ExitStack() as stack:
+                        worker = executorch_worker(artifact, x)
+                        stack.callback(worker.close)
+                        ipc = measure(lambda worker=worker: worker.request(("echo", x)), settings.runs)
+                    rows.append(row(SECTION, case, f"{what}: of which IPC (the input batch there, the outputs back, "
+                                                   "nothing run)", ipc))
                 targets.append(target(name_of_target, ratio, 1.3, "x"))
         s.close()
     return rows, targets
