@@ -1,10 +1,10 @@
 """(g) Compressed variants: refresh beside the floor, for every variant the registered formats declare.
 
-For notebook 01's super-resolution model, on the sample images (mobilenet_v2 would take most of the bench: eight
-Core ML variants in the interpreter at 224x224):
-each format that declares variants (`workbench.formats.get(name).variants`) is exported as the widget's live
-artifact (the model's tensor in), and each variant compressed from it as the widget's Compression tab does
-(one that calibrates reads the sample images through the preprocessing in force). Then per variant:
+For notebook 01's super-resolution model on the sample images (not mobilenet_v2: eight Core ML variants in the
+interpreter at 224x224 would take most of the bench). Each format that declares variants
+(`workbench.formats.get(name).variants`) is exported as the widget's live artifact (the model's tensor in), and
+each variant compressed from it as the widget's Compression tab does (one that calibrates reads the sample
+images through the preprocessing in force). Then per variant:
 - refresh: the variant's runner with a new preprocessing, and the comparison with PyTorch (as the widget
   reruns a variant on every change);
 - floor: the bare runtime on the variant's file, on the same already preprocessed inputs (see bench/refresh.py
