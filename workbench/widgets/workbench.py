@@ -270,6 +270,7 @@ class Workbench(W.VBox):
 
     def _comparison_panel(self) -> W.Widget:
         self._picture = W.Image(format="jpeg", layout=W.Layout(max_width="100%"))
+        self._picture.add_class("workbench-comparison")  # what a page (and the browser test) finds it by
         self._metrics = W.HTML()
         self._previous = W.Button(description="", icon="chevron-left", layout=W.Layout(width="40px"),
                                   tooltip="previous images")
