@@ -54,7 +54,8 @@ class MnnRunner(NativeRunner):
             host = self.MNN.Tensor(shape, self.MNN.Halide_Type_Float, np.zeros(shape, np.float32),
                                    self.MNN.Tensor_DimensionType_Caffe)  # NCHW, whatever MNN keeps inside
             out.copyToHostTensor(host)
-            results.append(np.array(host.getData(), np.float32).reshape(shape))
+            # getNumpyData, not getData: getData builds a Python tuple (12 ms for a 288x288 output, against 0.01)
+            results.append(np.array(host.getNumpyData(), np.float32).reshape(shape))
         return results
 
     def _collect(self, rows):
