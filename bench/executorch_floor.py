@@ -11,22 +11,16 @@ Loads the .pte as the workbench's worker (`workbench/formats/executorch/_serve.p
 import sys
 import time
 
-from _channel import first_line, serve
+from _channel import load_method, serve
 
 
 def main(path):
     import numpy as np
-    import torch  # first: the extension links against libtorch
-    from executorch.extension.pybindings import _C
+    import torch
 
-    torch.set_num_threads(1)
-    try:
-        program = _C._load_program(path, enable_etdump=False, debug_buffer_size=0,
-                                   program_verification=_C.Verification.InternalConsistency)
-        method = program.load_method("forward")
-        meta = program.method_meta("forward")
-    except Exception as exc:
-        serve(None, {"error": f"ExecuTorch cannot load {path}: {first_line(exc)}"})
+    method, meta = load_method(path)
+    if method is None:
+        serve(None, meta)
         return
     outputs = [list(meta.output_tensor_meta(i).sizes()) for i in range(meta.num_outputs())]
     kept = []

@@ -6,26 +6,16 @@ argv: the .pte path. First reply: {"inputs": [...], "outputs": [...]} (the metho
 
 import sys
 
-from _channel import first_line, serve
+from _channel import load_method, serve
 
 
 def main(path):
     import numpy as np
-    import torch  # first: the extension links against libtorch
+    import torch
 
-    # The runtime's extension alone: `executorch.runtime` imports the whole exir compiler for one warning
-    # class (2 s to start the worker instead of 12 on two busy cores).
-    from executorch.extension.pybindings import _C
-
-    torch.set_num_threads(1)
-    try:
-        program = _C._load_program(path, enable_etdump=False, debug_buffer_size=0,
-                                   program_verification=_C.Verification.InternalConsistency)
-        method = program.load_method("forward")
-        meta = program.method_meta("forward")
-    except Exception as exc:
-        serve(None, {"error": f"ExecuTorch cannot load {path} (truncated or corrupt?): {first_line(exc)}. "
-                              "Export it again"})
+    method, meta = load_method(path)
+    if method is None:
+        serve(None, meta)
         return
     shapes = lambda get, n: [list(get(i).sizes()) for i in range(n)]  # noqa: E731
 
