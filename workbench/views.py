@@ -789,7 +789,10 @@ def compression_chart(results: Mapping, task: Task, *, image_format: str = "png"
     capped = [key == "psnr" and not p.figure <= PSNR_CAP for p in points]  # inf and above the cap
     top = 0.80 if missing else 0.845 if any(capped) else 0.87  # room for the notes under the title
     ax = fig.add_axes((0.09, 0.10, 0.66, top - 0.10))
-    colours = {name: _FORMAT_COLOURS[i % len(_FORMAT_COLOURS)]
+    from . import formats as _formats
+
+    order = list(_formats.registry())  # a format keeps its colour from chart to chart
+    colours = {name: _FORMAT_COLOURS[(order.index(name) if name in order else len(order) + i) % len(_FORMAT_COLOURS)]
                for i, name in enumerate(dict.fromkeys(p.format for p in points))}
     xs = [p.size_bytes / div for p in points]
     ys = [y_of(p) for p in points]
