@@ -128,6 +128,14 @@ class FormatResult:
             return None
         return self.comparison.passed
 
+    @property
+    def uncompressed_bytes(self) -> int | None:
+        """The size of the file the variants were made from (as they measured it, else measured now)."""
+        measured = next((v.base_bytes for v in self.variants.values() if v.base_bytes), None)
+        if measured is None and self.artifact is not None and self.artifact.path.exists():
+            measured = size_on_disk(self.artifact.path)
+        return measured
+
     def to_dict(self) -> dict:
         d = {"passed": self.passed, "runtime": self.label or None,
              "path": str(self.artifact.path) if self.artifact else None}
@@ -367,6 +375,12 @@ class Reference:
                           output_names=tuple(self.reference),
                           preprocess=(preprocess or self.preprocess) if bake else None,
                           task=self.task, source=self.model.source, labels=self.labels if labels else None)
+
+    def calibration(self, preprocess: Preprocess, *, expected: Preprocess | None = None,
+                    inside: Preprocess | None = None):
+        """The sample images as calibration data for a compressed variant (see `formats.Calibration`)."""
+        return _formats.Calibration(tuple(i.name for i in self.images), self.pixels, preprocess, expected=expected,
+                                    inside=inside)
 
     def compare_artifact(self, artifact: Artifact | None, outputs: dict[str, np.ndarray],
                          tolerance: Tolerance | dict | None = None, name: str = "candidate") -> Comparison:
@@ -650,9 +664,8 @@ class Session(Reference):
         """Build, run and compare one compressed variant of `artifact`."""
         result = VariantResult(variant, judged=bool(thresholds and any(v is not None for v in thresholds.values())))
         result.base_bytes = size_on_disk(artifact.path)
-        calibration = _formats.Calibration(
-            tuple(i.name for i in self.images), self.pixels, calibration_preprocess or artifact.preprocess
-            or self.preprocess, expected=artifact.preprocess or self.preprocess, inside=artifact.preprocess)
+        calibration = self.calibration(calibration_preprocess or artifact.preprocess or self.preprocess,
+                                       expected=artifact.preprocess or self.preprocess, inside=artifact.preprocess)
         if fmt.calibrates(variant):
             result.calibration = calibration.to_dict()
         try:

@@ -566,11 +566,7 @@ def compression_points(results: Mapping, task: Task, figure: str | None = None
     points: list[CompressionPoint] = []
     missing: list[str] = []
     for name, r in with_variants.items():
-        base_bytes = next((v.base_bytes for v in r.variants.values() if v.base_bytes), None)
-        if base_bytes is None and r.artifact is not None and r.artifact.path.exists():
-            from .session import size_on_disk
-
-            base_bytes = size_on_disk(r.artifact.path)
+        base_bytes = r.uncompressed_bytes
         precision = getattr(r.artifact, "precision", None) or "uncompressed"
         worst = r.comparison.worst() if r.comparison is not None else {}
         if base_bytes and figure in worst:
@@ -601,7 +597,7 @@ def compression_table(results: Mapping) -> list[dict]:
     for name, r in results.items():
         if not r.variants:
             continue
-        base_bytes = next((v.base_bytes for v in r.variants.values() if v.base_bytes), None)
+        base_bytes = r.uncompressed_bytes
         worst = r.comparison.worst() if r.comparison is not None else {}
         rows.append({"format": name, "variant": f"{getattr(r.artifact, 'precision', None) or 'uncompressed'} "
                                                 "(uncompressed)",

@@ -283,7 +283,7 @@ class Controller:
         start = time.perf_counter()
         s = self.session
         # The live artifact takes the model's tensor: what the phone feeds it is the preprocessing in force.
-        calibration = _formats.Calibration(tuple(i.name for i in s.images), s.pixels, pre, expected=pre)
+        calibration = s.calibration(pre, expected=pre)
         calibrates = format_.calibrates(name)
         try:
             artifact = format_.compress(name, base, self._workdir / f"{s.name}.{name}{format_.suffix}",

@@ -622,9 +622,10 @@ class Workbench(W.VBox):
                     "</span></td>")
 
         rows = []
+        results = c.compression_results()
         for fmt in dict.fromkeys(f for f, _ in c.variants):
             base = c.comparison.get(fmt)
-            size = next((v.result.base_bytes for (f, _), v in c.variants.items() if f == fmt and v.result), None)
+            size = results[fmt].uncompressed_bytes if fmt in results else None
             if base is not None and size:
                 title = f"{_formats.get(fmt).title} (uncompressed)"
                 rows.append(f"<tr style='background:#f4f4f4'>{name(title, c.title(fmt))}"
