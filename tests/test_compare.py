@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from workbench.compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare, failed
+from workbench.compare import DEFAULT_TOLERANCES, Comparison, ReferenceFigures, Tolerance, compare, failed
 from workbench.errors import WorkbenchError
 from workbench.tasks import Classification, Segmentation
 
@@ -257,3 +257,32 @@ def test_batched_figures_equal_one_image_at_a_time():
         norms = np.linalg.norm(r) * np.linalg.norm(c)
         assert row.cosine == pytest.approx(1.0 if norms == 0 else np.dot(r, c) / norms, abs=1e-12)
         assert row.max_rel == pytest.approx((d / np.maximum(np.abs(r), 1e-6 * max(rng_i, 1e-12))).max(), rel=1e-6)
+
+
+def test_cosine_is_exact_for_far_apart_and_tiny_outputs():
+    """The dot product comes from |ref|^2 + |cand|^2 - |ref - cand|^2 only where that does not cancel: an
+    orthogonal, an opposite, a tiny and a huge candidate each get the textbook cosine."""
+    rng = np.random.default_rng(2)
+    ref = rng.normal(size=(1, 5000))
+    ortho = rng.normal(size=(1, 5000))
+    ortho -= (ortho @ ref.T) / (ref @ ref.T) * ref
+    cases = [ortho, -ref, 1e-9 * ref + 1e-12 * ortho, 1e9 * ref + ortho, ref + 1e-3 * ortho]
+    for cand in cases:
+        row = compare({"y": ref}, {"y": cand}, tolerance=Tolerance(rel=1.0)).rows[0]
+        want = float(np.dot(ref[0], cand[0]) / (np.linalg.norm(ref) * np.linalg.norm(cand)))
+        assert row.cosine == pytest.approx(want, abs=1e-12)
+
+
+def test_reference_figures_given_once_change_nothing():
+    rng = np.random.default_rng(3)
+    ref = {"y": rng.normal(size=(3, 2, 8, 8)).astype(np.float32)}
+    cand = {"y": ref["y"] + rng.normal(scale=1e-2, size=(3, 2, 8, 8)).astype(np.float32)}
+    figures = {"y": ReferenceFigures.of(ref["y"])}
+    assert compare(ref, cand, reference_figures=figures).to_dict() == compare(ref, cand).to_dict()
+
+
+def test_finite_float64_values_whose_squares_overflow_are_finite():
+    ref = np.full((1, 4), 1e200)
+    cand = ref * (1 + 1e-9)
+    row = compare({"y": ref}, {"y": cand}, tolerance=Tolerance(rel=1e-6)).rows[0]
+    assert row.passed and math.isfinite(row.max_abs)

@@ -94,34 +94,67 @@ class Comparison:
                 "rows": [asdict(r) for r in self.rows]}
 
 
-def _per_image(ref: np.ndarray, cand: np.ndarray) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class ReferenceFigures:
+    """What `compare` reads from one reference output alone, per image (rows of the (N, values) array).
+
+    Computed once and passed back (`compare(..., figures=)`) where one reference meets many candidates:
+    the widget compares every live format with the same reference on every slider move."""
+
+    range: np.ndarray  # max - min
+    largest: np.ndarray  # max |value|
+    squares: np.ndarray  # sum of value ** 2, in float64
+
+    @classmethod
+    def of(cls, ref: np.ndarray) -> ReferenceFigures:
+        """The figures of `ref`, any shape whose first axis is the image."""
+        ref = np.asarray(ref).reshape(len(ref), -1)
+        with np.errstate(all="ignore"):
+            rng = ref.max(axis=1).astype(np.float64) - ref.min(axis=1)
+            largest = np.maximum(ref.max(axis=1), -ref.min(axis=1)).astype(np.float64)
+        return cls(rng, largest, _rows(ref, ref))
+
+
+def _rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row sums of a * b, accumulated in float64. einsum needs no temporaries and makes no BLAS call: np.dot
+    and np.linalg.norm would, and OpenBLAS's idle threads busy-wait after a call; on a 2-core machine that
+    spinning halved the speed of the runtime that ran next."""
+    return np.einsum("ij,ij->i", a, b, dtype=np.float64)
+
+
+def _per_image(ref: np.ndarray, cand: np.ndarray, figures: ReferenceFigures | None = None) -> dict[str, np.ndarray]:
     """The metrics of every image at once: ref and cand are (N, values), float32 or float64.
 
     Differences are taken in the outputs' own precision (float32 for every runtime here: a relative
-    error of 6e-8 on a difference at most), and every sum accumulates in float64. Row sums use einsum,
-    which needs no temporaries and makes no BLAS call: np.dot and np.linalg.norm would, and OpenBLAS's
-    idle threads busy-wait after a call; on a 2-core machine that spinning halved the speed of the
-    runtime that ran next."""
-
-    def rows(a, b):
-        return np.einsum("ij,ij->i", a, b, dtype=np.float64)
-
+    error of 6e-8 on a difference at most), and every sum accumulates in float64. Each pass over the
+    outputs counts on a slider move, so: the reference's own figures come from `figures` when given, and
+    the dot product ref . cand comes from |ref|^2 + |cand|^2 - |ref - cand|^2, exact where the terms do
+    not cancel (the images where they do, far-apart outputs, take the dot product itself)."""
+    figures = figures or ReferenceFigures.of(ref)
+    rng, largest, rr = figures.range, figures.largest, figures.squares
     with np.errstate(all="ignore"):  # rows with non-finite values are overwritten below
-        d = np.abs(ref - cand)
+        d = np.subtract(ref, cand)
+        dd, cc = _rows(d, d), _rows(cand, cand)
+        np.abs(d, out=d)
+        max_abs, mean_abs = d.max(axis=1), np.einsum("ij->i", d, dtype=np.float64) / d.shape[1]
         mag = np.abs(ref)
-        rng = ref.max(axis=1).astype(np.float64) - ref.min(axis=1)
-        largest = mag.max(axis=1).astype(np.float64)
-        mse = rows(d, d) / ref.shape[1]
+        np.maximum(mag, (1e-6 * np.maximum(rng, 1e-12)).astype(mag.dtype)[:, None], out=mag)
+        max_rel = np.divide(d, mag, out=d).max(axis=1)
+        mse = dd / ref.shape[1]
         peak = np.where(rng > 0, rng, largest)
         peak = np.where(peak > 0, peak, 1.0)
         psnr = np.where(mse == 0, math.inf, 10 * np.log10(peak ** 2 / mse))
-        na, nb = np.sqrt(rows(ref, ref)), np.sqrt(rows(cand, cand))
-        cosine = np.where((na == 0) & (nb == 0), 1.0,
-                          np.where((na == 0) | (nb == 0), 0.0, rows(ref, cand) / (na * nb)))
-        np.maximum(mag, (1e-6 * np.maximum(rng, 1e-12)).astype(mag.dtype)[:, None], out=mag)
-        figures = {"max_abs": d.max(axis=1), "mean_abs": d.mean(axis=1, dtype=np.float64),
-                   "max_rel": (d / mag).max(axis=1), "psnr": psnr, "cosine": cosine}
-    finite = np.isfinite(cand).all(axis=1)
+        dot = (rr + cc - dd) / 2
+        cancels = np.abs(dot) < 1e-3 * (rr + cc)  # lost more than 3 of float64's 16 digits: take it directly
+        if cancels.any():
+            dot[cancels] = _rows(ref[cancels], cand[cancels])
+        na, nb = np.sqrt(rr), np.sqrt(cc)
+        cosine = np.where((na == 0) & (nb == 0), 1.0, np.where((na == 0) | (nb == 0), 0.0, dot / (na * nb)))
+    # A non-finite value makes its row's sum of squares non-finite; a finite float32 row's cannot overflow.
+    finite = np.isfinite(cc)
+    if not finite.all():
+        finite = np.isfinite(cand).all(axis=1)
+    figures = {"max_abs": max_abs, "mean_abs": mean_abs, "max_rel": max_rel, "psnr": psnr, "cosine": cosine}
     for key, bad in (("max_abs", math.inf), ("mean_abs", math.inf), ("max_rel", math.inf), ("psnr", -math.inf),
                      ("cosine", 0.0)):
         figures[key] = np.where(finite, figures[key], bad)
@@ -131,11 +164,13 @@ def _per_image(ref: np.ndarray, cand: np.ndarray) -> dict[str, np.ndarray]:
 
 def compare(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], *,
             task: Task | None = None, tolerance: Tolerance | Mapping[str, Tolerance] | None = None,
-            images: Sequence[str] | None = None, name: str = "candidate") -> Comparison:
+            images: Sequence[str] | None = None, name: str = "candidate",
+            reference_figures: Mapping[str, ReferenceFigures] | None = None) -> Comparison:
     """Compare `candidate`'s outputs with `reference`'s, per output and per image.
 
     Both map output names to arrays whose first axis is the image. `tolerance` is one Tolerance or a
-    mapping from output name to Tolerance where "" is the default. Outputs are matched by name, or by
+    mapping from output name to Tolerance where "" is the default. `reference_figures`: per output,
+    `ReferenceFigures.of` the reference, for a reference compared many times. Outputs are matched by name, or by
     position when the names differ (converters rename outputs). Raises WorkbenchError when an output is
     missing or shapes differ.
     """
@@ -163,7 +198,7 @@ def compare(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndar
             continue
         if ref[0].size == 0:
             raise WorkbenchError(f"output {out_name!r} is empty: shape {ref.shape}")
-        figures = _per_image(ref.reshape(n, -1), cand.reshape(n, -1))
+        figures = _per_image(ref.reshape(n, -1), cand.reshape(n, -1), (reference_figures or {}).get(out_name))
         for i in range(n):
             f = {key: v[i].item() for key, v in figures.items()}
             metrics = task.metrics(ref[i:i + 1], cand[i:i + 1]) if main else {}

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import formats as _formats
-from .compare import DEFAULT_TOLERANCES, FP16_MAX, Comparison, Tolerance, compare
+from .compare import DEFAULT_TOLERANCES, FP16_MAX, Comparison, ReferenceFigures, Tolerance, compare
 from .errors import OutputError, RuntimeUnavailable, WorkbenchError
 from .formats import Artifact, ExportSpec, Runner
 from .formats.torchscript.runner import TorchRunner
@@ -250,6 +250,7 @@ class Reference:
         main = next(iter(self.tasks))
         self.task = self.tasks[main]
         self.reference = {main: raw[main], **{k: v for k, v in raw.items() if k != main}}
+        self._expected_cache: dict[tuple, tuple] = {}  # see _expected
         self.labels = None
         if labels is not None:
             self.set_labels(labels)
@@ -331,6 +332,7 @@ class Reference:
         other.pixels = to_pixels(other.images, pre.size, pre.fit, pre.resize, pre.interpolation)
         raw = TorchRunner(self.model.module, label="PyTorch (eager)", batch=1).run(other.pixels, pre)
         other.reference = {name: raw[name] for name in self.reference}
+        other._expected_cache = {}
         return other
 
     def set_labels(self, labels: Sequence[str]) -> None:
@@ -382,15 +384,26 @@ class Reference:
         return _formats.Calibration(tuple(i.name for i in self.images), self.pixels, preprocess, expected=expected,
                                     inside=inside)
 
+    def _expected(self, artifact: Artifact | None) -> tuple[dict[str, np.ndarray], dict[str, ReferenceFigures]]:
+        """The reference as `artifact` gives it, and its figures for `compare`: computed once per way of giving
+        it (the widget compares on every slider move), again when the reference is replaced."""
+        key = artifact.mappings if artifact else ()
+        cached = self._expected_cache.get(key)
+        if cached is None or cached[0] is not self.reference:
+            expected = artifact.expected(self.reference) if artifact else dict(self.reference)
+            cached = self._expected_cache[key] = (
+                self.reference, expected, {n: ReferenceFigures.of(v) for n, v in expected.items()})
+        return cached[1], cached[2]
+
     def compare_artifact(self, artifact: Artifact | None, outputs: dict[str, np.ndarray],
                          tolerance: Tolerance | dict | None = None, name: str = "candidate") -> Comparison:
         """`outputs` of `artifact` against the reference as that artifact gives it, with the tolerance of
         its precision unless one is given."""
         tol = tolerance or DEFAULT_TOLERANCES[artifact.precision if artifact else "fp32"]
-        expected = artifact.expected(self.reference) if artifact else self.reference
+        expected, figures = self._expected(artifact)
         result = compare(expected, outputs, task=self.task, tolerance=tol, images=[i.name for i in self.images],
-                         name=name)
-        if artifact is not None and artifact.precision == "fp16":
+                         name=name, reference_figures=figures)
+        if artifact is not None and artifact.precision == "fp16" and any(": non-finite" in f for f in result.failures):
             # a classifier's artifact gives probabilities: the logits that overflowed fp16 are the model's own
             for out, value in self.reference.items():
                 peak = float(np.abs(value).max()) if np.isfinite(value).all() else 0.0
@@ -516,8 +529,7 @@ class ArtifactSet:
 
     def expected(self, fmt: str) -> dict[str, np.ndarray]:
         """The reference as the `fmt` artifact gives it (see `Artifact.expected`)."""
-        artifact = self.artifacts.get(fmt)
-        return artifact.expected(self.reference.reference) if artifact else dict(self.reference.reference)
+        return dict(self.reference._expected(self.artifacts.get(fmt))[0])
 
     def locate(self, fmt: str = "coreml", image: int = 0, tolerance: Tolerance | None = None,
                preprocess: Preprocess | None = None):
