@@ -147,6 +147,17 @@ def test_each_caption_lies_above_its_own_picture():
         assert row.captions[2][0].split()[:2] == ["FAIL", "max|d|"]  # the fp32 tolerance against 1e-3 noise
 
 
+def test_kept_tiles_draw_the_same_picture_as_fresh_ones():
+    """The widget keeps the input's and PyTorch's tiles between slider moves; only the formats' columns change."""
+    pixels, names, ref, off = _images(3)
+    cache: dict = {}
+    first = side_by_side(pixels, names, ref, off, ImageToImage(), cache=cache)
+    assert sorted({key[0] for key in cache}) == ["PyTorch", "input"] and len(cache) == 6
+    moved = {label: {n: v + 0.05 for n, v in out.items()} for label, out in off.items()}
+    again = side_by_side(pixels, names, ref, moved, ImageToImage(), cache=cache)
+    assert again == side_by_side(pixels, names, ref, moved, ImageToImage()) and again != first
+
+
 def test_the_heatmap_has_a_magma_colour_bar_labelled_with_its_range():
     pixels, names, ref, outputs = _images(2)
     tile = 96

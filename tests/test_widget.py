@@ -12,6 +12,7 @@ from workbench import Preprocess, Workbench, WorkbenchError
 from workbench.compare import Tolerance
 from workbench.preprocess import CAFFE_MEAN_BGR
 from workbench.tasks import ImageToImage
+from workbench.views import side_by_side
 from workbench.widgets.controller import CUSTOM, MODEL
 from workbench.zoo import UnetGenerator
 
@@ -421,6 +422,10 @@ def test_your_own_images_from_the_widget(samples, tmp_path):
         assert [i.name for i in w.session.images] == ["astronaut", "coffee"]
         assert w.comparison["onnx"].passed and len(w.comparison["onnx"].rows) == 2
         assert w.live.runner("onnx") is runner and "images 1-2 of 2" in w.shown()["page"]
+        c, s = w.controller, w.session  # the picture's kept tiles are the new images' and their PyTorch outputs'
+        title = c.title("onnx")
+        assert c.picture == side_by_side(s.pixels, ["astronaut", "coffee"], s.reference, {title: c.outputs["onnx"]},
+                                         s.task, {title: c.comparison["onnx"]}, image_format="jpeg")
         w.control("images").value = str(tmp_path / "nothing-here")
         w.control("load_images").click()
         assert "nothing-here" in w.shown()["errors"] and len(w.session.images) == 2  # the last good images stay

@@ -62,7 +62,8 @@ def overlay(pixels: np.ndarray, mask: np.ndarray, alpha: float = 0.55, colours: 
 def side_by_side(pixels: np.ndarray, names: Sequence[str], reference: Mapping[str, np.ndarray],
                  outputs: Mapping[str, Mapping[str, np.ndarray]], task: Task,
                  comparisons: Mapping[str, Comparison] | None = None, *, start: int = 0, count: int | None = 4,
-                 max_images: int | None = None, tile: int = 160, image_format: str = "png") -> bytes:
+                 max_images: int | None = None, tile: int = 160, image_format: str = "png",
+                 cache: dict | None = None) -> bytes:
     """A picture of rows (images) by columns (input, PyTorch, each format, |difference| of the first format).
 
     pixels: (N, 3, H, W) 0-255; reference/outputs: {output name: (N, ...)}; outputs keyed by column label;
@@ -74,12 +75,15 @@ def side_by_side(pixels: np.ndarray, names: Sequence[str], reference: Mapping[st
     every slider move). Each row has its captions above its pictures: the image name, each
     format's PASS/FAIL and max |d|, and the difference's max as a fraction of the scale `compare` judges
     it by; under the pictures, the heatmap's colour bar and the classes of the masks.
+    cache: a dict kept by the caller between calls with the same pixels and reference (emptied when they
+    change), where the input's and PyTorch's tiles are kept: the widget redraws on every slider move and
+    only the formats' columns change.
     Raises ValueError for an unknown image_format, or a start or count out of range.
     """
     if image_format not in ("png", "jpeg"):
         raise ValueError(f"image_format must be 'png' or 'jpeg', not {image_format!r}")
     plan = _plan(pixels, names, reference, outputs, task, comparisons, start=start,
-                 count=max_images if max_images is not None else count, tile=tile)
+                 count=max_images if max_images is not None else count, tile=tile, cache=cache)
     canvas = _paint(plan)
     buf = io.BytesIO()
     if image_format == "png":
@@ -120,8 +124,15 @@ class _Plan:
     legend_span: tuple[int, int] = (0, 0)  # x range of the legend (under the output columns)
 
 
-def _plan(pixels, names, reference, outputs, task, comparisons, *, start=0, count=4, tile=160) -> _Plan:
+def _plan(pixels, names, reference, outputs, task, comparisons, *, start=0, count=4, tile=160, cache=None) -> _Plan:
     """What to draw and where: every tile, caption and box, with no pixel drawn on the canvas yet."""
+    cache = {} if cache is None else cache
+
+    def kept(key, make):  # a tile that depends on the input and PyTorch's output alone
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
+
     total = min(len(names), len(pixels))
     if count is not None and count < 1:
         raise ValueError(f"count must be at least 1 (or None for all images), not {count}")
@@ -146,9 +157,10 @@ def _plan(pixels, names, reference, outputs, task, comparisons, *, start=0, coun
     for i in range(start, stop):
         img = np.ascontiguousarray(pixels[i].transpose(1, 2, 0).clip(0, 255).astype(np.uint8))
         values = [_main(out, main, reference)[i] for _, out in columns_out]
-        row = _Row(i, str(names[i]), [(_wrap(str(names[i]), tile), TEXT)], [_image(img, tile)])
+        row = _Row(i, str(names[i]), [(_wrap(str(names[i]), tile), TEXT)],
+                   [kept(("input", i, tile), functools.partial(_image, img, tile))])
         masks = []
-        for (label, _), value, w in zip(columns_out, values, widths[1:]):
+        for k, ((label, _), value, w) in enumerate(zip(columns_out, values, widths[1:])):
             caption = ("", TEXT)
             if label != "PyTorch" and comparisons and label in comparisons:
                 found = [r for r in comparisons[label].rows if r.image == names[i] and r.output == main]
@@ -158,9 +170,10 @@ def _plan(pixels, names, reference, outputs, task, comparisons, *, start=0, coun
             row.captions.append(caption)
             if isinstance(task, Segmentation) and value.ndim == 3:
                 masks.append(value.argmax(0))  # kept for the legend
-                row.tiles.append(_mask_tile(img, masks[-1], value.shape[0], tile))
+                draw = functools.partial(_mask_tile, img, masks[-1], value.shape[0], tile)
             else:
-                row.tiles.append(_draw(task, img, value, tile, w))
+                draw = functools.partial(_draw, task, img, value, tile, w)
+            row.tiles.append(kept(("PyTorch", i, task, tile, w), draw) if k == 0 else draw())
         if outputs:
             ref = np.asarray(values[0])
             dtype = np.result_type(ref, values[1], np.float32)  # as compare: the outputs' own precision
@@ -354,16 +367,20 @@ def _main(out: Mapping[str, np.ndarray], main: str, reference) -> np.ndarray:
     return list(out.values())[index]
 
 
-def _image(pixels: np.ndarray, tile: int):
-    """An (H, W) or (H, W, 3) uint8 array scaled to fit a tile x tile square, centred on white."""
+def _image(pixels: np.ndarray, tile: int, colours: np.ndarray | None = None):
+    """An (H, W) or (H, W, 3) uint8 array scaled to fit a tile x tile square, centred on white; an (H, W)
+    array with `colours` (256 RGB rows) is an index into them, looked up after the scaling. Scaled in its
+    own mode: a gray picture costs a third of an RGB one (the picture is redrawn on every slider move)."""
     from PIL import Image
 
-    picture = Image.fromarray(np.ascontiguousarray(pixels), "L" if pixels.ndim == 2 else "RGB").convert("RGB")
+    picture = Image.fromarray(np.ascontiguousarray(pixels), "L" if pixels.ndim == 2 else "RGB")
     scale = tile / max(picture.size)
     size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
     picture = picture.resize(size, Image.BILINEAR if scale < 1 else Image.NEAREST)
+    if colours is not None:
+        picture = Image.fromarray(np.ascontiguousarray(colours[np.asarray(picture)]), "RGB")
     square = Image.new("RGB", (tile, tile), "white")
-    square.paste(picture, ((tile - size[0]) // 2, (tile - size[1]) // 2))
+    square.paste(picture.convert("RGB"), ((tile - size[0]) // 2, (tile - size[1]) // 2))
     return square
 
 
@@ -443,11 +460,12 @@ def _curve(values: np.ndarray, tile: int):
 def _heatmap(diff: np.ndarray, tile: int):
     """|difference| of an image or mask scores (C, H, W): the worst channel per pixel, in magma from 0 to
     its largest value (the colour bar under it says which); non-finite values take the top colour."""
-    heat = diff.max(axis=0).astype(np.float64)
+    heat = diff.max(axis=0)
     finite = np.isfinite(heat)
     top = float(heat[finite].max()) if finite.any() else 0.0
-    heat = np.where(finite, heat / top if top > 0 else 0.0, 1.0)
-    return _image(_HEAT[(heat * 255).round().astype(np.uint8)], tile)
+    with np.errstate(all="ignore"):
+        index = np.where(finite, heat * (255 / top) if top > 0 else 0.0, 255.0)
+    return _image((index + 0.5).astype(np.uint8), tile, _HEAT)
 
 
 @functools.lru_cache(maxsize=16)

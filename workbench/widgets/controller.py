@@ -126,6 +126,7 @@ class Controller:
         self.error: str | None = None
         self.page = 0
         self.picture: bytes = b""
+        self._tiles: dict = {}  # the picture's tiles that only the images and PyTorch's outputs decide (see draw)
         self.recomputes = 0
         self.export_outcome: ExportOutcome | None = None
         self.warnings = self._reference_warnings()
@@ -607,7 +608,7 @@ class Controller:
                             {self.title(f): self.outputs[f] for f in shown}, s.task,
                             {self.title(f): self.comparison[f] for f in shown},
                             start=0 if every_image else self.page * PER_PAGE, count=None if every_image else PER_PAGE,
-                            image_format=image_format)
+                            image_format=image_format, cache=self._tiles)
 
     @property
     def pages(self) -> int:
@@ -673,6 +674,7 @@ class Controller:
 
     def _rebase(self, session: Session) -> None:
         self.session = self.live.reference = session
+        self._tiles.clear()  # the input's and PyTorch's tiles of the picture
         for variant in self.variants.values():
             if variant.artifacts is not None:
                 variant.artifacts.reference = session
