@@ -14,6 +14,7 @@ from workbench.views import (
     TOP_DIFF,
     _bar_label,
     _font,
+    _heatmap,
     _line_height,
     _plan,
     _text_mask,
@@ -145,6 +146,18 @@ def test_each_caption_lies_above_its_own_picture():
         assert row.picture_top - row.top >= row.captions[-1][0].count("\n") * 12
         assert row.captions[0][0] == row.name
         assert row.captions[2][0].split()[:2] == ["FAIL", "max|d|"]  # the fp32 tolerance against 1e-3 noise
+
+
+def test_the_heatmap_gives_non_finite_differences_the_top_colour():
+    diff = np.zeros((2, 20, 20), np.float32)
+    diff[0, :10] = np.nan
+    diff[1, 15, 15] = 2.0
+    diff[1, 15, 16] = 1.0
+    heat = np.asarray(_heatmap(diff, 20))
+    assert (heat[:10] == _HEAT[255]).all() and (heat[15, 15] == _HEAT[255]).all()
+    assert (heat[15, 16] == _HEAT[128]).all() and (heat[19, 0] == _HEAT[0]).all()
+    assert (np.asarray(_heatmap(np.full((1, 4, 4), np.nan), 4)) == _HEAT[255]).all()
+    assert (np.asarray(_heatmap(np.zeros((1, 4, 4)), 4)) == _HEAT[0]).all()
 
 
 def test_kept_tiles_draw_the_same_picture_as_fresh_ones():

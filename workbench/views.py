@@ -379,6 +379,8 @@ def _image(pixels: np.ndarray, tile: int, colours: np.ndarray | None = None):
     picture = picture.resize(size, Image.BILINEAR if scale < 1 else Image.NEAREST)
     if colours is not None:
         picture = Image.fromarray(np.ascontiguousarray(colours[np.asarray(picture)]), "RGB")
+    if size == (tile, tile):
+        return picture.convert("RGB")
     square = Image.new("RGB", (tile, tile), "white")
     square.paste(picture.convert("RGB"), ((tile - size[0]) // 2, (tile - size[1]) // 2))
     return square
@@ -460,12 +462,15 @@ def _curve(values: np.ndarray, tile: int):
 def _heatmap(diff: np.ndarray, tile: int):
     """|difference| of an image or mask scores (C, H, W): the worst channel per pixel, in magma from 0 to
     its largest value (the colour bar under it says which); non-finite values take the top colour."""
-    heat = diff.max(axis=0)
+    heat = diff[0] if len(diff) == 1 else diff.max(axis=0)
     finite = np.isfinite(heat)
-    top = float(heat[finite].max()) if finite.any() else 0.0
-    with np.errstate(all="ignore"):
-        index = np.where(finite, heat * (255 / top) if top > 0 else 0.0, 255.0)
-    return _image((index + 0.5).astype(np.uint8), tile, _HEAT)
+    whole = finite.all()
+    top = float(heat.max() if whole else heat[finite].max()) if whole or finite.any() else 0.0
+    index = heat * (255 / top) if top > 0 else np.zeros(heat.shape, np.float32)
+    if not whole:
+        index[~finite] = 255
+    index += 0.5
+    return _image(index.astype(np.uint8), tile, _HEAT)
 
 
 @functools.lru_cache(maxsize=16)
