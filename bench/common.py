@@ -49,6 +49,19 @@ def measure(fn: Callable[[], object], runs: int, warmup: int = 1) -> dict:
 def measure_pair(a: Callable[[], object], b: Callable[[], object], runs: int, warmup: int = 1) -> tuple[dict, dict]:
     """`measure` for two things taken in turns (a, b, a, b, ...): a ratio of their medians is then not
     skewed by the machine getting faster or slower between two blocks of runs."""
+    times = _in_turns(a, b, runs, warmup)
+    return summary(times[0]), summary(times[1])
+
+
+def measure_ratio(a: Callable[[], object], b: Callable[[], object], runs: int,
+                  warmup: int = 1) -> tuple[dict, dict, float]:
+    """`measure_pair`, and the median of the ratios a/b of each run of a to the run of b just after it: on
+    this VM, whose speed drifts within seconds, steadier than the ratio of the medians."""
+    times = _in_turns(a, b, runs, warmup)
+    return summary(times[0]), summary(times[1]), statistics.median(x / y for x, y in zip(*times))
+
+
+def _in_turns(a, b, runs, warmup) -> tuple[list, list]:
     for _ in range(warmup):
         a()
         b()
@@ -59,7 +72,7 @@ def measure_pair(a: Callable[[], object], b: Callable[[], object], runs: int, wa
             start = time.perf_counter()
             fn()
             out.append((time.perf_counter() - start) * 1000)
-    return summary(times[0]), summary(times[1])
+    return times
 
 
 def summary(times_ms: list[float]) -> dict:
