@@ -168,6 +168,20 @@ class Calibration:
         bias = np.asarray(self.inside.bias, np.float32).reshape(1, -1, 1, 1)
         return np.ascontiguousarray((x - bias) / scale, np.float32)
 
+    @staticmethod
+    def require(calibration: Calibration | None, variant: str) -> Calibration:
+        """`calibration`, or the error that `variant` (e.g. "ONNX int8 is static quantization") cannot go
+        without one."""
+        if calibration is None:
+            raise WorkbenchError(f"{variant}: it needs calibration images (Session.check's compress= gives the "
+                                 "sample images)")
+        return calibration
+
+    def describe(self) -> str:
+        """How the ranges were calibrated, for a variant's notes."""
+        return (f"calibrated on {len(self.images)} images ({', '.join(self.images)}) with preprocessing "
+                f"{self.preprocess.describe()}")
+
     def warning(self) -> str | None:
         """A note when the calibration preprocessing is not the one the artifact needs, naming both."""
         from .base import same_preprocess

@@ -101,9 +101,7 @@ def prune50(artifact, path, *, calibration=None, overwrite=False):
 def int8(artifact, path, *, calibration: Calibration | None = None, overwrite=False):
     """8-bit activations calibrated on the sample images (their ranges measured by the Core ML interpreter),
     then 8-bit linear weights per channel."""
-    if calibration is None:
-        raise WorkbenchError("Core ML int8 quantizes activations: it needs calibration images "
-                             "(Session.check's compress= gives the sample images)")
+    calibration = Calibration.require(calibration, "Core ML int8 quantizes activations")
     cto = _cto()
 
     def compress(mlmodel):

@@ -31,9 +31,7 @@ def int8(artifact: Artifact, path, *, calibration: Calibration | None = None, ov
     loaded from a file, or an fp16 export), or when quantizing or lowering fails."""
     import torch
 
-    if calibration is None:
-        raise WorkbenchError("ExecuTorch int8 is static quantization: it needs calibration images "
-                             "(Session.check's compress= gives the sample images)")
+    calibration = Calibration.require(calibration, "ExecuTorch int8 is static quantization")
     if artifact.traced is None:
         raise WorkbenchError(f"ExecuTorch int8 quantizes the PyTorch module {artifact.path} was exported from, "
                              "and this artifact has none (loaded from a file?): export the model to ExecuTorch "
@@ -53,8 +51,7 @@ def int8(artifact: Artifact, path, *, calibration: Calibration | None = None, ov
                                                 "calibration": str(Path(tmp) / "inputs.npy")},
                          what="ExecuTorch int8 quantization", packages="executorch")
     what = (f"int8: 8-bit weights per output channel and 8-bit activations (PT2E, XNNPACKQuantizer), ranges "
-            f"calibrated on {len(calibration.images)} images ({', '.join(calibration.images)}) with preprocessing "
-            f"{calibration.preprocess.describe()}")
+            f"{calibration.describe()}")
     warning = calibration.warning()
     notes = (what, *result["notes"]) + ((warning,) if warning else ())
     return dataclasses.replace(artifact, path=path, notes=notes, traced=None)

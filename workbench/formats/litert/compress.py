@@ -42,12 +42,9 @@ def int8_weights(artifact, path, *, calibration=None, overwrite=False):
 def int8(artifact, path, *, calibration: Calibration | None = None, overwrite=False):
     """Full integer: 8-bit weights and activations, int8 input and outputs, ranges calibrated on the images
     (ai-edge-quantizer's static_wi8_ai8, min/max)."""
-    if calibration is None:
-        raise WorkbenchError("LiteRT int8 is static quantization: it needs calibration images "
-                             "(Session.check's compress= gives the sample images)")
+    calibration = Calibration.require(calibration, "LiteRT int8 is static quantization")
     what = (f"int8: 8-bit weights and activations, int8 input and outputs (ai-edge-quantizer static_wi8_ai8), "
-            f"ranges calibrated on {len(calibration.images)} images ({', '.join(calibration.images)}) with "
-            f"preprocessing {calibration.preprocess.describe()}")
+            f"ranges {calibration.describe()}")
     return _save(artifact, path, "static_wi8_ai8", what, calibration=calibration, overwrite=overwrite)
 
 

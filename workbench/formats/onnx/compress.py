@@ -35,9 +35,7 @@ def int8_dynamic(artifact, path, *, calibration=None, overwrite=False):
 
 def int8(artifact, path, *, calibration: Calibration | None = None, overwrite=False):
     """8-bit weights (per channel) and activations (QDQ), the activation ranges calibrated on the images."""
-    if calibration is None:
-        raise WorkbenchError("ONNX int8 is static quantization: it needs calibration images "
-                             "(Session.check's compress= gives the sample images)")
+    calibration = Calibration.require(calibration, "ONNX int8 is static quantization")
     q = _quantization()
     inputs = calibration.inputs
 
