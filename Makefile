@@ -38,7 +38,7 @@ test: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/ruff check workbench tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# make bench: offline benchmarks (about 20 minutes); prints a table, writes bench/results.json.
+# make bench: offline benchmarks (about 26 minutes); prints a table, writes bench/results.json.
 # BENCH_ARGS=--quick for a fast run while developing, --sections ae for some sections.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
