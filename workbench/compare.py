@@ -94,12 +94,12 @@ class Comparison:
                 "rows": [asdict(r) for r in self.rows]}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ReferenceFigures:
     """What `compare` reads from one reference output alone, per image (rows of the (N, values) array).
 
-    Computed once and passed back (`compare(..., figures=)`) where one reference meets many candidates:
-    the widget compares every live format with the same reference on every slider move."""
+    Computed once and passed back (`compare(..., reference_figures=)`) where one reference meets many
+    candidates: the widget compares every live format with the same reference on every slider move."""
 
     range: np.ndarray  # max - min
     largest: np.ndarray  # max |value|
@@ -169,10 +169,10 @@ def compare(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndar
     """Compare `candidate`'s outputs with `reference`'s, per output and per image.
 
     Both map output names to arrays whose first axis is the image. `tolerance` is one Tolerance or a
-    mapping from output name to Tolerance where "" is the default. `reference_figures`: per output,
-    `ReferenceFigures.of` the reference, for a reference compared many times. Outputs are matched by name, or by
-    position when the names differ (converters rename outputs). Raises WorkbenchError when an output is
-    missing or shapes differ.
+    mapping from output name to Tolerance where "" is the default. Outputs are matched by name, or by
+    position when the names differ (converters rename outputs). `reference_figures`: per output,
+    `ReferenceFigures.of` its reference, for a reference compared many times. Raises WorkbenchError when an
+    output is missing or shapes differ.
     """
     task = task or Task()
     tols = tolerance if isinstance(tolerance, Mapping) else {"": tolerance or DEFAULT_TOLERANCES["fp32"]}
