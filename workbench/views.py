@@ -464,8 +464,9 @@ def _heatmap(diff: np.ndarray, tile: int):
     its largest value (the colour bar under it says which); non-finite values take the top colour."""
     heat = diff[0] if len(diff) == 1 else diff.max(axis=0)
     finite = np.isfinite(heat)
-    whole = finite.all()
-    top = float(heat.max() if whole else heat[finite].max()) if whole or finite.any() else 0.0
+    whole = bool(finite.all())
+    shown = heat if whole else heat[finite]
+    top = float(shown.max()) if shown.size else 0.0
     index = heat * (255 / top) if top > 0 else np.zeros(heat.shape, np.float32)
     if not whole:
         index[~finite] = 255
