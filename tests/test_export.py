@@ -12,8 +12,8 @@ from torch import nn
 
 from conftest import tiny_classifier
 from workbench import ConversionError, Preprocess, WorkbenchError
-from workbench._files import atomic_output
 from workbench.diagnose import conversion_error
+from workbench.files import atomic_output
 from workbench.session import Session
 
 
@@ -63,7 +63,7 @@ def test_sigkill_mid_write_never_leaves_a_partial_artifact(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
-        from workbench._files import atomic_output
+        from workbench.files import atomic_output
         with atomic_output(Path({str(dest)!r}), overwrite=True) as tmp:
             tmp.write_bytes(b"half of the new")
             os.kill(os.getpid(), signal.SIGKILL)

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import SAMPLES, tiny_classifier
 from workbench import Preprocess, Workbench
-from workbench.widgets.workbench import COALESCE_SECONDS
+from workbench.widgets.view import COALESCE_SECONDS
 
 
 @pytest.fixture(scope="module")

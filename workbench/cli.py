@@ -15,8 +15,8 @@ import time
 import warnings
 from pathlib import Path
 
-from ._files import output_folder
 from .errors import WorkbenchError
+from .files import output_folder
 from .images import SAMPLE_IMAGES
 
 

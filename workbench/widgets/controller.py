@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import formats as _formats
-from .._files import atomic_output, check_writable
 from ..compare import DEFAULT_TOLERANCES, Comparison
 from ..errors import WorkbenchError
+from ..files import atomic_output, check_writable
 from ..formats.base import same_preprocess
 from ..preprocess import PRESETS, Preprocess
 from ..session import ArtifactSet, FormatResult, Session, VariantResult, size_on_disk

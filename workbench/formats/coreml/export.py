@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Literal
 
 from ... import fixes
-from ..._files import atomic_output
 from ...diagnose import conversion_error
 from ...errors import WorkbenchError, require
+from ...files import atomic_output
 from ...tasks import Classification, ImageToImage, Segmentation
 from ..base import Artifact, ClassProbabilities, ExportSpec, ImagePixels, quiet
 from ..torchscript.export import trace

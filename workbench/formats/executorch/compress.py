@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..._files import atomic_output
 from ...errors import WorkbenchError
+from ...files import atomic_output
 from .. import Calibration
 from ..base import Artifact
 from .export import export_program, saved_program

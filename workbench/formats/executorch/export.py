@@ -7,8 +7,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from ..._files import atomic_output
 from ...diagnose import conversion_error
+from ...files import atomic_output
 from ..base import Artifact, ExportSpec, quiet
 from .tools import HERE, convert
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..._files import atomic_output
+from ...files import atomic_output
 from ..base import Artifact, ExportSpec
 from ..executorch.export import export_program, saved_program
 from ..executorch.tools import convert

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ..._files import atomic_output
+from ...files import atomic_output
 from .export import convert
 
 BLOCK = 32

@@ -10,8 +10,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ..._files import atomic_output
 from ...errors import WorkbenchError, first_line, require
+from ...files import atomic_output
 from ..base import Artifact, ExportSpec
 from ..ncnn.export import mean_norm_note, onnx_for
 from .validate import native_quiet

@@ -7,8 +7,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..._files import atomic_output
 from ...errors import WorkbenchError, require
+from ...files import atomic_output
 from ..base import Artifact, ExportSpec
 
 

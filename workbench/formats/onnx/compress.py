@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..._files import atomic_output
 from ...errors import WorkbenchError, first_line, require
+from ...files import atomic_output
 from .. import Calibration
 from ..base import Artifact, quiet
 

@@ -6,9 +6,9 @@ import io
 import warnings
 from pathlib import Path
 
-from ..._files import atomic_output
 from ...diagnose import conversion_error
 from ...errors import WorkbenchError, first_line, require
+from ...files import atomic_output
 from ..base import Artifact, ExportSpec, quiet
 
 

@@ -1,0 +1,812 @@
+"""`Workbench`: model, graph, preprocessing controls, side-by-side comparison and export, in one widget.
+
+A thin ipywidgets view of a `Controller` (widgets/controller.py), which holds the one state and does the work:
+the view draws every control from that state and forwards events to it. The PyTorch side always gets the
+model's training preprocessing (the reference, computed once); the converted side gets raw pixels and the
+preprocessing in force, as the phone will. Moving a control reruns only the live runtimes; nothing is
+reconverted. Slider moves from the browser coalesce: a drag sends many values while one recompute runs, and
+only the latest is computed (see `_Coalescer`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import gc
+import html
+import math
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+import ipywidgets as W
+
+from .. import formats as _formats
+from ..compare import Comparison
+from ..errors import RuntimeUnavailable, WorkbenchError
+from ..graph import Graph
+from ..images import SAMPLE_IMAGES
+from ..preprocess import Preprocess
+from ..session import Session
+from .controller import CUSTOM, Controller
+
+# How long a slider change waits for the ones queued behind it: messages that arrived during a recompute
+# are all read within this time, so one recompute serves them all, with the latest values.
+COALESCE_SECONDS = 0.02
+COMPRESSION_TAB = 2  # the Compression tab's index
+GREEN, RED, GREY, AMBER = "#2a7", "#c33", "#888", "#b60"
+
+
+class Workbench(W.VBox):
+    """The workbench widget.
+
+    model, images, preprocess (the training preprocessing), task, labels, size: as for `Session`.
+    formats: the conversions run live (default: `workbench.formats.defaults()`); runtime_options: per format,
+    what its runner takes. variants: per live format, the compressed variants the Compression tab starts with
+    ({"coreml": ["palettize4"], "onnx": ["int8"]}; more are ticked there). `preprocess` (the converted side's,
+    settable) and `comparison` ({format: Comparison}, the latest) are the contract with code.
+    """
+
+    def __init__(self, model, images=None, *, preprocess: Preprocess | None = None, task=None,
+                 labels: Sequence[str] | None = None, formats: Sequence[str] | None = None, size=None,
+                 runtime_options: dict[str, dict] | None = None, variants: dict[str, Sequence[str]] | None = None,
+                 **load_options):
+        steps = len(_formats.defaults() if formats is None else formats) + sum(map(len, (variants or {}).values())) + 2
+        with _BuildProgress(steps) as building, _collector_paused():
+            building.step("loading the model and computing PyTorch's outputs")
+            session = Session(model, images if images is not None else SAMPLE_IMAGES, preprocess=preprocess,
+                              task=task, labels=labels, size=size, **load_options)
+            self.controller = Controller(session, formats=formats, runtime_options=runtime_options,
+                                         progress=building.step, variants=variants)
+            self._graph: Graph | None = None
+            self._syncing = False
+            self._recent = collections.defaultdict(lambda: collections.deque(maxlen=8))  # values shown lately
+            self._coalescer = _Coalescer(self._apply_edits)
+            super().__init__(self._panels())
+            self.controller.listen(self._render)
+            for what in ("controls", "live", "result", "busy", "variants"):
+                self._render(what)
+
+    # -- contract ---------------------------------------------------------------------------------------
+    @property
+    def preprocess(self) -> Preprocess:
+        """The converted side's preprocessing; setting it recomputes the comparison before returning."""
+        return self.controller.preprocess
+
+    @preprocess.setter
+    def preprocess(self, value: Preprocess) -> None:
+        self._coalescer.cancel()  # this value is newer than any slider change still waiting
+        self.controller.set_preprocess(value)
+
+    converted_preprocess = preprocess  # an unambiguous name: the converted side's, not the training one
+
+    @property
+    def comparison(self) -> dict[str, Comparison]:
+        return self.controller.comparison
+
+    @property
+    def reference_preprocess(self) -> Preprocess:
+        """The PyTorch side's (training) preprocessing."""
+        return self.controller.reference_preprocess
+
+    @property
+    def session(self) -> Session:
+        return self.controller.session
+
+    @property
+    def live(self):
+        """The live artifacts and their runners (`session.ArtifactSet`); Export never touches them."""
+        return self.controller.live
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        return self.controller.formats
+
+    @property
+    def status(self) -> dict[str, str]:
+        return self.controller.status
+
+    @property
+    def divergence(self):
+        return self.controller.divergence
+
+    @property
+    def pending(self) -> bool:
+        """Whether a slider change still waits to be applied (drags coalesce; see `_Coalescer`)."""
+        return self._coalescer.pending
+
+    def control(self, name: str) -> W.Widget:
+        """The control called `name` ("scale", "scale_text", "bias0".."bias2", "bias0_text"..., "bgr", "bake",
+        "preset", "match", "graph", "export", "confirm", "folder", "overwrite", "labels", "live:<format>",
+        "export:<format>", "previous", "next", "images", "load_images", "variant:<format>:<variant>",
+        "variant_shown", "export_variants", "tabs"): what a user clicks or types into."""
+        named = {"scale": self._scale, "scale_text": self._scale_text, "bgr": self._bgr, "bake": self._bake,
+                 "preset": self._preset, "match": self._match, "graph": self._graph_choice,
+                 "export": self._export_button, "confirm": self._confirm, "folder": self._out,
+                 "overwrite": self._overwrite, "labels": self._labels_file, "previous": self._previous,
+                 "next": self._next, "images": self._images, "load_images": self._load,
+                 "variant_shown": self._variant_shown, "export_variants": self._export_variants,
+                 "tabs": self._tabs}
+        named.update({f"variant:{f}:{v}": box for (f, v), box in self._variant_boxes.items()})
+        named.update({f"bias{i}": s for i, s in enumerate(self._bias)})
+        named.update({f"bias{i}_text": t for i, t in enumerate(self._bias_text)})
+        named.update({f"live:{n}": b for n, b in self._live_boxes.items()})
+        named.update({f"export:{n}": b for n, b in self._export_formats.items()})
+        if name not in named:
+            raise WorkbenchError(f"no control {name!r}; controls: {', '.join(named)}")
+        return named[name]
+
+    def shown(self) -> dict[str, str]:
+        """The text of each area as the front end shows it: "errors", "warnings", "busy", "metrics", "page",
+        "exactness", "reasons", "written", "confirm", "model", "graph", "compression"."""
+        return {"errors": self._errors.value, "warnings": self._warnings.value, "busy": self._busy.value,
+                "metrics": self._metrics.value, "page": self._page.value, "exactness": self._exactness.value,
+                "reasons": self._reasons.value, "written": self._written.value,
+                "confirm": self._confirm_text.value if self._confirm_row.layout.display != "none" else "",
+                "model": self._model.value, "graph": self._graph_view.value,
+                "compression": "".join(h.value for h in self._variant_blocked.values()) + self._variant_table.value}
+
+    @property
+    def picture(self) -> bytes:
+        """The comparison picture on screen (JPEG)."""
+        return self._picture.value
+
+    @property
+    def chart(self) -> bytes:
+        """The Compression tab's chart on screen (PNG; drawn while the tab is shown)."""
+        return bytes(self._chart.value)
+
+    @property
+    def graph(self) -> Graph | None:
+        """The Netron server showing the chosen format's graph."""
+        return self._graph
+
+    def close(self) -> None:
+        if not hasattr(self, "controller"):  # the build failed (its error was raised): nothing of ours to close
+            super().close()
+            return
+        self._coalescer.cancel()
+        if self._graph is not None:
+            self._graph.close()
+            self._graph = None
+        self.controller.close()
+        self.session.close()
+        super().close()
+
+    # -- building the view ---------------------------------------------------------------------------------
+    def _panels(self) -> list[W.Widget]:
+        c = self.controller
+        self._errors = W.HTML(layout=W.Layout(min_height="0px"))
+        self._warnings = W.HTML("".join(
+            f"<div style='color:{AMBER};border:1px solid #eb8;padding:4px;background:#fff8e8;font-size:12px'>"
+            f"{html.escape(w)}</div>" for w in c.warnings))
+        self._busy = W.HTML(layout=W.Layout(min_height="20px"))
+        self._model = W.HTML()
+        self._tabs = W.Tab(children=[self._model, self._graph_panel(), self._compression_panel()],
+                           titles=("Model", "Graph", "Compression"))
+        # the chart and the variants' picture are drawn only while their tab is shown
+        self._tabs.observe(lambda ch: self._render_compression_pictures(), names="selected_index")
+        return [W.HTML(f"<h3 style='margin:4px 0'>Workbench: {html.escape(c.session.model.source)}</h3>"),
+                self._errors, self._warnings,
+                self._tabs,
+                self._preprocess_panel(), self._busy, self._comparison_panel(), self._export_panel()]
+
+    def _graph_panel(self) -> W.Widget:
+        self._graph_choice = W.ToggleButtons(options=[], description="Graph:")
+        self._graph_view = W.HTML()
+        self._graph_choice.observe(lambda change: self._show_graph(change["new"]), names="value")
+        return W.VBox([self._graph_choice, self._graph_view])
+
+    def _compression_panel(self) -> W.Widget:
+        c = self.controller
+        self._variant_boxes: dict[tuple[str, str], W.Checkbox] = {}
+        self._variant_blocked: dict[str, W.HTML] = {}
+        rows = []
+        for fmt, names in c.variant_choices().items():
+            boxes = []
+            for name in names:
+                box = W.Checkbox(description=name, indent=False, layout=W.Layout(width="auto"))
+                box.observe(lambda ch, key=(fmt, name): self._on_variant(key, ch["new"]), names="value")
+                self._variant_boxes[fmt, name] = box
+                boxes.append(box)
+            self._variant_blocked[fmt] = W.HTML()  # why this format's variants cannot be ticked now
+            rows.append(W.HBox([W.HTML(f"<span style='font-size:12px;display:inline-block;width:90px'>"
+                                       f"{html.escape(_formats.get(fmt).title)}</span>"), *boxes,
+                                self._variant_blocked[fmt]]))
+        self._variant_table = W.HTML()
+        self._chart = W.Image(format="png", layout=W.Layout(max_width="520px"))
+        self._variant_shown = W.Dropdown(options=[], description="images", style={"description_width": "initial"},
+                                         layout=W.Layout(width="auto"))
+        self._variant_shown.observe(
+            lambda ch: self._act(lambda: ch["new"] and self.controller.show_variant(*ch["new"])), names="value")
+        self._variant_picture = W.Image(format="jpeg", layout=W.Layout(max_width="100%"))
+        return W.VBox([W.HTML("<b>Compressed variants</b> of the live formats, each against PyTorch on the sample "
+                              "images and rerun as the preprocessing changes; int8 is calibrated on the sample images "
+                              "with the preprocessing in force. A variant is judged by its figures, not by the "
+                              "parity tolerance."),
+                       *rows, self._variant_table, self._chart,
+                       W.HBox([W.HTML("<span style='font-size:12px'>where it differs most:&nbsp;</span>"),
+                               self._variant_shown]), self._variant_picture])
+
+    def _preprocess_panel(self) -> W.Widget:
+        c = self.controller
+        self._preset = W.Dropdown(options=c.presets() + [("custom values", CUSTOM)], description="preset")
+        self._match = W.Button(description="Match PyTorch", button_style="info", icon="magic",
+                               tooltip="set the values derived from the model's training normalization")
+        # step=None: the front end snaps nothing, so it never sends back a rounded value; the text beside
+        # each slider shows the exact value in force and takes one typed in.
+        self._scale = W.FloatLogSlider(base=10, min=-4, max=1, step=None, readout=False, description="scale")
+        self._scale_text = W.Text(continuous_update=False, layout=W.Layout(width="230px"))
+        n = c.reference_preprocess.channels
+        self._bias = [W.FloatSlider(min=-3, max=3, step=None, readout=False) for _ in range(n)]
+        self._bias_text = [W.Text(continuous_update=False, layout=W.Layout(width="230px")) for _ in range(n)]
+        self._bgr = W.Checkbox(description="BGR", indent=False, layout=W.Layout(width="auto"))
+        self._bake = W.Checkbox(description="bake the exact normalization into the model", indent=False,
+                                layout=W.Layout(width="auto"))
+        self._reasons = W.HTML()
+        self._exactness = W.HTML()
+        self._scale.observe(lambda ch: self._on_slider("scale", ch["new"]), names="value")
+        self._scale_text.observe(lambda ch: self._on_text("scale", ch["new"]), names="value")
+        for i, (slider, text) in enumerate(zip(self._bias, self._bias_text)):
+            slider.observe(lambda ch, i=i: self._on_slider(i, ch["new"]), names="value")
+            text.observe(lambda ch, i=i: self._on_text(i, ch["new"]), names="value")
+        self._bgr.observe(lambda ch: self._act(lambda: c.edit(bgr=ch["new"])), names="value")
+        self._bake.observe(lambda ch: self._act(lambda: c.set_bake(ch["new"])), names="value")
+        self._preset.observe(lambda ch: self._act(lambda: c.choose_preset(ch["new"])), names="value")
+        self._match.on_click(lambda _: self._act(c.match))
+        self._live_boxes = {name: W.Checkbox(description=f.title, indent=False, layout=W.Layout(width="auto"))
+                            for name, f in _formats.registry().items()}
+        for name, box in self._live_boxes.items():
+            box.observe(lambda ch, name=name: self._on_live(name, ch["new"]), names="value")
+        rows = [W.HBox([self._scale, self._scale_text])]
+        rows += [W.HBox([s, t]) for s, t in zip(self._bias, self._bias_text)]
+        return W.VBox([W.HTML("<b>Preprocessing of the converted side</b> (x * scale + bias on 0-255 pixels, "
+                              "as Core ML's ImageType applies it)"),
+                       W.HBox([self._preset, self._match]), *rows, W.HBox([self._bgr, self._bake]),
+                       self._reasons, self._exactness,
+                       W.HBox([W.HTML("<span style='font-size:12px'>run live:&nbsp;</span>"),
+                               *self._live_boxes.values()])])
+
+    def _comparison_panel(self) -> W.Widget:
+        self._picture = W.Image(format="jpeg", layout=W.Layout(max_width="100%"))
+        self._picture.add_class("workbench-comparison")  # what a page (and the browser test) finds it by
+        self._metrics = W.HTML()
+        self._previous = W.Button(description="", icon="chevron-left", layout=W.Layout(width="40px"),
+                                  tooltip="previous images")
+        self._next = W.Button(description="", icon="chevron-right", layout=W.Layout(width="40px"),
+                              tooltip="next images")
+        self._page = W.HTML()
+        self._images = W.Text(placeholder="a folder or image file of your own", description="images",
+                              layout=W.Layout(width="50%"))
+        self._load = W.Button(description="Use these images", icon="folder-open", layout=W.Layout(width="auto"))
+        self._load.on_click(lambda _: self._act(lambda: self.controller.load_images(self._images.value.strip())))
+        self._previous.on_click(lambda _: self._act(lambda: self.controller.show_page(self.controller.page - 1)))
+        self._next.on_click(lambda _: self._act(lambda: self.controller.show_page(self.controller.page + 1)))
+        return W.VBox([W.HTML("<b>PyTorch (training preprocessing) beside each conversion (the preprocessing "
+                              "above)</b>"), self._metrics, W.HBox([self._previous, self._page, self._next]),
+                       self._picture, W.HBox([self._images, self._load])])
+
+    def _export_panel(self) -> W.Widget:
+        c = self.controller
+        self._out = W.Text(value=str(Path.cwd() / "exports" / c.session.name), description="folder",
+                           layout=W.Layout(width="60%"))
+        self._export_formats = {n: W.Checkbox(value=c.status.get(n) == "ok", description=f.title, indent=False,
+                                              layout=W.Layout(width="auto"))
+                                for n, f in _formats.registry().items()}
+        from ..formats.coreml import TARGETS
+
+        self._target = W.Dropdown(options=list(TARGETS), value="iOS16", description="target")
+        self._precision = W.Dropdown(options=["fp16", "fp32"], value="fp16", description="precision")
+        self._labels_file = W.Text(placeholder="labels.txt (optional)", description="labels")
+        self._overwrite = W.Checkbox(value=False, description="overwrite existing files", indent=False)
+        self._export_variants = W.Checkbox(value=True, indent=False, layout=W.Layout(width="auto"),
+                                           description="with the compressed variants ticked in the Compression tab")
+        self._export_button = W.Button(description="Export", button_style="success", icon="download")
+        self._progress = W.IntProgress(value=0, min=0, max=1, description="", layout=W.Layout(width="40%"))
+        self._confirm_text = W.HTML()
+        self._confirm = W.Button(description="Export anyway", button_style="warning")
+        self._cancel = W.Button(description="Cancel")
+        self._confirm_row = W.HBox([self._confirm_text, self._confirm, self._cancel], layout=W.Layout(display="none"))
+        self._written = W.HTML()
+        self._export_button.on_click(lambda _: self._on_export(confirmed=False))
+        self._confirm.on_click(lambda _: self._on_export(confirmed=True))
+        self._cancel.on_click(lambda _: self._hide_confirm())
+        return W.VBox([W.HTML("<b>Export</b> (the preprocessing in force inside the artifacts)"), self._out,
+                       W.HBox(list(self._export_formats.values())), W.HBox([self._target, self._precision]),
+                       W.HBox([self._labels_file, self._overwrite]), self._export_variants,
+                       W.HBox([self._export_button, self._progress]),
+                       self._confirm_row, self._written])
+
+    # -- events -> controller -----------------------------------------------------------------------------
+    def _act(self, action) -> None:
+        """Run a controller action from an event; a WorkbenchError shows in the widget, which keeps its state."""
+        if self._syncing:
+            return
+        with _ErrorArea(self._errors):
+            action()
+
+    def _on_slider(self, key, value) -> None:
+        """A slider moved in the front end. Values the view itself showed lately are echoes, not moves: the
+        front end sends the handle's old value back when its range changes."""
+        if self._syncing:
+            return
+        if any(math.isclose(value, v, rel_tol=1e-9, abs_tol=1e-12) for v in self._recent[key]):
+            self._render("controls")  # the front end took the old value back: give it the one in force again
+            return
+        self._coalescer.add(key, value)
+
+    def _shown(self, key, value: float) -> None:
+        """Remember that slider `key` showed `value` (distinct values only: an echo may lag several renders)."""
+        recent = self._recent[key]
+        if not any(math.isclose(value, v, rel_tol=1e-9, abs_tol=1e-12) for v in recent):
+            recent.append(value)
+
+    def _on_text(self, key, text: str) -> None:
+        if self._syncing:
+            return
+        with _ErrorArea(self._errors):
+            try:
+                value = float(text)
+            except ValueError:
+                self._render("controls")
+                raise WorkbenchError(
+                    f"{text!r} is not a number; type a value such as 0.0039215686 or -123.68") from None
+            self._coalescer.cancel()
+            self._apply_edits({key: value})
+
+    def _apply_edits(self, edits: dict) -> None:
+        with _ErrorArea(self._errors):
+            try:
+                self.controller.edit(scale=edits.pop("scale", None), bias=edits or None)
+            except WorkbenchError:
+                self._render("controls")  # back to the values in force
+                raise
+
+    def _on_live(self, name: str, on: bool) -> None:
+        """Tick a format to run it live. In a kernel it converts in a worker thread (ExecuTorch takes a minute)
+        while every other control keeps working; with no event loop it converts at once."""
+        if self._syncing:
+            return
+        c = self.controller
+        with _ErrorArea(self._errors):
+            if not on:
+                c.remove_live(name)
+                return
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                c.add_live(name)
+                return
+            if c.begin_live(name):
+                job = loop.run_in_executor(None, c.convert, name)
+                job.add_done_callback(lambda done: loop.call_soon(self._live_converted, name, done))
+
+    def _on_variant(self, key: tuple[str, str], on: bool) -> None:
+        """Tick a compressed variant: in a kernel it compresses in a worker thread (palettizing or calibrating
+        takes seconds) while the other controls keep working; with no event loop it compresses at once."""
+        if self._syncing:
+            return
+        c = self.controller
+        with _ErrorArea(self._errors):
+            if not on:
+                c.remove_variant(*key)
+                return
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                try:
+                    c.add_variant(*key)
+                finally:
+                    self._render("variants")  # a refused tick is unticked
+                return
+            try:
+                started = c.begin_variant(*key)
+            finally:
+                self._render("variants")
+            if started:
+                job = loop.run_in_executor(None, c.compress, *key)
+                job.add_done_callback(lambda done: loop.call_soon(self._variant_compressed, key, done))
+
+    def _variant_compressed(self, key: tuple[str, str], done) -> None:
+        with _ErrorArea(self._errors):
+            self.controller.finish_variant(*key, done.result())
+
+    def _live_converted(self, name: str, done) -> None:
+        with _ErrorArea(self._errors):
+            self.controller.finish_live(name, done.result())
+
+    def _show_graph(self, fmt: str | None) -> None:
+        if fmt is None or self._syncing:
+            return
+        with _ErrorArea(self._errors):
+            artifact = self.live.artifacts[fmt]
+            if self._graph is None:  # one server for the widget: other formats are other pages on it
+                self._graph = Graph(artifact.path)
+                self._graph_view.value = self._graph.html()
+            else:
+                self._graph_view.value = self._graph.show(artifact.path)
+
+    def _on_export(self, confirmed: bool) -> None:
+        button = self._export_button
+        button.disabled = True
+        self._hide_confirm()
+        chosen = [f for f, box in self._export_formats.items() if box.value]
+        self._progress.max, self._progress.value, self._progress.description = 2 * max(len(chosen), 1), 0, ""
+
+        def step(fmt, what):
+            self._progress.value += 1
+            self._progress.description = f"{what} {_formats.get(fmt).title}"
+
+        try:
+            with _ErrorArea(self._errors):
+                self.controller.export(self._out.value, chosen, target=self._target.value,
+                                       precision=self._precision.value, labels_file=self._labels_file.value,
+                                       overwrite=self._overwrite.value, confirmed=confirmed, progress=step,
+                                       variants=self._export_variants.value)
+        finally:
+            button.disabled = False
+
+    def _hide_confirm(self) -> None:
+        self._confirm_row.layout.display = "none"
+
+    # -- controller state -> view -----------------------------------------------------------------------
+    def _render(self, what: str) -> None:
+        {"controls": self._render_controls, "busy": self._render_busy, "column": self._render_metrics,
+         "result": self._render_result, "export": self._render_export, "live": self._render_live,
+         "variants": self._render_variants}[what]()
+
+    def _render_controls(self) -> None:
+        c = self.controller
+        controls = c.controls()
+        self._syncing = True
+        try:
+            scale = controls["scale"]
+            exact = scale.value if isinstance(scale.value, float) else scale.value[0]
+            self._scale.value = min(max(exact, 10 ** self._scale.min), 10 ** self._scale.max)
+            self._scale.disabled = not scale.enabled
+            self._shown("scale", self._scale.value)
+            self._scale_text.value = _numbers(scale.value)
+            self._scale_text.disabled = not scale.enabled
+            for i, (slider, text) in enumerate(zip(self._bias, self._bias_text)):
+                control = controls[f"bias{i}"]
+                self._shown(i, slider.value)
+                _move(slider, control.value, min(-3.0, control.value - 1.0), max(3.0, control.value + 1.0))
+                self._shown(i, slider.value)
+                slider.disabled, slider.description = not control.enabled, control.label
+                text.value, text.disabled = _numbers(control.value), not control.enabled
+            self._bgr.value, self._bgr.disabled = controls["bgr"].value, not controls["bgr"].enabled
+            self._bake.value = controls["bake"].value
+            preset = controls["preset"]
+            self._preset.value, self._preset.disabled = preset.value, not preset.enabled
+            reasons = sorted({ctl.reason for ctl in controls.values() if ctl.reason})
+            self._reasons.value = "".join(f"<div style='font-size:12px;color:{GREY}'>{html.escape(r)}</div>"
+                                          for r in reasons)
+            self._render_exactness()
+        finally:
+            self._syncing = False
+
+    def _render_exactness(self) -> None:
+        c = self.controller
+        fit = c.reference_preprocess.imagetype_fit()
+        if fit.exact:
+            head = (f"<span style='color:{GREEN}'>Core ML's ImageType expresses the training preprocessing "
+                    f"exactly</span>: {html.escape(fit.describe())}")
+        else:
+            head = (f"<span style='color:{AMBER}'>Core ML's ImageType cannot express the training preprocessing "
+                    f"exactly (per-channel std)</span>: best scalar scale {fit.scale:.6f} leaves up to "
+                    f"{fit.max_error:.4f} (normalized units). Tick <i>bake</i> to put the exact normalization in "
+                    "the model.")
+        per_format = "; ".join(f"{_formats.get(f).title}: {html.escape(note)}" for f, note in c.exactness().items())
+        self._exactness.value = (f"<div style='font-size:12px'>{head}<br>in force: "
+                                 f"{html.escape(c.preprocess.describe())}<br>an export carries it: {per_format}</div>")
+
+    def _render_busy(self) -> None:
+        busy, was = self.controller.busy, self._busy.value
+        self._busy.value = (f"<div style='font-size:12px;color:{AMBER}'>&#9203; {html.escape(busy)}... (results "
+                            "below are out of date until replaced)</div>" if busy else "")
+        if busy and not was:  # a recompute starts: mark the old rows once; each finished column redraws itself
+            self._render_metrics()
+
+    def _render_result(self) -> None:
+        c = self.controller
+        self._render_metrics()
+        self._picture.value = c.picture
+        n = len(c.session.images)
+        first = c.page * 4 + 1
+        self._page.value = (f"<span style='font-size:12px'>images {first}-{min(first + 3, n)} of {n} "
+                            f"(page {c.page + 1} of {c.pages})</span>")
+        self._previous.disabled, self._next.disabled = c.page == 0, c.page + 1 >= c.pages
+
+    def _render_metrics(self) -> None:
+        c = self.controller
+        stale = c.stale()
+        rows = []
+        for fmt in c.formats:
+            title = _formats.get(fmt).title
+            comparison = c.comparison.get(fmt)
+            if comparison is None:
+                why = c.status.get(fmt, "") if c.status.get(fmt) != "ok" else "not run yet"
+                rows.append(f"<tr><td>{title}</td><td colspan=7 style='color:{GREY}'>{html.escape(why)}</td></tr>")
+                continue
+            w = comparison.worst()
+            task = w.get("top1_agreement", w.get("miou"))
+            colour = GREEN if comparison.passed else RED
+            old = fmt in stale
+            style = " style='opacity:0.45' title='out of date: computed with another preprocessing'" if old else ""
+            rows.append(
+                f"<tr{style}><td>{html.escape(title)}<br><span style='color:{GREY};font-size:11px'>"
+                f"{html.escape(c.title(fmt))}</span></td>"
+                f"<td style='color:{colour};font-weight:bold'>{'PASS' if comparison.passed else 'FAIL'}"
+                f"{' (out of date)' if old else ''}</td>"
+                f"<td>{w['max_abs']:.3g}</td><td>{w['mean_abs']:.3g}</td><td>{w['psnr']:.1f}</td>"
+                f"<td>{w['cosine']:.6f}</td><td>{'-' if task is None else f'{task:.3f}'}</td>"
+                f"<td style='font-size:11px'>{html.escape(c.tolerance(fmt))}</td></tr>")
+        head = ("<tr><th>format</th><th>parity</th><th>max abs</th><th>mean abs</th><th>PSNR dB</th><th>cosine</th>"
+                "<th>top-1 / mIoU</th><th>tolerance (max abs &le;)</th></tr>")
+        table = f"<table style='font-size:12px;border-collapse:collapse'>{head}{''.join(rows)}</table>"
+        if c.divergence is not None:
+            table += (f"<div style='font-size:12px'><b>Core ML program against PyTorch, op by op</b> (first image):"
+                      f"<pre style='font-size:11px'>{html.escape(c.divergence.describe())}</pre></div>")
+        elif any(not comp.passed for comp in c.comparison.values()) and c.differs:
+            table += ("<div style='font-size:12px'>The preprocessing differs from PyTorch's: click <i>Match "
+                      "PyTorch</i> to see whether the converted program itself agrees (then the op-by-op "
+                      "locator runs if it does not).</div>")
+        self._metrics.value = table
+
+    def _render_live(self) -> None:
+        c = self.controller
+        self._syncing = True
+        try:
+            for name, box in self._live_boxes.items():
+                box.value = name in c.formats
+            shown = [f for f in c.formats if c.status.get(f) == "ok"]
+            options = [(_formats.get(f).title, f) for f in shown]
+            if [v for _, v in self._graph_choice.options] != shown:
+                self._graph_choice.options = options
+                self._graph_choice.value = None
+        finally:
+            self._syncing = False
+        if shown and self._graph_choice.value is None:
+            self._graph_choice.value = shown[0]  # shows it (the observer runs)
+        elif not shown:
+            self._graph_view.value = "<i>no conversion succeeded: no graph to show</i>"
+        self._model.value = self._model_html()
+        self._render_metrics()  # a format's row says it is converting, or why it failed
+
+    def _render_variants(self) -> None:
+        c = self.controller
+        self._syncing = True
+        try:
+            for (fmt, name), box in self._variant_boxes.items():
+                box.value = (fmt, name) in c.variants
+                box.disabled = bool(c.variant_blocked(fmt)) and not box.value
+            running = [(v.title, k) for k, v in c.variants.items() if v.status == "ok"]
+            if list(self._variant_shown.options) != running:
+                self._variant_shown.options = running
+            self._variant_shown.value = c.variant_shown if c.variant_shown in dict(running).values() else None
+        finally:
+            self._syncing = False
+        for fmt, area in self._variant_blocked.items():
+            reason = c.variant_blocked(fmt)
+            area.value = f"<span style='font-size:11px;color:{GREY}'>{html.escape(reason)}</span>" if reason else ""
+        self._variant_table.value = self._variants_html()
+        self._render_compression_pictures()
+
+    def _render_compression_pictures(self) -> None:
+        if self._tabs.selected_index != COMPRESSION_TAB:
+            return
+        c = self.controller
+        for area, image in ((self._chart, c.chart), (self._variant_picture, c.variant_picture)):
+            if area.value != image:
+                area.value = image
+            area.layout.display = "block" if image else "none"
+
+    def _variants_html(self) -> str:
+        """Per format with ticked variants: its uncompressed live artifact, then each variant, with its size
+        and its figures against PyTorch."""
+        c = self.controller
+        if not c.variants:
+            return (f"<div style='font-size:12px;color:{GREY}'>no variant ticked: tick one above to see its size "
+                    "and its figures against PyTorch</div>")
+        td = "<td style='padding:2px 6px;white-space:nowrap'>"
+
+        def figures(comparison) -> str:
+            w = comparison.worst()
+            return "".join(f"{td}{f.format(w[k])}</td>" if k in w else f"{td}-</td>"
+                           for k, f in (("top1_agreement", "{:.3f}"), ("top5_agreement", "{:.3f}"), ("miou", "{:.3f}"),
+                                        ("psnr", "{:.1f}"), ("max_abs", "{:.3g}")))
+
+        def name(title: str, runtime: str) -> str:
+            return (f"{td}{html.escape(title)}<br><span style='color:{GREY};font-size:11px'>{html.escape(runtime)}"
+                    "</span></td>")
+
+        rows = []
+        results = c.compression_results()
+        for fmt in dict.fromkeys(f for f, _ in c.variants):
+            base = c.comparison.get(fmt)
+            size = results[fmt].uncompressed_bytes if fmt in results else None
+            if base is not None and size:
+                title = f"{_formats.get(fmt).title} (uncompressed)"
+                rows.append(f"<tr style='background:#f4f4f4'>{name(title, c.title(fmt))}"
+                            f"{td}{size / 1e6:.2f} MB</td>{td}1.00x</td>{figures(base)}<td style='font-size:11px;"
+                            f"color:{GREY}'>the live conversion the variants start from</td></tr>")
+            for (f, _), v in c.variants.items():
+                if f != fmt:
+                    continue
+                if v.status != "ok" or v.result is None or v.result.comparison is None:
+                    rows.append(f"<tr>{name(v.title, '')}<td colspan=8 style='color:"
+                                f"{RED if v.status.startswith('failed') else GREY}'>{html.escape(v.status)}</td></tr>")
+                    continue
+                old = v.computed != c.preprocess
+                style = " style='opacity:0.45' title='out of date: computed with another preprocessing'" if old else ""
+                rows.append(f"<tr{style}>{name(v.title, c.title(fmt))}{td}{v.result.size_bytes / 1e6:.2f} MB</td>"
+                            f"{td}{v.result.size_ratio:.2f}x</td>{figures(v.result.comparison)}"
+                            f"<td style='font-size:11px;max-width:420px'>{html.escape(c.variant_note(v))}"
+                            f"{' (out of date)' if old else ''}</td></tr>")
+        head = "".join(f"<th style='padding:2px 6px;white-space:nowrap'>{h}</th>" for h in (
+            "variant", "size", "vs fp32", "top-1", "top-5", "mIoU", "PSNR dB", "max abs", "calibration"))
+        return f"<table style='font-size:12px;border-collapse:collapse'><tr>{head}</tr>{''.join(rows)}</table>"
+
+    def _model_html(self) -> str:
+        c = self.controller
+        s = c.session
+        params = s.model.parameters
+        rows = [("source", html.escape(s.model.source)),
+                ("input", html.escape(f"{s.input_shape} ({c.reference_preprocess.describe()})")),
+                ("parameters", f"{params:,}" if params is not None else "-"), ("task", html.escape(s.task.name)),
+                ("images", html.escape(f"{len(s.images)}: {', '.join(i.name for i in s.images)}"))]
+        rows += [("note", html.escape(n)) for n in s.notes]
+        for fmt in c.formats:
+            state = c.status.get(fmt, "")
+            art = c.live.artifacts.get(fmt)
+            took = [f"converted in {c.seconds[fmt]:.1f} s"] if state == "ok" and fmt in c.seconds else []
+            notes = took + list(art.notes if art is not None else ())
+            extra = f" ({'; '.join(notes)})" if notes else ""
+            rows.append((_formats.get(fmt).title, f"<span style='color:{GREEN if state == 'ok' else RED}'>"
+                                                  f"{html.escape(state)}</span>{html.escape(extra)}"))
+        body = "".join(f"<tr><th style='text-align:left;padding-right:12px'>{html.escape(k)}</th><td>{v}</td></tr>"
+                       for k, v in rows)
+        return f"<table style='font-size:13px'>{body}</table>"
+
+    def _render_export(self) -> None:
+        outcome = self.controller.export_outcome
+        if outcome is None:
+            self._written.value = ""
+            return
+        if outcome.confirm:
+            self._confirm_text.value = f"<span style='color:{AMBER}'>{html.escape(outcome.confirm)}</span>"
+            self._confirm_row.layout.display = "flex"
+            self._written.value = ""
+        elif outcome.refused:
+            self._written.value = f"<div style='color:{RED}'><b>refused</b>: {html.escape(outcome.refused)}</div>"
+        else:
+            self._progress.value, self._progress.description = self._progress.max, "done"
+            items = "".join(f"<li>{html.escape(path)} ({html.escape(title)}"
+                            f"{', ' + html.escape(verdict) if verdict else ''})</li>"
+                            for path, title, verdict in outcome.written)
+            self._written.value = f"<b>written</b><ul style='font-size:12px'>{items}</ul>"
+
+
+def _move(slider: W.FloatSlider, value: float, low: float, high: float) -> None:
+    """Give `slider` a new value and range without the front end ever clipping the value: one sync message may
+    apply value before range in any order (the message's keys are a set), and a clipped value comes back as
+    if the user had moved it. So: widen to both ranges, then the value, then the new range, in that order."""
+    slider.min, slider.max = min(low, slider.min, value), max(high, slider.max, value)
+    slider.value = value
+    slider.min, slider.max = low, high
+
+
+def _numbers(value) -> str:
+    """A value as text with every digit it has (one number or one per channel)."""
+    if isinstance(value, tuple):
+        return ", ".join(repr(float(v)) for v in value)
+    return repr(float(value))
+
+
+class _Coalescer:
+    """Slider changes, applied together: in a kernel the apply waits for the event loop, so the changes queued
+    behind the first are read before it and one recompute uses the latest values (a drag does not leave a
+    queue of stale recomputes). With no event loop (a script, a test) each change applies at once."""
+
+    def __init__(self, apply):
+        self._apply, self._edits, self._pending = apply, {}, None
+
+    def add(self, key, value) -> None:
+        self._edits[key] = value
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if self._pending is None:
+            self._pending = loop.call_later(COALESCE_SECONDS, self.flush)
+
+    @property
+    def pending(self) -> bool:
+        return self._pending is not None
+
+    def flush(self) -> None:
+        self._pending = None
+        edits, self._edits = self._edits, {}
+        if edits:
+            self._apply(edits)
+
+    def cancel(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        self._edits = {}
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Python's cycle collector off while the conversions build: the exporters allocate millions of objects and
+    set it off again and again, each pass walking them all (bench/first_render.py measures the build)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+class _BuildProgress:
+    """A progress bar in the output while the widget builds (it shows only once built), removed when done.
+    Shown only in a Jupyter kernel: scripts and terminals get nothing."""
+
+    def __init__(self, steps: int):
+        self._bar = self._handle = None
+        self._started = 0  # steps begun
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return
+        shell = get_ipython()
+        if shell is None or getattr(shell, "kernel", None) is None:
+            return
+        from IPython.display import display
+
+        self._bar = W.IntProgress(value=0, max=steps, description="", style={"description_width": "initial"},
+                                  layout=W.Layout(width="480px"))
+        self._handle = display(self._bar, display_id=True)
+
+    def step(self, what: str) -> None:
+        """Begin step `what`; the one before it is done."""
+        self._started += 1
+        if self._bar is not None:
+            self._bar.value = self._started - 1
+            self._bar.description = f"{what} ({self._started}/{self._bar.max})"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            from IPython.display import HTML
+
+            self._handle.update(HTML(""))  # the output keeps no stale bar (and no "model not found" when reopened)
+            self._bar.close()
+
+
+class _ErrorArea:
+    """Shows a WorkbenchError (message and fix) in the widget; other exceptions too, with a traceback tail."""
+
+    def __init__(self, area: W.HTML):
+        self.area = area
+
+    def __enter__(self):
+        self.area.value = ""
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None:
+            return False
+        if isinstance(exc, (WorkbenchError, RuntimeUnavailable)):
+            text = html.escape(str(exc))
+        else:
+            tail = "".join(traceback.format_exception(kind, exc, tb)[-3:])
+            text = f"internal error (please report): {html.escape(str(exc))}<pre>{html.escape(tail)}</pre>"
+        self.area.value = f"<div style='color:#b00;border:1px solid #e99;padding:6px;background:#fee'>{text}</div>"
+        return True
