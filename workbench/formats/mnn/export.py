@@ -13,7 +13,7 @@ from pathlib import Path
 from ...errors import WorkbenchError, first_line, require
 from ...files import atomic_output
 from ..base import Artifact, ExportSpec
-from ..ncnn.export import mean_norm_note, onnx_for
+from ..common.mean_norm import mean_norm_note, onnx_for
 from .validate import native_quiet
 
 
