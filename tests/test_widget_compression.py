@@ -149,6 +149,46 @@ def test_export_writes_the_chosen_variants_with_the_report(wb, tmp_path):
     assert not any(title == "ONNX int8" for _, title, _ in alone.written)
 
 
+def test_the_export_button_with_variants_ticked_writes_every_file_and_fills_its_bar(wb, tmp_path):
+    """Notebook 08's default: variants ticked. The progress names each step by its format's title (a variant's
+    step once looked its text up as a format, and the export stopped after the first file)."""
+    wb.controller.match()
+    out = tmp_path / "button"
+    wb.control("folder").value = str(out)
+    for name, box in wb._export_formats.items():
+        box.value = name in ("onnx", "coreml")
+    wb.control("export").click()
+    if wb.shown()["confirm"]:
+        wb.control("confirm").click()
+    shown = wb.shown()
+    assert shown["errors"] == "" and wb._export_errors.value == "", shown["errors"]
+    name = wb.session.name
+    for file in (f"{name}.onnx", f"{name}.int8.onnx", f"{name}.mlpackage", f"{name}.linear8.mlpackage",
+                 "parity_report.json", "parity_report.png"):
+        assert (out / file).exists(), f"{file} was not written: {shown['written']}"
+    bar = wb._progress
+    assert bar.value == bar.max == wb.controller.export_steps(["onnx", "coreml"]) == 6 and bar.description == "done"
+
+
+def test_an_export_stopped_midway_leaves_nothing_half_written(wb, tmp_path):
+    """A stop (Ctrl-C, a full disk) after the first file: what this export wrote goes, so a retry starts clean."""
+    out = tmp_path / "stopped"
+    out.mkdir()
+    (out / "keep.txt").write_text("the user's")
+    steps = []
+
+    def stop_at_the_second_export(what, step):
+        steps.append((what, step))
+        if step == "export" and len([s for s in steps if s[1] == "export"]) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        wb.controller.export(out, ["onnx", "coreml"], confirmed=True, progress=stop_at_the_second_export)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]  # the .onnx written before the stop is gone
+    retry = wb.controller.export(out, ["onnx", "coreml"], confirmed=True)
+    assert retry.refused is None and (out / f"{wb.session.name}.onnx").exists() and (out / "keep.txt").exists()
+
+
 def test_the_controller_needs_no_widget(samples):
     from workbench import Session
 

@@ -44,7 +44,7 @@ class Workbench(W.VBox):
     model, images, preprocess (the training preprocessing), task, labels, size: as for `Session`.
     formats: the conversions run live (default: `workbench.formats.defaults()`); runtime_options: per format,
     what its runner takes. variants: per live format, the compressed variants the Compression tab starts with
-    ({"coreml": ["palettize4"], "onnx": ["int8"]}; more are ticked there). `preprocess` (the converted side's,
+    ({"FORMAT": ["VARIANT"]}, from each format's `variants`; more are ticked there). `preprocess` (the converted side's,
     settable) and `comparison` ({format: Comparison}, the latest) are the contract with code.
     """
 
@@ -294,29 +294,47 @@ class Workbench(W.VBox):
         self._export_formats = {n: W.Checkbox(value=c.status.get(n) == "ok", description=f.title, indent=False,
                                               layout=W.Layout(width="auto"))
                                 for n, f in _formats.registry().items()}
-        from ..formats.coreml import TARGETS
-
-        self._target = W.Dropdown(options=list(TARGETS), value="iOS16", description="target")
-        self._precision = W.Dropdown(options=["fp16", "fp32"], value="fp16", description="precision")
+        # each format's options (Option.panel), shown under its name while it is ticked
+        self._export_option_controls = {n: {o.name: _option_control(o) for o in c.export_options(n)}
+                                        for n in _formats.registry()}
+        self._export_option_rows = {
+            n: W.HBox([W.HTML(f"<span style='font-size:12px;display:inline-block;width:90px'>"
+                              f"{html.escape(_formats.get(n).title)}</span>"), *controls.values()])
+            for n, controls in self._export_option_controls.items() if controls}
+        for box in self._export_formats.values():
+            box.observe(lambda ch: self._render_export_options(), names="value")
         self._labels_file = W.Text(placeholder="labels.txt (optional)", description="labels")
         self._overwrite = W.Checkbox(value=False, description="overwrite existing files", indent=False)
         self._export_variants = W.Checkbox(value=True, indent=False, layout=W.Layout(width="auto"),
                                            description="with the compressed variants ticked in the Compression tab")
         self._export_button = W.Button(description="Export", button_style="success", icon="download")
-        self._progress = W.IntProgress(value=0, min=0, max=1, description="", layout=W.Layout(width="40%"))
+        self._progress = W.IntProgress(value=0, min=0, max=1, description="", style={"description_width": "initial"},
+                                       layout=W.Layout(width="40%"))
+        self._export_errors = W.HTML()  # an Export's error, beside its button (and in the error area above)
         self._confirm_text = W.HTML()
-        self._confirm = W.Button(description="Export anyway", button_style="warning")
-        self._cancel = W.Button(description="Cancel")
+        self._confirm = W.Button(description="Export anyway", button_style="warning", layout=W.Layout(width="auto"))
+        self._cancel = W.Button(description="Cancel", layout=W.Layout(width="auto"))
         self._confirm_row = W.HBox([self._confirm_text, self._confirm, self._cancel], layout=W.Layout(display="none"))
         self._written = W.HTML()
         self._export_button.on_click(lambda _: self._on_export(confirmed=False))
         self._confirm.on_click(lambda _: self._on_export(confirmed=True))
         self._cancel.on_click(lambda _: self._hide_confirm())
+        self._render_export_options()
         return W.VBox([W.HTML("<b>Export</b> (the preprocessing in force inside the artifacts)"), self._out,
-                       W.HBox(list(self._export_formats.values())), W.HBox([self._target, self._precision]),
+                       W.HBox(list(self._export_formats.values())), *self._export_option_rows.values(),
                        W.HBox([self._labels_file, self._overwrite]), self._export_variants,
-                       W.HBox([self._export_button, self._progress]),
+                       W.HBox([self._export_button, self._progress]), self._export_errors,
                        self._confirm_row, self._written])
+
+    def _render_export_options(self) -> None:
+        """A format's option row shows while the format is ticked for export, and only then."""
+        for name, row in self._export_option_rows.items():
+            row.layout.display = "flex" if self._export_formats[name].value else "none"
+
+    def export_options(self) -> dict[str, dict]:
+        """The options the Export panel sets, per ticked format ({FORMAT: {NAME: VALUE}})."""
+        return {n: {k: ctl.value for k, ctl in self._export_option_controls[n].items()}
+                for n, box in self._export_formats.items() if box.value and self._export_option_controls[n]}
 
     # -- events -> controller -----------------------------------------------------------------------------
     def _act(self, action) -> None:
@@ -428,24 +446,31 @@ class Workbench(W.VBox):
                 self._graph_view.value = self._graph.show(artifact.path)
 
     def _on_export(self, confirmed: bool) -> None:
+        c = self.controller
         button = self._export_button
         button.disabled = True
         self._hide_confirm()
+        self._written.value = self._export_errors.value = ""  # nothing of the last Export stays on screen
         chosen = [f for f, box in self._export_formats.items() if box.value]
-        self._progress.max, self._progress.value, self._progress.description = 2 * max(len(chosen), 1), 0, ""
+        variants = self._export_variants.value
+        self._progress.max, self._progress.value = max(c.export_steps(chosen, variants), 1), 0
+        self._progress.description = ""
+        registered = _formats.registry()
 
-        def step(fmt, what):
-            self._progress.value += 1
-            self._progress.description = f"{what} {_formats.get(fmt).title}"
+        def step(what: str, verb: str):
+            head, _, rest = what.partition(" ")  # a format's name, and a compressed variant's after it
+            title = " ".join([registered[head].title, rest]).strip() if head in registered else what
+            self._progress.value = min(self._progress.value + 1, self._progress.max)
+            self._progress.description = f"{verb} {title}"
 
         try:
-            with _ErrorArea(self._errors):
-                self.controller.export(self._out.value, chosen, target=self._target.value,
-                                       precision=self._precision.value, labels_file=self._labels_file.value,
-                                       overwrite=self._overwrite.value, confirmed=confirmed, progress=step,
-                                       variants=self._export_variants.value)
+            with _ErrorArea(self._errors, self._export_errors):
+                c.export(self._out.value, chosen, options=self.export_options(), labels_file=self._labels_file.value,
+                         overwrite=self._overwrite.value, confirmed=confirmed, progress=step, variants=variants)
         finally:
             button.disabled = False
+            if c.export_outcome is None or c.export_outcome.written == []:
+                self._progress.value, self._progress.description = 0, ""  # no half-full bar after a stop
 
     def _hide_confirm(self) -> None:
         self._confirm_row.layout.display = "none"
@@ -488,15 +513,16 @@ class Workbench(W.VBox):
 
     def _render_exactness(self) -> None:
         c = self.controller
-        fit = c.reference_preprocess.imagetype_fit()
-        if fit.exact:
-            head = (f"<span style='color:{GREEN}'>Core ML's ImageType expresses the training preprocessing "
-                    f"exactly</span>: {html.escape(fit.describe())}")
+        ref = c.reference_preprocess
+        inexact = [f for f in _formats.registry().values() if f.native_exact(ref) is False]
+        if not inexact:
+            head = (f"<span style='color:{GREEN}'>Every format carries the training preprocessing exactly</span> "
+                    "(natively where its runtime applies it, else in the graph)")
         else:
-            head = (f"<span style='color:{AMBER}'>Core ML's ImageType cannot express the training preprocessing "
-                    f"exactly (per-channel std)</span>: best scalar scale {fit.scale:.6f} leaves up to "
-                    f"{fit.max_error:.4f} (normalized units). Tick <i>bake</i> to put the exact normalization in "
-                    "the model.")
+            notes = "; ".join(f"{f.title}: {f.carries(ref)}" for f in inexact)
+            head = (f"<span style='color:{AMBER}'>Not every runtime's own preprocessing expresses the training "
+                    f"preprocessing exactly (per-channel std)</span>: {html.escape(notes)}. Tick <i>bake</i> to put "
+                    "the exact normalization in the model.")
         per_format = "; ".join(f"{_formats.get(f).title}: {html.escape(note)}" for f, note in c.exactness().items())
         self._exactness.value = (f"<div style='font-size:12px'>{head}<br>in force: "
                                  f"{html.escape(c.preprocess.describe())}<br>an export carries it: {per_format}</div>")
@@ -546,7 +572,8 @@ class Workbench(W.VBox):
                 "<th>top-1 / mIoU</th><th>tolerance (max abs &le;)</th></tr>")
         table = f"<table style='font-size:12px;border-collapse:collapse'>{head}{''.join(rows)}</table>"
         if c.divergence is not None:
-            table += (f"<div style='font-size:12px'><b>Core ML program against PyTorch, op by op</b> (first image):"
+            table += (f"<div style='font-size:12px'><b>{html.escape(_formats.get(c.divergence_format).title)} "
+                      "program against PyTorch, op by op</b> (first image):"
                       f"<pre style='font-size:11px'>{html.escape(c.divergence.describe())}</pre></div>")
         elif any(not comp.passed for comp in c.comparison.values()) and c.differs:
             table += ("<div style='font-size:12px'>The preprocessing differs from PyTorch's: click <i>Match "
@@ -688,6 +715,23 @@ class Workbench(W.VBox):
             self._written.value = f"<b>written</b><ul style='font-size:12px'>{items}</ul>"
 
 
+def _option_control(option) -> W.Widget:
+    """The Export panel's control for a format's option: a menu of its choices (or suggestions), a tick box for a
+    yes/no, else a text box; the option's default shown and its help as the tooltip."""
+    menu = option.choices or option.suggest
+    layout = W.Layout(width="auto")
+    if menu:
+        control = W.Dropdown(options=list(menu), value=option.default, description=option.name, layout=layout,
+                             style={"description_width": "initial"})
+    elif isinstance(option.default, bool):
+        control = W.Checkbox(value=option.default, description=option.name, indent=False, layout=layout)
+    else:
+        control = W.Text(value="" if option.default is None else str(option.default), description=option.name,
+                         layout=layout, style={"description_width": "initial"})
+    control.tooltip = option.help
+    return control
+
+
 def _move(slider: W.FloatSlider, value: float, low: float, high: float) -> None:
     """Give `slider` a new value and range without the front end ever clipping the value: one sync message may
     apply value before range in any order (the message's keys are a set), and a clipped value comes back as
@@ -791,13 +835,15 @@ class _BuildProgress:
 
 
 class _ErrorArea:
-    """Shows a WorkbenchError (message and fix) in the widget; other exceptions too, with a traceback tail."""
+    """Shows a WorkbenchError (message and fix) in the widget's areas (the error area, and one beside the
+    control that caused it); other exceptions too, with a traceback tail."""
 
-    def __init__(self, area: W.HTML):
-        self.area = area
+    def __init__(self, area: W.HTML, *beside: W.HTML):
+        self.area, self.beside = area, beside
 
     def __enter__(self):
-        self.area.value = ""
+        for area in (self.area, *self.beside):
+            area.value = ""
         return self
 
     def __exit__(self, kind, exc, tb):
@@ -808,5 +854,6 @@ class _ErrorArea:
         else:
             tail = "".join(traceback.format_exception(kind, exc, tb)[-3:])
             text = f"internal error (please report): {html.escape(str(exc))}<pre>{html.escape(tail)}</pre>"
-        self.area.value = f"<div style='color:#b00;border:1px solid #e99;padding:6px;background:#fee'>{text}</div>"
+        for area in (self.area, *self.beside):
+            area.value = f"<div style='color:#b00;border:1px solid #e99;padding:6px;background:#fee'>{text}</div>"
         return True
