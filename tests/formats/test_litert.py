@@ -9,7 +9,7 @@ import pytest
 from formatkit import FP32, agreement, calibration, classifier_session, recording_convert, spread, watched
 
 from workbench import WorkbenchError, formats, load_model
-from workbench.formats.executorch import tools
+from workbench.formats.common import tools_env as tools
 from workbench.formats.litert import compress
 
 FMT = "litert"
