@@ -125,6 +125,31 @@ class ExportSpec:
 
 
 @contextlib.contextmanager
+def native_quiet():
+    """Silence what a runtime's C++ prints to the process's stdout and stderr (MNN's "The device supports:
+    ...", LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."): file descriptors 1 and 2 go to
+    /dev/null meanwhile. In a notebook such lines land on the pink stderr and look like errors; in `workbench
+    check --json` they would land inside the JSON. Errors still come back as exceptions."""
+    import os
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved + [null]:
+            os.close(fd)
+
+
+@contextlib.contextmanager
 def quiet(*loggers: str):
     """Silence a converter's progress output (stdout, stderr: tqdm bars, graph dumps) and its loggers'
     warnings; exceptions still propagate."""

@@ -31,7 +31,7 @@ from ..formats.base import same_preprocess
 from ..preprocess import PRESETS, Preprocess
 from ..session import ArtifactSet, FormatResult, Session, VariantResult, size_on_disk
 from ..tasks import read_labels
-from ..views import side_by_side
+from ..views import Table, compression_view, parity_table, side_by_side
 
 MODEL = "__model__"  # the preset value that stands for the model's own (training) preprocessing
 CUSTOM = "__custom__"  # shown when the values match no preset
@@ -116,6 +116,7 @@ class Controller:
         self.seconds: dict[str, float] = {}  # how long each live conversion took
         self.run_seconds: dict[str, float] = {}  # how long each format's last refresh took: fastest first
         self.preprocess = self.reference_preprocess.with_imagetype()
+        self._chosen = MODEL  # the preset chosen last: the menu names it when others have the same values
         self.bake = False
         self._unbaked = self.preprocess  # what unticking bake returns to
         self.comparison: dict[str, Comparison] = {}
@@ -376,6 +377,43 @@ class Controller:
             results[fmt].variants[variant.name] = variant.result
         return results
 
+    def parity_view(self) -> Table:
+        """The parity table as the widget shows it: each live format's latest comparison (out of date ones
+        faded), or why it has none, with the tolerance it is judged by (`views.parity_table`)."""
+        results, messages = {}, {}
+        for fmt in self.formats:
+            status = self.status.get(fmt, "")
+            failed = status.startswith("failed")
+            results[fmt] = FormatResult(fmt, artifact=self.live.artifacts.get(fmt),
+                                        comparison=self.comparison.get(fmt), label=self.title(fmt),
+                                        error=status if failed else None)
+            if fmt not in self.comparison:
+                messages[fmt] = status if status != "ok" else "not run yet"
+        return parity_table(results, tolerances={f: self.tolerance(f) for f in self.formats}, stale=self.stale(),
+                            messages=messages)
+
+    def compression_view(self) -> Table:
+        """The Compression tab's table: per format with ticked variants its uncompressed live artifact, then
+        each variant (its size, its figures against PyTorch, what they are computed on, how it was
+        calibrated), as `views.compression_view` renders `Session.check`'s results: the same figures, the
+        same way."""
+        results: dict[str, FormatResult] = {}
+        notes, messages, stale = {}, {}, set()
+        for (fmt, name), variant in self.variants.items():
+            if fmt not in results:
+                results[fmt] = FormatResult(fmt, artifact=self.live.artifacts.get(fmt),
+                                            comparison=self.comparison.get(fmt), label=self.title(fmt))
+            ok = variant.status == "ok" and variant.result is not None and variant.result.comparison is not None
+            results[fmt].variants[name] = variant.result if ok else VariantResult(name)
+            if not ok:
+                messages[fmt, name] = variant.status
+                continue
+            notes[fmt, name] = self.variant_note(variant)
+            if variant.computed != self.preprocess:
+                stale.add((fmt, name))
+        return compression_view(results, runtimes={f: self.title(f) for f in results}, notes=notes,
+                                stale=stale, messages=messages)
+
     def differing_most(self, variant: Variant, count: int = PER_PAGE) -> list[int]:
         """Indices of the sample images where `variant` differs most from PyTorch: a changed top-1 or mask
         first, then the largest difference as a share of the output's range."""
@@ -479,10 +517,15 @@ class Controller:
 
     @property
     def preset(self) -> str:
-        """The preset whose values are in force (MODEL for the model's own), or CUSTOM."""
+        """The preset whose values are in force (MODEL for the model's own), or CUSTOM. When several presets
+        have these values (a gray model's own is the "gray" preset), the one chosen last."""
         if self.bake:
             return MODEL
-        for _, name in self.presets():
+        names = [name for _, name in self.presets()]
+        if self._chosen in names:
+            names.remove(self._chosen)
+            names.insert(0, self._chosen)
+        for name in names:
             if same_preprocess(self.preprocess, self._preset_preprocess(name)):
                 return name
         return CUSTOM
@@ -493,7 +536,12 @@ class Controller:
             return
         if name not in dict((v, v) for _, v in self.presets()):
             raise WorkbenchError(f"unknown preset {name!r}; choose one of {', '.join(v for _, v in self.presets())}")
-        self.set_preprocess(self._preset_preprocess(name), bake=False)
+        chosen, self._chosen = self._chosen, name  # said by the menu from the first render on
+        try:
+            self.set_preprocess(self._preset_preprocess(name), bake=False)
+        except Exception:
+            self._chosen = chosen
+            raise
 
     def match(self) -> None:
         """The values derived from the model's training normalization (Core ML's best scalar scale)."""

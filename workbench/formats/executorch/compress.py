@@ -21,8 +21,8 @@ from ...errors import WorkbenchError
 from ...files import atomic_output
 from .. import Calibration
 from ..base import Artifact
-from ..common.tools_env import convert
 from ..common.pytorch import export_program, saved_program
+from ..common.tools_env import convert
 
 HERE = Path(__file__).resolve().parent  # the tools-env scripts beside this file
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from ...files import atomic_output
 from ..base import Artifact, ExportSpec
-from ..common.tools_env import convert
 from ..common.pytorch import export_program, saved_program
+from ..common.tools_env import convert
 
 HERE = Path(__file__).resolve().parent  # the tools-env scripts beside this file
 
