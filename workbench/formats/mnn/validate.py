@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import WorkbenchError, first_line, require
-from ..base import native_quiet  # shared: LiteRT needs it too (mnn/export.py and runner.py import it from here)
+from ..base import native_quiet
 
 
 def load(path: Path):
