@@ -86,7 +86,7 @@ def run(settings) -> tuple[list[dict], list[dict]]:
                 fmt_rows.append(row(SECTION, case, f"{fmt}: floor ({call.what})", floor, note=note))
                 if call.round_trip is not None:
                     ipc = measure(call.round_trip, settings.runs)
-                    back = sum(v.nbytes for v in s.reference.values()) // 1024
+                    back = sum(v.nbytes for v in s.outputs.values()) // 1024
                     fmt_rows.append(row(SECTION, case, f"{fmt}: of which IPC ({x.nbytes // 1024} KB in, {back} KB "
                                                        "of outputs back, nothing run)", ipc))
                 targets.append(target(f"refresh <= 1.3x floor: {case}, {fmt}", ratio, 1.3, "x"))

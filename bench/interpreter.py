@@ -76,7 +76,7 @@ def run(settings) -> tuple[list[dict], list[dict]]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             s = Session(model, sorted(SAMPLE_IMAGES.glob("*.jpg"))[:count], **options)
-        pre, pixels = s.preprocess, s.pixels
+        pre, pixels = s.training_preprocess, s.pixels
         case = f"{name}, {pre.size[0]}x{pre.size[1]}"
         module = s.model.module
         inputs = [torch.from_numpy(np.ascontiguousarray(pre.apply(pixels[i:i + 1]), np.float32)) for i in range(count)]
@@ -142,7 +142,7 @@ def _parity(outputs: list[dict], session) -> str:
 
     from workbench.tasks import softmax
 
-    ref = session.reference[session.task.main_output(session.reference)][: len(outputs)]
+    ref = session.outputs[session.task.main_output(session.outputs)][: len(outputs)]
     first = outputs[0]
     probs = next((n for n, v in first.items() if isinstance(v, dict)), None)
     if probs is not None:  # a classifier: {label: probability}, softmax of the model's logits

@@ -90,7 +90,7 @@ def run(settings) -> tuple[list[dict], list[dict]]:
             targets.append(target("first updated column < 150 ms on notebook 01's images", first["median_ms"], 150,
                                   "ms"))
         outputs = {f: live.run(f, wb.preprocess) for f in wb.comparison}
-        picture = measure(lambda: side_by_side(s.pixels, [i.name for i in s.images], s.reference, outputs, s.task,
+        picture = measure(lambda: side_by_side(s.pixels, [i.name for i in s.images], s.outputs, outputs, s.task,
                                                wb.comparison, image_format="jpeg"), settings.runs)  # as the widget
         rows.append(row(SECTION, case, "  of which: the picture (views.side_by_side)", picture))
         for fmt in (f for f in wb.comparison if get(f).locator):  # the widget locates a failing format's divergence

@@ -35,7 +35,7 @@ def run(settings) -> tuple[list[dict], list[dict]]:
     rows, targets = [], []
     for case, options in cases(quick=True):  # notebook 01's model only (see the docstring)
         s = Session(images=SAMPLE_IMAGES, **options)
-        base = s.preprocess.with_imagetype()
+        base = s.training_preprocess.with_imagetype()
         values = (base.replace(scale=(base.scale[0] * (1 + 1e-3 * (k % 50)),) * base.channels, name="bench")
                   for k in itertools.count())
         x = np.ascontiguousarray(base.apply(s.pixels), np.float32)

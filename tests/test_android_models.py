@@ -23,7 +23,7 @@ def spread(session, fmt) -> float:
     """The worst |converted - PyTorch| over every output, as a fraction of the reference's range (the reference as
     the artifact gives it: an image output clipped to its range)."""
     outputs, expected = session.run(fmt), session.expected(fmt)
-    return max(float(np.abs(outputs[k] - expected[k]).max() / np.ptp(v)) for k, v in session.reference.items())
+    return max(float(np.abs(outputs[k] - expected[k]).max() / np.ptp(v)) for k, v in session.outputs.items())
 
 
 def deeplab():
@@ -68,9 +68,9 @@ def test_unet_generator_matches_pytorch_at_fp32(fmt, unet):
     s, report = unet
     result = report.formats[fmt]
     assert result.error is None, f"{fmt}: {result.error}"
-    assert result.artifact.precision == "fp32" and result.artifact.preprocess == s.preprocess
+    assert result.artifact.precision == "fp32" and result.artifact.preprocess == s.training_preprocess
     assert result.passed, f"{fmt}: {result.comparison.failures}"
-    assert s.run(fmt)["output"].shape == s.reference["output"].shape == (3, 3, 64, 64)
+    assert s.run(fmt)["output"].shape == s.outputs["output"].shape == (3, 3, 64, 64)
     off = spread(s, fmt)
     assert off <= FP32, f"{fmt} U-Net fp32 off by {off:.2e} of the output's range (tolerance {FP32:g})"
 
@@ -78,7 +78,7 @@ def test_unet_generator_matches_pytorch_at_fp32(fmt, unet):
 @pytest.mark.slow
 def test_the_segmentation_reference_is_not_a_constant_map(segmentation):
     s, _ = segmentation
-    masks = s.task.mask(s.reference["out"])
+    masks = s.task.mask(s.outputs["out"])
     assert all(len(np.unique(m)) > 1 for m in masks), [np.unique(m).tolist() for m in masks]
 
 

@@ -92,7 +92,7 @@ def test_unwritable_output_folder_is_a_clear_error(session, tmp_path):
 def test_coreml_bakes_per_channel_std_and_can_approximate(session, tmp_path):
     baked = session.export("coreml", tmp_path / "baked.mlpackage")
     assert any("baked" in n for n in baked.notes)
-    assert baked.preprocess == session.preprocess
+    assert baked.preprocess == session.training_preprocess
     spec = coreml_spec(baked.path)
     assert spec.description.metadata.userDefined["workbench.normalization"] == "baked into the graph"
     approx = session.export("coreml", tmp_path / "approx.mlpackage", normalization="imagetype")
@@ -175,7 +175,7 @@ def test_output_names_follow_dict_outputs(samples, tmp_path):
 
     torch.manual_seed(0)
     s = Session(Two().eval(), samples, preprocess=Preprocess.preset("unit", size=(8, 8)), task="segmentation")
-    assert list(s.reference) == ["out", "aux"]
+    assert list(s.outputs) == ["out", "aux"]
     for fmt in ("onnx", "torchscript"):
         art = s.export(fmt, tmp_path / f"two.{fmt}")
         assert art.output_names == ("out", "aux")

@@ -111,11 +111,11 @@ def test_seed004_super_resolution_on_y_channel(samples, tmp_path):
                                      map_location="cpu", weights_only=True))
     pre = Preprocess.preset("gray", size=(64, 64))
     session = Session(model.eval(), samples, preprocess=pre, task=ImageToImage(output_range=(0.0, 1.0)))
-    assert session.reference["output"].shape == (len(session.images), 1, 192, 192)
+    assert session.outputs["output"].shape == (len(session.images), 1, 192, 192)
     report = session.check(ALL, tmp_path, tolerance=FP32, options=FP32_COREML)
     assert_parity(report)
     # The tutorial's own check: the exported model matches PyTorch to 3 decimals.
-    np.testing.assert_almost_equal(session.reference["output"], session.run("onnx")["output"], decimal=3)
+    np.testing.assert_almost_equal(session.outputs["output"], session.run("onnx")["output"], decimal=3)
     spec = coreml_spec(report.formats["coreml"].artifact)
     image = spec.description.input[0].type.imageType
     assert image.colorSpace == image.GRAYSCALE

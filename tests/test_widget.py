@@ -424,7 +424,7 @@ def test_your_own_images_from_the_widget(samples, tmp_path):
         assert w.live.runner("onnx") is runner and "images 1-2 of 2" in w.shown()["page"]
         c, s = w.controller, w.session  # the picture's kept tiles are the new images' and their PyTorch outputs'
         title = c.title("onnx")
-        assert c.picture == side_by_side(s.pixels, ["astronaut", "coffee"], s.reference, {title: c.outputs["onnx"]},
+        assert c.picture == side_by_side(s.pixels, ["astronaut", "coffee"], s.outputs, {title: c.outputs["onnx"]},
                                          s.task, {title: c.comparison["onnx"]}, image_format="jpeg")
         w.control("images").value = str(tmp_path / "nothing-here")
         w.control("load_images").click()

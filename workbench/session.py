@@ -15,6 +15,7 @@ import json
 import math
 import re
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,13 +201,14 @@ class Reference:
     """A model, its sample images and its reference outputs: computed once, never changed by a conversion.
 
     model: anything `load_model` takes, or a LoadedModel. images: a folder, paths or PIL images.
-    preprocess: the model's training preprocessing (the reference's); defaults to what the model's
+    preprocess: the model's training preprocessing (kept as `training_preprocess`); defaults to what the model's
     source says (torchvision weights), else x/255 with a note. size: (H, W) input size; defaults to the
     preprocessing's, else 224x224. task/labels: what the main output means (guessed from its shape if not
     given); `task` may also map output names to tasks (per-output tasks; outputs not named are generic).
     output: the main output, by name or position (default: the task's, else the model's first); it comes
-    first in `reference` and in every artifact. An image output's range is read from the model's final
-    tanh/sigmoid unless declared (``ImageToImage(output_range=...)``); a reference outside it is an error.
+    first in `outputs` (PyTorch's outputs on the images, by name) and in every artifact. An image output's
+    range is read from the model's final tanh/sigmoid unless declared (``ImageToImage(output_range=...)``);
+    a reference outside it is an error.
     """
 
     def __init__(self, model, images, *, preprocess: Preprocess | None = None,
@@ -232,7 +234,7 @@ class Reference:
         if pre.size is None:
             pre = pre.replace(size=DEFAULT_SIZE)
         pre = _resized(pre, resize, crop_pct, interpolation)
-        self.preprocess = pre
+        self.training_preprocess = pre
         self.images = load_images(images)
         self.pixels = to_pixels(self.images, pre.size, pre.fit, pre.resize, pre.interpolation)
         if progress:
@@ -244,7 +246,7 @@ class Reference:
         self.tasks = self._make_tasks(raw, task, output, labels)
         main = next(iter(self.tasks))
         self.task = self.tasks[main]
-        self.reference = {main: raw[main], **{k: v for k, v in raw.items() if k != main}}
+        self.outputs = {main: raw[main], **{k: v for k, v in raw.items() if k != main}}
         self._expected_cache: dict[tuple, tuple] = {}  # see _expected
         self.labels = None
         if labels is not None:
@@ -281,7 +283,7 @@ class Reference:
         if images:
             import torch
 
-            x = torch.from_numpy(self.preprocess.apply(self.pixels[:1]))
+            x = torch.from_numpy(self.training_preprocess.apply(self.pixels[:1]))
             try:
                 found = final_activations(self.model.module, x)
             except Exception:  # reading the final op is a nicety: a model it cannot watch gets the default range
@@ -314,26 +316,32 @@ class Reference:
         return tasks
 
     @property
-    def training_preprocess(self) -> Preprocess:
-        """The PyTorch side's preprocessing (the model's training one): another name for `preprocess`, which
-        cannot be confused with the converted side's (`Workbench.converted_preprocess`)."""
-        return self.preprocess
+    def preprocess(self) -> Preprocess:
+        """Deprecated: `training_preprocess` (the widget's `preprocess` is the converted side's)."""
+        warnings.warn("Session.preprocess is now Session.training_preprocess", DeprecationWarning, stacklevel=2)
+        return self.training_preprocess
+
+    @property
+    def reference(self) -> dict[str, np.ndarray]:
+        """Deprecated: `outputs` (an ArtifactSet's `reference` is the Reference itself)."""
+        warnings.warn("Session.reference is now Session.outputs", DeprecationWarning, stacklevel=2)
+        return self.outputs
 
     def with_images(self, images) -> Reference:
         """The same model, preprocessing and tasks on other sample images, with PyTorch's outputs for them."""
         other = copy.copy(self)
-        pre = self.preprocess
+        pre = self.training_preprocess
         other.images = load_images(images)
         other.pixels = to_pixels(other.images, pre.size, pre.fit, pre.resize, pre.interpolation)
         raw = TorchRunner(self.model.module, label="PyTorch (eager)", batch=1).run(other.pixels, pre)
-        other.reference = {name: raw[name] for name in self.reference}
+        other.outputs = {name: raw[name] for name in self.outputs}
         other._expected_cache = {}
         return other
 
     def set_labels(self, labels: Sequence[str]) -> None:
         """Class names for the main output (a Core ML classifier's labels); one per class, or WorkbenchError."""
-        main_name = self.task.main_output(self.reference)
-        main = self.reference[main_name]
+        main_name = self.task.main_output(self.outputs)
+        main = self.outputs[main_name]
         n = main.shape[1] if main.ndim >= 2 else 1
         if len(labels) != n:
             raise WorkbenchError(
@@ -359,18 +367,18 @@ class Reference:
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
-        h, w = self.preprocess.size
-        return (1, self.preprocess.channels, h, w)
+        h, w = self.training_preprocess.size
+        return (1, self.training_preprocess.channels, h, w)
 
     def spec(self, *, bake: bool = True, preprocess: Preprocess | None = None, labels: bool = True) -> ExportSpec:
         """What exporters need; `bake` puts the preprocessing inside the artifact (pixels in); `labels`
         False leaves a classifier's labels out (its artifact gives the model's own scores)."""
         module = self.model.module
-        if tuple(self.reference) != self._model_outputs:  # the main output first, as the reference has it
+        if tuple(self.outputs) != self._model_outputs:  # the main output first, as the reference has it
             module = _outputs_by_name(module, self._model_outputs)
         return ExportSpec(module=module, input_shape=self.input_shape,
-                          output_names=tuple(self.reference),
-                          preprocess=(preprocess or self.preprocess) if bake else None,
+                          output_names=tuple(self.outputs),
+                          preprocess=(preprocess or self.training_preprocess) if bake else None,
                           task=self.task, source=self.model.source, labels=self.labels if labels else None)
 
     def calibration(self, preprocess: Preprocess, *, expected: Preprocess | None = None,
@@ -384,10 +392,10 @@ class Reference:
         it (the widget compares on every slider move), again when the reference is replaced."""
         key = artifact.mappings if artifact else ()
         cached = self._expected_cache.get(key)
-        if cached is None or cached[0] is not self.reference:
-            expected = artifact.expected(self.reference) if artifact else dict(self.reference)
+        if cached is None or cached[0] is not self.outputs:
+            expected = artifact.expected(self.outputs) if artifact else dict(self.outputs)
             cached = self._expected_cache[key] = (
-                self.reference, expected, {n: ReferenceFigures.of(v) for n, v in expected.items()})
+                self.outputs, expected, {n: ReferenceFigures.of(v) for n, v in expected.items()})
         return cached[1], cached[2]
 
     def compare_artifact(self, artifact: Artifact | None, outputs: dict[str, np.ndarray],
@@ -400,7 +408,7 @@ class Reference:
                          name=name, reference_figures=figures)
         if artifact is not None and artifact.precision == "fp16" and any(": non-finite" in f for f in result.failures):
             # a classifier's artifact gives probabilities: the logits that overflowed fp16 are the model's own
-            for out, value in self.reference.items():
+            for out, value in self.outputs.items():
                 peak = float(np.abs(value).max()) if np.isfinite(value).all() else 0.0
                 if peak > FP16_MAX:
                     result.failures = [
@@ -647,8 +655,8 @@ class Session(Reference):
             chosen[name].check_variants(variants)
         below({}, thresholds, "")  # unknown threshold names are refused before any work
         out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="workbench-"))
-        report = Report(self.model.source, [i.name for i in self.images], preprocess or self.preprocess,
-                        self.task.name, notes=list(self.notes), training_preprocess=self.preprocess)
+        report = Report(self.model.source, [i.name for i in self.images], preprocess or self.training_preprocess,
+                        self.task.name, notes=list(self.notes), training_preprocess=self.training_preprocess)
         for name, fmt in chosen.items():
             result = report.formats[name] = FormatResult(name)
             if progress:
@@ -690,8 +698,9 @@ class Session(Reference):
         """Build, run and compare one compressed variant of `artifact`."""
         result = VariantResult(variant, judged=bool(thresholds and any(v is not None for v in thresholds.values())))
         result.base_bytes = size_on_disk(artifact.path)
-        calibration = self.calibration(calibration_preprocess or artifact.preprocess or self.preprocess,
-                                       expected=artifact.preprocess or self.preprocess, inside=artifact.preprocess)
+        training = self.training_preprocess
+        calibration = self.calibration(calibration_preprocess or artifact.preprocess or training,
+                                       expected=artifact.preprocess or training, inside=artifact.preprocess)
         if fmt.calibrates(variant):
             result.calibration = calibration.to_dict()
         try:

@@ -17,7 +17,7 @@ FP32 = 1e-4  # of the reference's range
 
 def spread(session, outputs):
     """The worst |converted - PyTorch| over every output, as a fraction of the reference's range."""
-    return max(float(np.abs(outputs[k] - v).max() / np.ptp(v)) for k, v in session.reference.items())
+    return max(float(np.abs(outputs[k] - v).max() / np.ptp(v)) for k, v in session.outputs.items())
 
 
 _events = None
@@ -67,13 +67,13 @@ def calibration(session, artifact, preprocess=None):
     from workbench.formats import Calibration
 
     return Calibration(tuple(i.name for i in session.images), session.pixels,
-                       preprocess or artifact.preprocess or session.preprocess,
-                       expected=artifact.preprocess or session.preprocess, inside=artifact.preprocess)
+                       preprocess or artifact.preprocess or session.training_preprocess,
+                       expected=artifact.preprocess or session.training_preprocess, inside=artifact.preprocess)
 
 
 def agreement(session, outputs) -> float:
     """Top-1 agreement with PyTorch over the sample images (a classifier's one output)."""
-    (name, ref), = session.reference.items()
+    (name, ref), = session.outputs.items()
     return float(np.mean(outputs[name].argmax(1) == ref.argmax(1)))
 
 

@@ -43,7 +43,7 @@ def baked(session, tmp_path_factory):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_baked_export_matches_pytorch_and_refuses_another_preprocessing(fmt, session, baked):
-    assert baked[fmt].preprocess == session.preprocess and baked[fmt].precision == "fp32"
+    assert baked[fmt].preprocess == session.training_preprocess and baked[fmt].precision == "fp32"
     outputs = session.run(fmt)
     assert session.compare(fmt, outputs).passed
     assert spread(session, outputs) <= FP32, f"{fmt} fp32 off by {spread(session, outputs):.2e} of the range"
@@ -53,10 +53,10 @@ def test_baked_export_matches_pytorch_and_refuses_another_preprocessing(fmt, ses
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_live_export_takes_the_tensor_and_the_preprocessing_given_at_run(fmt, session, tmp_path):
-    live = Session(tiny_classifier(), SAMPLES, preprocess=session.preprocess, task="classification")
+    live = Session(tiny_classifier(), SAMPLES, preprocess=session.training_preprocess, task="classification")
     artifact = live.export(fmt, tmp_path / f"live{FORMATS[fmt][0]}", bake=False)
     assert artifact.preprocess is None
-    assert spread(live, live.run(fmt, session.preprocess)) <= FP32
+    assert spread(live, live.run(fmt, session.training_preprocess)) <= FP32
     with pytest.raises(WorkbenchError, match="takes the model's input tensor"):
         live.run(fmt)
     live.close()
@@ -68,7 +68,7 @@ def test_super_resolution_grayscale_image_to_image(fmt, tmp_path):
     s = super_resolution_session(side)
     s.export(fmt, tmp_path / f"sr{suffix}")
     outputs = s.run(fmt)
-    assert outputs["output"].shape == s.reference["output"].shape
+    assert outputs["output"].shape == s.outputs["output"].shape
     assert spread(s, outputs) <= FP32
     s.close()
 

@@ -17,8 +17,8 @@ def test_a_classifier_gives_probabilities_against_the_references_softmax(tmp_pat
     artifact = s.export("coreml", tmp_path / "c.mlpackage", precision="fp32")
     (mapping,) = artifact.mappings
     assert isinstance(mapping, ClassProbabilities) and mapping.labels == ("a", "b", "c") and mapping.softmax
-    main = s.task.main_output(s.reference)
-    np.testing.assert_allclose(s.expected("coreml")[main], softmax(s.reference[main]), rtol=1e-6)
+    main = s.task.main_output(s.outputs)
+    np.testing.assert_allclose(s.expected("coreml")[main], softmax(s.outputs[main]), rtol=1e-6)
     assert s.compare("coreml", s.run("coreml")).passed
     assert "fp32" in s.runner("coreml").label  # compute_precision reached the interpreter
 

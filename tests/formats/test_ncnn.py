@@ -25,7 +25,7 @@ def baked(session, tmp_path_factory):
 def test_baked_export_matches_pytorch_with_ncnn_applying_the_exact_preprocessing(session, baked):
     artifact, _ = baked
     assert artifact.path.name == "m.ncnn.param" and (artifact.path.parent / "m.ncnn.bin").is_file()
-    assert artifact.preprocess == session.preprocess and artifact.precision == "fp32"
+    assert artifact.preprocess == session.training_preprocess and artifact.precision == "fp32"
     assert "substract_mean_normalize(mean=[123.675, 116.28, 103.53], norm=[0.0171248, 0.017507, 0.0174292])" \
         in artifact.notes[0]
     outputs = session.run("ncnn")

@@ -17,7 +17,7 @@ def session():
 
 def test_baked_export_matches_pytorch_and_carries_its_preprocessing(session, tmp_path):
     artifact = session.export("onnx", tmp_path / "m.onnx")
-    assert artifact.preprocess == session.preprocess and artifact.format == "onnx"
+    assert artifact.preprocess == session.training_preprocess and artifact.format == "onnx"
     comparison = session.compare("onnx", session.run("onnx"))
     assert comparison.passed and comparison.worst()["max_abs"] <= 1e-4 * 10
     assert session.runner("onnx").threads == 1  # the runtime option reached the runner

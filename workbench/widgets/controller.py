@@ -99,7 +99,7 @@ class Controller:
                  runtime_options: dict[str, dict] | None = None, progress: Callable[[str], None] | None = None,
                  variants: dict[str, Sequence[str]] | None = None):
         self.session = session
-        self.reference_preprocess = session.preprocess
+        self.reference_preprocess = session.training_preprocess
         names = tuple(_formats.defaults() if formats is None else formats)
         self.formats = tuple(_formats.get(n).name for n in names)  # unknown names refused here
         for fmt, chosen in (variants or {}).items():  # refused before any work
@@ -462,7 +462,7 @@ class Controller:
             order = self.differing_most(variant)
             # No PASS/FAIL captions: a variant is judged by its figures, not by the parity tolerance.
             return side_by_side(
-                s.pixels[order], [s.images[k].name for k in order], {k: v[order] for k, v in s.reference.items()},
+                s.pixels[order], [s.images[k].name for k in order], {k: v[order] for k, v in s.outputs.items()},
                 {variant.title: {k: v[order] for k, v in variant.outputs.items()}}, s.task, count=None,
                 image_format="jpeg")
 
@@ -642,7 +642,7 @@ class Controller:
         on every change), PNG in files."""
         s = self.session
         shown = [f for f in self.formats if f in self.outputs]
-        return side_by_side(s.pixels, [i.name for i in s.images], s.reference,
+        return side_by_side(s.pixels, [i.name for i in s.images], s.outputs,
                             {self.title(f): self.outputs[f] for f in shown}, s.task,
                             {self.title(f): self.comparison[f] for f in shown},
                             start=0 if every_image else self.page * PER_PAGE, count=None if every_image else PER_PAGE,
@@ -676,7 +676,7 @@ class Controller:
         """What makes parity claims meaningless for this reference: a main output below fp16's range or the
         same on every image (random weights, typically)."""
         s = self.session
-        main = s.reference[s.task.main_output(s.reference)]
+        main = s.outputs[s.task.main_output(s.outputs)]
         largest = float(np.abs(main).max()) if main.size else 0.0
         spread = float(main.max() - main.min()) if main.size else 0.0
         found = []
@@ -711,7 +711,7 @@ class Controller:
         self._tell("live")
 
     def _rebase(self, session: Session) -> None:
-        self.session = self.live.reference = session
+        self.session = self.live.outputs = session
         self._tiles.clear()  # the input's and PyTorch's tiles of the picture
         for variant in self.variants.values():
             if variant.artifacts is not None:
