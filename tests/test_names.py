@@ -12,7 +12,8 @@ from workbench.session import Session
 
 @pytest.fixture(scope="module")
 def session(samples):
-    return Session(tiny_classifier(), sorted(samples.glob("*.jpg"))[:2], preprocess=Preprocess.preset("imagenet"), task="classification")
+    return Session(tiny_classifier(), sorted(samples.glob("*.jpg"))[:2], preprocess=Preprocess.preset("imagenet"),
+                   task="classification")
 
 
 def test_outputs_and_training_preprocess_are_the_names_and_the_old_ones_warn(session):
