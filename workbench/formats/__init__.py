@@ -45,13 +45,15 @@ class Option:
 class Format:
     """A format: its names, its file, and where its exporter, runner and validator live.
 
-    exporter/runner/validator/locator/files/netron/floor: ``"module:attribute"`` relative to `package`
+    exporter/runner/validator/locator/files/netron/floor/bare_export: ``"module:attribute"`` relative to `package`
     (imported on first use):
     - files: ``(path, options=None) -> [Path]``, every file or folder an artifact at `path` is made of (ncnn's
       .param and .bin), or, given export options, what an export there writes; default: `path` alone;
     - netron: ``(path) -> Path``, the file Netron opens for the artifact (inside an .mlpackage); default: itself;
     - floor: ``(artifact, inputs, pixels=None, stack=None) -> callable``, the bare runtime call on already
-      preprocessed inputs, built once (bench/refresh.py times the widget against it).
+      preprocessed inputs, built once (bench/refresh.py times the widget against it);
+    - bare_export: ``(spec, path) -> None``, the converter's own calls writing the model `export` writes
+      (bench/export.py times the exporter against it);
     native: the preprocessing the runtime applies itself (a `Native`: Core ML's ImageType, ncnn's and MNN's
     mean/norm); None puts it in the graph. live_options: what the widget's live conversion passes to the
     exporter (it compares on the sample images right after, so e.g. torch's own trace check can be skipped).
@@ -69,6 +71,7 @@ class Format:
     files: str | None = None
     netron: str | None = None
     floor: str | None = None
+    bare_export: str | None = None
     native: Native | None = None
     precisions: tuple[str, ...] = ("fp32",)
     default_precision: str = "fp32"
@@ -174,6 +177,13 @@ class Format:
             raise WorkbenchError(f"{self.title} declares no bare runtime call (Format.floor) for the bench")
         call = self._load(self.floor)(artifact, inputs, pixels, stack)
         return call if isinstance(call, BareCall) else BareCall(call)
+
+    def bare_exporter(self):
+        """`(spec, path) -> None`: the converter's own calls writing what `export(spec, path)` writes (the
+        bench's floor for an export); WorkbenchError when the format declares none."""
+        if self.bare_export is None:
+            raise WorkbenchError(f"{self.title} declares no bare converter call (Format.bare_export) for the bench")
+        return self._load(self.bare_export)
 
     def options_with_flags(self) -> list[tuple[str, Option]]:
         """(kind, option) of every option with a command-line flag; kind "export" or "runtime"."""

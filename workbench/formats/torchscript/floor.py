@@ -20,3 +20,14 @@ def floor(artifact, x, pixels=None, stack=None):
                 module(batch)
 
     return call
+
+
+def bare_export(spec, path):
+    """`torch.jit.trace` of the wrapped model (its preprocessing in front) and `torch.jit.save`."""
+    import torch
+
+    model, x = spec.wrapped(bake=spec.preprocess), spec.example_input(pixels=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, x, strict=False)
+    torch.jit.save(traced, str(path))
