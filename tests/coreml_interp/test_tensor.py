@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from _mil import IOS16, IOS17, assert_close, check_exact, mb, mil_value, rand, run_op, same
+from _mil import IOS16, IOS17, assert_close, check_exact, convert, mb, mil_value, program, rand, run_model, run_op, same
 
 from workbench.coreml_interp.registry import kernel
 
@@ -265,6 +265,22 @@ def test_band_part(lower, upper):
     m, n = np.arange(4)[:, None], np.arange(5)[None]
     keep = ((lower < 0) | (m - n <= lower)) & ((upper < 0) | (n - m <= upper))
     check_exact("band_part", lambda x: mb.band_part(x=x, lower=lower, upper=upper), x, expected=np.where(keep, x, 0))
+
+
+@pytest.mark.parametrize("declared", ["iOS13", "iOS14"])
+def test_band_part_in_a_program_declaring_an_opset_before_ios15(declared):
+    # coremltools registers band_part (like every op of its iOS15 folder but affine and resample) from iOS13,
+    # and a MIL program built at iOS13/14 keeps that opset through ct.convert to an iOS15 ML program, which
+    # Core ML runs: the interpreter must not refuse it as "newer than the program's opset"
+    import coremltools as ct
+
+    opset = getattr(ct.target, declared)
+    x = rand(2, 4, 5)
+    build = lambda x: mb.band_part(x=x, lower=1, upper=0)  # noqa: E731
+    model = convert(program(build, x, opset=opset), opset=ct.target.iOS15)
+    assert model._mil_program.functions["main"].opset_version == opset
+    m, n = np.arange(4)[:, None], np.arange(5)[None]
+    same(run_model(model, "band_part", x), np.where((m - n <= 1) & (n - m <= 0), x, 0))
 
 
 def test_non_zero():
