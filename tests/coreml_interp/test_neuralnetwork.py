@@ -210,6 +210,11 @@ def test_dynamic_shape_layers(tmp_path):
     end = np.array([7.0], np.float32)
     assert_close(run(tmp_path, {"e": end}, lambda b: b.add_range_dynamic("l", ["e"], "y", start=1, step=3)),
                  np.arange(1, 7, 3), 0, 0, "rangeDynamic")
+    for first, step, last in [(5, -2, 0.0), (1, -1, 7.0)]:  # counting down; bounds against the step: empty
+        out = run(tmp_path, {"e": np.array([last], np.float32)},
+                  lambda b, first=first, step=step: b.add_range_dynamic("l", ["e"], "y", start=first, step=step))
+        assert_close(out, np.arange(first, last, step), 0, 0, f"rangeDynamic {first}:{last}:{step}")
+        assert out.size == np.arange(first, last, step).size
     begin = np.array([1, 0, 2], np.float32)
     out = run(tmp_path, {"x": x, "b": begin}, lambda b: b.add_slice_dynamic("l", ["x", "b"], "y", end_ids=[2, 3, 4],
                                                                             strides=[1, 2, 1]))

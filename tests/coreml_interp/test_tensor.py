@@ -246,6 +246,23 @@ def test_fill_and_range_with_runtime_sizes():
     same(out, np.arange(1, 12))
 
 
+@pytest.mark.parametrize("start, end, step", [(10, None, -1), (None, -2, -2), (0, None, -1), (None, 9, -1),
+                                              (None, 0.5, -1.5), (-3.0, None, -0.5)],
+                         ids=["down-to-n", "from-n-down", "empty-up", "empty-down", "fp32-down", "fp32-empty"])
+def test_range_1d_with_a_negative_step(start, end, step):
+    # MIL: numpy's arange ("a numpy-like 1-D range"); bounds on the wrong side of the step give an empty
+    # sequence (torch.arange raises "upper bound and lower bound inconsistent with step sign")
+    n = np.array([4.5 if isinstance(step, float) else 4], np.float32 if isinstance(step, float) else np.int32)
+    value = n.item()
+    build = lambda n: mb.range_1d(start=mb.squeeze(x=n) if start is None else start,  # noqa: E731
+                                  end=mb.squeeze(x=n) if end is None else end, step=step)
+    out = run_op("range_1d", build, n, opset=IOS17)
+    expected = np.arange(value if start is None else start, value if end is None else end, step)
+    same(out, expected.astype(out.dtype))
+    assert out.size == expected.size
+    same(out, mil_value(build, n, opset=IOS17).astype(out.dtype), "against value_inference")
+
+
 def test_identity_and_shape():
     same(run_op("identity", lambda x: mb.identity(x=x), X), X)
     # a static shape is folded to a constant at conversion: call the kernel on a tensor instead

@@ -187,9 +187,17 @@ def fill(shape, value=0.0):
     return torch.full(ints(shape), float(scalar(value)))
 
 
+def arange(start, end, step) -> torch.Tensor:
+    """numpy's arange, which MIL's range_1d is ("a numpy-like 1-D range"; value_inference calls np.arange):
+    bounds on the wrong side of the step give an empty sequence, where torch.arange raises."""
+    if (end - start) * step <= 0:
+        return torch.arange(start, start, step)
+    return torch.arange(start, end, step)
+
+
 @op("range_1d")
 def range_1d(end, start, step):
-    return torch.arange(scalar(start), scalar(end), scalar(step))
+    return arange(scalar(start), scalar(end), scalar(step))
 
 
 @op("select")
