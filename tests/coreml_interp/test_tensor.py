@@ -21,6 +21,19 @@ def test_reshape_zero_copies_the_input_dim(shape, expected):
         assert out.shape == expected
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("x_shape, shape, expected", [
+    # iOS17: each 0 copies the input dim at the same place counted from the right, and is 1 past the input's rank
+    ((2, 50), [1, 0, -1, 0], (1, 1, 2, 50)),  # coremltools' docstring example
+    ((2, 3, 4), [-1, 0], (6, 4)), ((2, 3, 4), [0, 0, -1, 0], (1, 2, 3, 4)), ((2, 3, 4), [0, -1, 0], (2, 3, 4)),
+], ids=["docstring", "shorter", "longer", "same-rank"])
+def test_reshape_ios17_zeros_count_from_the_right(x_shape, shape, expected, dtype):
+    x = rand(*x_shape).astype(dtype)
+    out = check_exact("reshape", lambda x: mb.reshape(x=x, shape=shape), x, expected=x.reshape(expected),
+                      opset=IOS17)
+    assert out.shape == expected and out.dtype == dtype
+
+
 @pytest.mark.parametrize("axes", [[0], [-1], [1, 3], [0, -1]])
 def test_expand_dims(axes):
     check_exact("expand_dims", lambda x: mb.expand_dims(x=x, axes=axes), rand(3, 4))

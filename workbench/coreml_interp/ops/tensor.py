@@ -27,7 +27,11 @@ def shape(x):
 def reshape(x, shape):
     x = tensor(x)
     dims = ints(shape)
-    dims = [x.shape[i] if d == 0 else d for i, d in enumerate(dims)]  # 0 copies the input's dim
+    # a 0 copies the input's dim, counted from the right (iOS17: shape[i] matches x.shape[j] when
+    # len(shape) - i == rank - j, and a 0 with no such dim is 1); iOS15/16 allow a 0 only when
+    # len(shape) == rank, where counting from the right is counting from the left
+    skip = len(dims) - x.dim()
+    dims = [(x.shape[i - skip] if i >= skip else 1) if d == 0 else d for i, d in enumerate(dims)]
     return x.reshape(dims)
 
 
