@@ -25,7 +25,7 @@ from workbench.coreml_interp import CoreMLInterpreter
 
 IOS15, IOS16, IOS17 = ct.target.iOS15, ct.target.iOS16, ct.target.iOS17
 FP32, FP16 = ct.precision.FLOAT32, ct.precision.FLOAT16
-_DTYPES = {np.dtype(np.float32): types.fp32, np.dtype(np.int32): types.int32}
+_DTYPES = {np.dtype(np.float32): types.fp32, np.dtype(np.float16): types.fp16, np.dtype(np.int32): types.int32}
 
 
 @contextlib.contextmanager

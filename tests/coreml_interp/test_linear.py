@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from _mil import assert_close, mb, mil_value, rand, run_op
+from _mil import IOS17, assert_close, mb, mil_value, rand, run_op
 
 # dot products of <= 8 fp32 values below 2 against float64
 ATOL, RTOL = 1e-5, 1e-5
@@ -17,6 +17,34 @@ def test_linear(shape, bias):
     out = run_op("linear", build, x)
     assert_close(out, x.astype(np.float64) @ w.T + (b if bias else 0), ATOL, RTOL)
     assert_close(out, mil_value(build, x), ATOL, RTOL)
+
+
+INT_W = np.random.default_rng(1).integers(-3, 4, (4, 5)).astype(np.int32)
+INT_B = np.random.default_rng(2).integers(-3, 4, (4,)).astype(np.int32)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=["fp16", "fp32"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+def test_linear_with_int32_weight_and_bias(dtype, bias):
+    # iOS17: weight and bias (type domain U) may differ from x (T); the output has x's dtype
+    x = rand(2, 3, 5).astype(dtype)
+    kwargs = {"weight": INT_W, "bias": INT_B} if bias else {"weight": INT_W}
+    out = run_op("linear", lambda x: mb.linear(x=x, **kwargs), x, opset=IOS17)
+    assert out.dtype == dtype
+    expected = x.astype(np.float64) @ INT_W.T + (INT_B if bias else 0)
+    # fp16: the fp32 result rounded to fp16, half an ulp (2^-11 relative) of values below 35
+    tol = 1e-3 if dtype == np.float16 else ATOL
+    assert_close(out, expected, tol, tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=["fp16", "fp32"])
+def test_matmul_with_an_int32_constant(dtype):
+    # iOS17: one constant operand may have another dtype; the output has the run-time operand's
+    x, y = rand(2, 3, 5).astype(dtype), np.ascontiguousarray(INT_W.T)
+    out = run_op("matmul", lambda x: mb.matmul(x=x, y=y), x, opset=IOS17)
+    assert out.dtype == dtype
+    tol = 1e-3 if dtype == np.float16 else ATOL
+    assert_close(out, x.astype(np.float64) @ y, tol, tol)
 
 
 @pytest.mark.parametrize("transpose_y", [False, True], ids=["y", "yT"])

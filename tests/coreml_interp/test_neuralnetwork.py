@@ -210,6 +210,11 @@ def test_dynamic_shape_layers(tmp_path):
     end = np.array([7.0], np.float32)
     assert_close(run(tmp_path, {"e": end}, lambda b: b.add_range_dynamic("l", ["e"], "y", start=1, step=3)),
                  np.arange(1, 7, 3), 0, 0, "rangeDynamic")
+    for first, step, last in [(5, -2, 0.0), (1, -1, 7.0)]:  # counting down; bounds against the step: empty
+        out = run(tmp_path, {"e": np.array([last], np.float32)},
+                  lambda b, first=first, step=step: b.add_range_dynamic("l", ["e"], "y", start=first, step=step))
+        assert_close(out, np.arange(first, last, step), 0, 0, f"rangeDynamic {first}:{last}:{step}")
+        assert out.size == np.arange(first, last, step).size
     begin = np.array([1, 0, 2], np.float32)
     out = run(tmp_path, {"x": x, "b": begin}, lambda b: b.add_slice_dynamic("l", ["x", "b"], "y", end_ids=[2, 3, 4],
                                                                             strides=[1, 2, 1]))
@@ -287,6 +292,41 @@ def test_normalization_and_reduction_layers(tmp_path):
                        ("add_reduce_sumsquare", lambda v: (v ** 2).sum(1))]:
         out = run(tmp_path, {"x": x}, lambda b, m=method: getattr(b, m)("l", "x", "y", axes=[1], keepdims=False))
         assert_close(out, fn(x.astype(np.float64)), 1e-5, 1e-5, method)
+
+
+@pytest.mark.parametrize("param_shape", [(1,), (3,), (1, 2, 4), (3, 2, 4)], ids=["one", "C", "1HW", "CHW"])
+def test_scale_and_bias_layers_take_every_parameter_shape(param_shape, tmp_path):
+    # NeuralNetwork.proto: a scale/bias parameter is [1], [C], [1, H, W] or [C, H, W], broadcast over [C, H, W]
+    x = rand(2, 3, 2, 4)
+    scale, bias = rand(*param_shape, seed=5), rand(*param_shape, seed=6)
+    full = np.ones((3, 1, 1), np.float32) * (scale.reshape(-1, 1, 1) if len(param_shape) == 1 else scale)
+    shift = np.ones((3, 1, 1), np.float32) * (bias.reshape(-1, 1, 1) if len(param_shape) == 1 else bias)
+    out = run(tmp_path, {"x": x}, lambda b: b.add_scale("l", scale, bias, True, "x", "y", shape_scale=param_shape,
+                                                        shape_bias=param_shape))
+    assert_close(out, x * full + shift, ATOL, RTOL, f"scale {param_shape}")
+    out = run(tmp_path, {"x": x}, lambda b: b.add_bias("l", bias, "x", "y", shape_bias=param_shape))
+    assert_close(out, x + shift, ATOL, RTOL, f"bias {param_shape}")
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 2), (3, 2), (2, 3, 5)], ids=["rank3", "rank2", "rank3-wide"])
+def test_layer_norm_converted_to_a_neural_network(shape, tmp_path):
+    # coremltools' neural-network backend lowers a rank-2/3 layer_norm over the last axis to a reshape to
+    # (..., 1, W) -- (1, 3, 1, 2) here --, mvn over the last two axes, and a scale layer with [1, 1, W] gamma/beta
+    from _mil import mb, program
+
+    x = rand(*shape, low=-1, high=3)
+    gamma, beta = rand(shape[-1], seed=3), rand(shape[-1], seed=4)
+    prog = program(lambda x: mb.layer_norm(x=x, axes=[-1], gamma=gamma, beta=beta, epsilon=1e-5), x,
+                   opset=ct.target.iOS14)
+    model = ct.convert(prog, convert_to="neuralnetwork")
+    layers = [layer.WhichOneof("layer") for layer in model.get_spec().neuralNetwork.layers]
+    assert "mvn" in layers and "scale" in layers, layers
+    path = tmp_path / "ln.mlmodel"
+    model.save(str(path))
+    out = next(iter(CoreMLInterpreter(path).predict({"x": x}).values()))
+    x64 = x.astype(np.float64)
+    expected = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-5) * gamma + beta
+    assert_close(out, expected, 2e-5, 1e-5)
 
 
 def test_3d_convolution_and_pooling(tmp_path):

@@ -59,6 +59,22 @@ def test_layer_norm_axes(axes):
     assert_close(out, mil_value(build, x), ATOL, RTOL, f"axes {axes}: value_inference")
 
 
+@pytest.mark.parametrize("axes", [[-1], [1, 3], [2, 3]], ids=["last", "non-contiguous", "last-two"])
+@pytest.mark.parametrize("spread", [1e-3, 1e-2])
+def test_layer_norm_of_values_far_from_zero(axes, spread):
+    # 10 +- 1e-3: a float32 mean is off by half an ulp of 10 (5e-7), which (x - mean) / sqrt(var + eps) turns
+    # into 2e-4; the statistics are computed in float64, so the result is the exact formula's to 1e-5
+    x = (10 + rand(1, 3, 1, 2, low=-1, high=1) * spread).astype(np.float32)
+    normalized = [x.shape[a] for a in range(4) if a in [b % 4 for b in axes]]
+    gamma, beta = rand(*normalized, seed=3), rand(*normalized, seed=4)
+    out = run_op("layer_norm", lambda x: mb.layer_norm(x=x, axes=axes, gamma=gamma, beta=beta, epsilon=1e-5), x)
+    keep, x64 = tuple(a % 4 for a in axes), x.astype(np.float64)
+    shape = [x.shape[a] if a in keep else 1 for a in range(4)]
+    expected = ((x64 - x64.mean(keep, keepdims=True)) / np.sqrt(x64.var(keep, keepdims=True) + 1e-5)
+                * gamma.reshape(shape) + beta.reshape(shape))
+    assert_close(out, expected, 1e-5, 1e-5, f"axes {axes}")
+
+
 @pytest.mark.parametrize("shape", [(3, 4, 5), (2, 3, 4, 5), (2, 2, 3, 4, 5)], ids=["rank3", "rank4", "rank5"])
 def test_l2_norm_over_the_last_three_axes(shape):
     # MIL: the last three axes are normalized; leading ones are batch (rank 3: everything at once)

@@ -68,4 +68,20 @@ def test_an_op_newer_than_the_programs_opset_is_refused_naming_both():
                                              r"declares iOS16.*minimum_deployment_target=iOS18"):
         registry.kernel("slice_update", "iOS16")
     assert registry.kernel("slice_update", "iOS18") is registry.kernel("slice_update")
-    assert registry.since("quantize") == 17 and registry.since("relu") == 15
+    assert registry.since("quantize") == 17 and registry.since("relu") == 13
+
+
+def test_every_kernel_is_available_from_the_opset_coremltools_registers_its_op_at():
+    # coremltools' core ops carry the first opset they exist in (iOS13 for most: the neural-network era);
+    # a later `since` would refuse programs that Core ML runs, an earlier one would accept malformed ones
+    from coremltools.converters.mil.mil.ops.registry import SSAOpRegistry
+
+    wrong = {}
+    for name in known():
+        variants = SSAOpRegistry.core_ops.get(name)
+        if variants:  # coreml_update_state is a dialect op of coremltools' stateful conversion
+            first = int(min(variants).name.removeprefix("iOS"))
+            if registry.since(name) != first:
+                wrong[name] = (registry.since(name), first)
+    assert not wrong, f"{{op: (interpreter's since, coremltools' first opset)}}: {wrong}"
+    assert registry.since("band_part") == 13 and registry.since("resample") == 15

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from _mil import IOS16, IOS17, assert_close, check_exact, mb, mil_value, rand, run_op, same
+from _mil import IOS16, IOS17, assert_close, check_exact, convert, mb, mil_value, program, rand, run_model, run_op, same
 
 from workbench.coreml_interp.registry import kernel
 
@@ -19,6 +19,19 @@ def test_reshape_zero_copies_the_input_dim(shape, expected):
                  expected=X.reshape([X.shape[i] if d == 0 else d for i, d in enumerate(shape)]))
     if expected is not None:
         assert out.shape == expected
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("x_shape, shape, expected", [
+    # iOS17: each 0 copies the input dim at the same place counted from the right, and is 1 past the input's rank
+    ((2, 50), [1, 0, -1, 0], (1, 1, 2, 50)),  # coremltools' docstring example
+    ((2, 3, 4), [-1, 0], (6, 4)), ((2, 3, 4), [0, 0, -1, 0], (1, 2, 3, 4)), ((2, 3, 4), [0, -1, 0], (2, 3, 4)),
+], ids=["docstring", "shorter", "longer", "same-rank"])
+def test_reshape_ios17_zeros_count_from_the_right(x_shape, shape, expected, dtype):
+    x = rand(*x_shape).astype(dtype)
+    out = check_exact("reshape", lambda x: mb.reshape(x=x, shape=shape), x, expected=x.reshape(expected),
+                      opset=IOS17)
+    assert out.shape == expected and out.dtype == dtype
 
 
 @pytest.mark.parametrize("axes", [[0], [-1], [1, 3], [0, -1]])
@@ -246,6 +259,23 @@ def test_fill_and_range_with_runtime_sizes():
     same(out, np.arange(1, 12))
 
 
+@pytest.mark.parametrize("start, end, step", [(10, None, -1), (None, -2, -2), (0, None, -1), (None, 9, -1),
+                                              (None, 0.5, -1.5), (-3.0, None, -0.5)],
+                         ids=["down-to-n", "from-n-down", "empty-up", "empty-down", "fp32-down", "fp32-empty"])
+def test_range_1d_with_a_negative_step(start, end, step):
+    # MIL: numpy's arange ("a numpy-like 1-D range"); bounds on the wrong side of the step give an empty
+    # sequence (torch.arange raises "upper bound and lower bound inconsistent with step sign")
+    n = np.array([4.5 if isinstance(step, float) else 4], np.float32 if isinstance(step, float) else np.int32)
+    value = n.item()
+    build = lambda n: mb.range_1d(start=mb.squeeze(x=n) if start is None else start,  # noqa: E731
+                                  end=mb.squeeze(x=n) if end is None else end, step=step)
+    out = run_op("range_1d", build, n, opset=IOS17)
+    expected = np.arange(value if start is None else start, value if end is None else end, step)
+    same(out, expected.astype(out.dtype))
+    assert out.size == expected.size
+    same(out, mil_value(build, n, opset=IOS17).astype(out.dtype), "against value_inference")
+
+
 def test_identity_and_shape():
     same(run_op("identity", lambda x: mb.identity(x=x), X), X)
     # a static shape is folded to a constant at conversion: call the kernel on a tensor instead
@@ -265,6 +295,22 @@ def test_band_part(lower, upper):
     m, n = np.arange(4)[:, None], np.arange(5)[None]
     keep = ((lower < 0) | (m - n <= lower)) & ((upper < 0) | (n - m <= upper))
     check_exact("band_part", lambda x: mb.band_part(x=x, lower=lower, upper=upper), x, expected=np.where(keep, x, 0))
+
+
+@pytest.mark.parametrize("declared", ["iOS13", "iOS14"])
+def test_band_part_in_a_program_declaring_an_opset_before_ios15(declared):
+    # coremltools registers band_part (like every op of its iOS15 folder but affine and resample) from iOS13,
+    # and a MIL program built at iOS13/14 keeps that opset through ct.convert to an iOS15 ML program, which
+    # Core ML runs: the interpreter must not refuse it as "newer than the program's opset"
+    import coremltools as ct
+
+    opset = getattr(ct.target, declared)
+    x = rand(2, 4, 5)
+    build = lambda x: mb.band_part(x=x, lower=1, upper=0)  # noqa: E731
+    model = convert(program(build, x, opset=opset), opset=ct.target.iOS15)
+    assert model._mil_program.functions["main"].opset_version == opset
+    m, n = np.arange(4)[:, None], np.arange(5)[None]
+    same(run_model(model, "band_part", x), np.where((m - n <= 1) & (n - m <= 0), x, 0))
 
 
 def test_non_zero():

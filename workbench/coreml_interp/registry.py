@@ -25,8 +25,11 @@ WITHOUT_KERNEL = {
 }
 
 
-def op(*names: str, since: int = 15):
-    """Register a kernel for the MIL ops `names` (available from opset iOS`since`)."""
+def op(*names: str, since: int = 13):
+    """Register a kernel for the MIL ops `names` (available from opset iOS`since`). The default is
+    coremltools' own for its core ops: iOS13, the neural-network era, whose ops ML programs kept (MIL
+    programs may declare iOS13/14 and Core ML runs them); tests/coreml_interp/test_registry.py checks every
+    kernel's `since` against coremltools' op registry."""
 
     def register(fn: Callable) -> Callable:
         for name in names:

@@ -315,28 +315,30 @@ def _slice_static(b, name, p, inputs, outputs):
                                                                                 [False] * len(p.beginIds))})
 
 
+def _chw(params, shape) -> torch.Tensor:
+    """A scale or bias layer's parameter, shaped [1], [C], [1, H, W] or [C, H, W] (NeuralNetwork.proto), as a
+    tensor that broadcasts against the input's trailing [C, H, W] axes."""
+    shape = [int(d) for d in shape] or [1]
+    value = weights(params, (int(np.prod(shape)),))
+    if len(shape) == 1:  # [1] for every element, or [C] per channel
+        return value.reshape(()) if shape[0] == 1 else value.reshape(-1, 1, 1)
+    return value.reshape(shape)
+
+
 def _scale(b, name, p, inputs, outputs):
-    s = weights(p.scale, (int(np.prod(list(p.shapeScale) or [1])),))
-    bias = weights(p.bias, (int(np.prod(list(p.shapeBias) or [1])),)) if p.hasBias else None
+    s = _chw(p.scale, p.shapeScale)
+    bias = _chw(p.bias, p.shapeBias) if p.hasBias else None
 
     def fn(x):
-        shape = [1] * x.dim()
-        shape[-3] = -1
-        y = x * (s.reshape(shape) if s.numel() > 1 else s)
-        return y + (bias.reshape(shape) if bias.numel() > 1 else bias) if bias is not None else y
+        y = x * s
+        return y + bias if bias is not None else y
 
     b.add(name, "mul", inputs, outputs, fn=fn)
 
 
 def _bias(b, name, p, inputs, outputs):
-    bias = weights(p.bias, (int(np.prod(list(p.shape) or [1])),))
-
-    def fn(x):
-        shape = [1] * x.dim()
-        shape[-3] = -1
-        return x + (bias.reshape(shape) if bias.numel() > 1 else bias)
-
-    b.add(name, "add", inputs, outputs, fn=fn)
+    bias = _chw(p.bias, p.shape)
+    b.add(name, "add", inputs, outputs, fn=lambda x: x + bias)
 
 
 def _unary(b, name, p, inputs, outputs):

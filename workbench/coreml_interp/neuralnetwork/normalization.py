@@ -14,11 +14,12 @@ def _mvn(b, name, p, inputs, outputs):
     axes = [-3, -2, -1] if p.acrossChannels else [-2, -1]
     eps, variance = float(p.epsilon), bool(p.normalizeVariance)
 
-    def fn(x):
+    def fn(x):  # in float64 like the MIL layer_norm kernel (ops/normalization.py says why)
+        dtype, x = x.dtype, x.double()
         y = x - x.mean(axes, keepdim=True)
         if variance:
             y = y / torch.sqrt((y * y).mean(axes, keepdim=True) + eps)
-        return y
+        return y.to(dtype)
 
     b.add(name, "mvn", inputs, outputs, fn=fn)
 

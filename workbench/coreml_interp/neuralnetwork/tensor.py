@@ -12,6 +12,7 @@ import torch
 from coremltools.proto import NeuralNetwork_pb2 as _nn
 
 from ..ops._util import ints
+from ..ops.tensor import arange
 from ..registry import kernel
 from . import layer, weights
 
@@ -340,7 +341,7 @@ def _constant_pad(b, name, p, inputs, outputs):
 @layer("rangeStatic")
 def _range_static(b, name, p, inputs, outputs):
     start, end, step = float(p.startValue), float(p.endValue), float(p.stepSizeValue) or 1.0
-    b.add(name, "range_1d", inputs, outputs, dynamic=[], fn=lambda: torch.arange(start, end, step))
+    b.add(name, "range_1d", inputs, outputs, dynamic=[], fn=lambda: arange(start, end, step))
 
 
 @layer("rangeDynamic")
@@ -351,10 +352,10 @@ def _range_dynamic(b, name, p, inputs, outputs):
     def fn(a, b_=None, c=None):
         first = lambda v: float(v.reshape(-1)[0])  # noqa: E731
         if c is not None:
-            return torch.arange(first(a), first(b_), first(c))
+            return arange(first(a), first(b_), first(c))
         if b_ is not None:
-            return torch.arange(first(b_), first(a), step0)
-        return torch.arange(start0, first(a), step0)
+            return arange(first(b_), first(a), step0)
+        return arange(start0, first(a), step0)
 
     b.add(name, "range_1d", inputs, outputs, dynamic=[(a, r) for a, r in zip(["a", "b_", "c"], inputs)], fn=fn)
 

@@ -244,7 +244,7 @@ def _fold(index: torch.Tensor, n: int, mode: str):
     raise WorkbenchError(f"unknown MIL padding_mode {mode!r}; expected constant, border, reflection or symmetric")
 
 
-@op("resample")
+@op("resample", since=15)
 def resample(x, coordinates, sampling_mode="bilinear", padding_mode="constant", padding_value=0.0,
              coordinates_mode="unnormalized", align_corners=False):
     """x (B, C, H, W) sampled at coordinates (B, H2, W2, 2) given as (x, y) = (w, h)."""
@@ -276,7 +276,7 @@ def resample(x, coordinates, sampling_mode="bilinear", padding_mode="constant", 
     return top * (1 - fy) + bottom * fy
 
 
-@op("affine")
+@op("affine", since=15)
 def affine(x, transform_matrix, output_height, output_width, sampling_mode="bilinear", padding_mode="constant",
            padding_value=0.0, coordinates_mode="normalized_minus_one_to_one", align_corners=True):
     """Output pixel (x, y), in `coordinates_mode` over the output grid, reads the input at

@@ -42,9 +42,13 @@ def instance_norm(x, gamma=None, beta=None, epsilon=1e-5):
 @op("layer_norm")
 def layer_norm(x, axes=None, gamma=None, beta=None, epsilon=1e-5):
     axes = [norm_axis(a, x.dim()) for a in ints(axes)] if axes is not None else list(range(x.dim()))
+    # the statistics in float64: in float32 the mean of values far from zero with a small spread (10 +- 1e-3)
+    # is off by half an ulp (5e-7), which (x - mean) / sqrt(var + eps) magnifies to 2e-4; the MIL definition
+    # is the exact formula, so the interpreter computes it as exactly as it can
+    dtype, x = x.dtype, x.double()
     mean = x.mean(axes, keepdim=True)
     var = ((x - mean) ** 2).mean(axes, keepdim=True)
-    y = (x - mean) / torch.sqrt(var + float(scalar(epsilon)))
+    y = ((x - mean) / torch.sqrt(var + float(scalar(epsilon)))).to(dtype)
     # gamma and beta have the shape of the normalized axes (x.shape[axes]), which need not be trailing
     shape = [x.shape[i] if i in axes else 1 for i in range(x.dim())]
     if gamma is not None:

@@ -27,7 +27,11 @@ def shape(x):
 def reshape(x, shape):
     x = tensor(x)
     dims = ints(shape)
-    dims = [x.shape[i] if d == 0 else d for i, d in enumerate(dims)]  # 0 copies the input's dim
+    # a 0 copies the input's dim, counted from the right (iOS17: shape[i] matches x.shape[j] when
+    # len(shape) - i == rank - j, and a 0 with no such dim is 1); iOS15/16 allow a 0 only when
+    # len(shape) == rank, where counting from the right is counting from the left
+    skip = len(dims) - x.dim()
+    dims = [(x.shape[i - skip] if i >= skip else 1) if d == 0 else d for i, d in enumerate(dims)]
     return x.reshape(dims)
 
 
@@ -187,9 +191,17 @@ def fill(shape, value=0.0):
     return torch.full(ints(shape), float(scalar(value)))
 
 
+def arange(start, end, step) -> torch.Tensor:
+    """numpy's arange, which MIL's range_1d is ("a numpy-like 1-D range"; value_inference calls np.arange):
+    bounds on the wrong side of the step give an empty sequence, where torch.arange raises."""
+    if (end - start) * step <= 0:
+        return torch.arange(start, start, step)
+    return torch.arange(start, end, step)
+
+
 @op("range_1d")
 def range_1d(end, start, step):
-    return torch.arange(scalar(start), scalar(end), scalar(step))
+    return arange(scalar(start), scalar(end), scalar(step))
 
 
 @op("select")
