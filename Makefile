@@ -7,7 +7,9 @@ STAMP := $(VENV)/.installed
 # This machine serves these from local disk; elsewhere pick a CPU build, e.g.
 #   make TORCH="torch torchvision --index-url https://download.pytorch.org/whl/cpu" test
 TORCH ?= torch==2.14.1 torchvision==0.29.1
-PYTEST_ARGS ?=
+# The suite on every core, a test file per worker (its module fixtures' conversions made once); PYTEST_ARGS=
+# (empty) runs it in one process.
+PYTEST_ARGS ?= -n auto --dist loadfile
 
 .PHONY: lab test bench clean
 
