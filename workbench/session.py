@@ -723,3 +723,10 @@ class Session(Reference):
 
     def close(self) -> None:
         self.exported.close()
+
+    def check_dataset(self, source, formats: Sequence[str] | None = None, out: str | Path | None = None, **kwargs):
+        """Check every image of `source` (a folder, an ImageFolder, a .txt list), streamed in bounded memory:
+        a `workbench.dataset.DatasetResult` (see `workbench.dataset.check_dataset` for the options)."""
+        from .dataset import check_dataset
+
+        return check_dataset(self, source, formats, out, **kwargs)
