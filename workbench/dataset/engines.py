@@ -34,8 +34,13 @@ def make_engine(name: str, plan: Plan, *, workers: int = 1, address: str | None 
 
 def _single_threaded(plan: Plan) -> Plan:
     """The plan with each runtime on one thread, for one of several worker processes sharing the cores."""
+    from ..formats import get
+
+    def threads(fmt):
+        return any(o.name == "threads" for o in get(fmt).runtime_options)
+
     cands = [dataclasses.replace(c, runtime_options={"threads": 1, **c.runtime_options})
-             if c.format == "onnx" else c for c in plan.candidates]
+             if threads(c.format) else c for c in plan.candidates]
     return dataclasses.replace(plan, candidates=cands)
 
 

@@ -67,7 +67,9 @@ class DatasetResult:
 
     @classmethod
     def load(cls, folder, *, session, source=None, report=None, notes=(), thresholds=None, computed=0,
-             seconds=0.0, engine="local", workers=1, candidates=None) -> DatasetResult:
+             seconds=0.0, engine="local", workers=1, candidates=None, pictures=True) -> DatasetResult:
+        """The run recorded in `folder` (a finished run, or one still going: what its store holds so far).
+        pictures: also write worst_<candidate>.png (False for a quick look while a run goes on)."""
         folder = Path(folder)
         path = folder / FILE
         if not path.exists():
@@ -98,7 +100,8 @@ class DatasetResult:
         result = cls(folder, session.task, images, {c: rows[c] for c in order}, session.labels,
                      any(i["label"] is not None for i in images), list(notes), report, dict(thresholds or {}),
                      computed, seconds, engine, workers, source.describe() if source is not None else "")
-        result.pictures = result.save_pictures(session)
+        if pictures:
+            result.pictures = result.save_pictures(session)
         return result
 
     # -- figures -----------------------------------------------------------------------------------
@@ -318,7 +321,7 @@ class DatasetResult:
         if kept is None:
             return None
         names, pixels, ref, out = kept
-        main = session.task.main_output(session.reference) if session is not None else "output"
+        main = session.task.main_output(session.outputs) if session is not None else "output"
         return side_by_side(pixels, names, {main: ref}, {candidate: {main: out}}, self.task, count=None)
 
     def save_pictures(self, session=None) -> dict[str, Path]:

@@ -104,7 +104,7 @@ def close_runners() -> None:
 
 def reference(plan: Plan, pixels: np.ndarray) -> dict[str, np.ndarray]:
     """PyTorch's outputs, one image at a time as the session computes them, in the reference's order."""
-    from ..formats.torchscript.runner import TorchRunner
+    from ..formats.common.pytorch import TorchRunner
 
     raw = TorchRunner(plan.module, label="PyTorch (eager)", batch=1).run(pixels, plan.preprocess)
     return {name: raw[name] for name in plan.outputs}
@@ -248,7 +248,8 @@ def check_dataset(session, source, formats: Sequence[str] | None = None, out: st
                   limit: int | None = None, every: int | None = None, workers: int = 1, engine: str = "local",
                   ray_address: str | None = None, resume: bool = False, overwrite: bool = False,
                   batch_size: int = BATCH, worst_n: int = WORST, progress: bool = True, report=None,
-                  thresholds: Mapping[str, float] | None = None):
+                  thresholds: Mapping[str, float] | None = None, preprocess: Preprocess | None = None,
+                  on_batch=None, stop=None):
     """Check `session`'s model on every image of `source`, streamed; returns a `DatasetResult`.
 
     session: a `workbench.Session` (its sample images are what the artifacts are exported, calibrated and
@@ -258,7 +259,9 @@ def check_dataset(session, source, formats: Sequence[str] | None = None, out: st
     (`workers` processes) or "ray" (`ray_address`: an existing cluster, else a local one of 2 CPUs).
     resume: continue the run recorded in `out`. report: an existing `Session.check` Report to take the
     artifacts from (skips the export). Raises WorkbenchError for a bad source, engine or an earlier run
-    that does not match.
+    that does not match. preprocess: what the artifacts carry (default: the training preprocessing; the
+    reference is always the training one, as in `Session.check`). on_batch(done, total): called after each
+    batch is stored; stop(): checked between batches, True ends the run there (resumable, `resume=True`).
     """
     import tempfile
 
@@ -274,7 +277,9 @@ def check_dataset(session, source, formats: Sequence[str] | None = None, out: st
         source, labels=session.labels, labels_from_folders=labels_from_folders, limit=limit, every=every)
     out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="workbench-dataset-"))
     names = list(formats) if formats is not None else None
-    fingerprint = {"model": session.model.source, "preprocess": session.preprocess.to_dict(),
+    baked = preprocess or session.training_preprocess
+    fingerprint = {"model": session.model.source, "preprocess": session.training_preprocess.to_dict(),
+                   "baked": baked.to_dict(),
                    "task": session.task.name, "formats": names,
                    "compress": {k: list(v) for k, v in (compress or {}).items()},
                    "options": options or {}, "tolerance": repr(tolerance), "source": str(src.root),
@@ -284,10 +289,11 @@ def check_dataset(session, source, formats: Sequence[str] | None = None, out: st
     try:
         if report is None:
             report = session.check(names, out, tolerance=tolerance, overwrite=True, options=options,
-                                   compress=compress, thresholds=thresholds)
+                                   compress=compress, thresholds=thresholds, preprocess=baked)
         runtime = session.exported.runtime_options
         cands, notes = candidates_of(report, runtime, tolerance)
-        plan = Plan(session.model.module, session.preprocess, tuple(session.reference), session.task, cands, worst_n)
+        plan = Plan(session.model.module, session.training_preprocess, tuple(session.outputs), session.task, cands,
+                    worst_n)
         done = store.done() & {i.index for i in src.items}
         started = time.perf_counter()
         computed = 0
@@ -298,6 +304,10 @@ def check_dataset(session, source, formats: Sequence[str] | None = None, out: st
                     store.write(batch)
                     computed += len(batch.images)
                     bar.update(len(batch.images))
+                    if on_batch is not None:
+                        on_batch(len(done) + computed, len(src.items))
+                    if stop is not None and stop():
+                        break
         finally:
             bar.close()
         seconds = time.perf_counter() - started

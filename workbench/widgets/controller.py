@@ -12,6 +12,7 @@ Imports no Jupyter: it is tested as it is.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import tempfile
@@ -32,6 +33,7 @@ from ..preprocess import PRESETS, Preprocess
 from ..session import ArtifactSet, FormatResult, Session, VariantResult, size_on_disk
 from ..tasks import read_labels
 from ..views import Table, compression_view, parity_table, side_by_side
+from .dataset import DatasetRun
 
 MODEL = "__model__"  # the preset value that stands for the model's own (training) preprocessing
 CUSTOM = "__custom__"  # shown when the values match no preset
@@ -133,6 +135,7 @@ class Controller:
         self.export_outcome: ExportOutcome | None = None
         self.warnings = self._reference_warnings()
         self._listeners: list[Callable[[str], None]] = []
+        self.dataset = DatasetRun(self)  # the Dataset tab's run: a whole folder, in the background
         self._workdir = Path(tempfile.mkdtemp(prefix="workbench-live-"))
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
         for fmt in self.formats:
@@ -711,7 +714,7 @@ class Controller:
         self._tell("live")
 
     def _rebase(self, session: Session) -> None:
-        self.session = self.live.outputs = session
+        self.session = self.live.reference = session
         self._tiles.clear()  # the input's and PyTorch's tiles of the picture
         for variant in self.variants.values():
             if variant.artifacts is not None:
@@ -793,8 +796,12 @@ class Controller:
         try:
             report = self.session.check(names, out, overwrite=overwrite, preprocess=self.preprocess,
                                         options=options, progress=progress, compress=compress)
+            doc = json.loads(report.to_json())
+            dataset = self.dataset.report()  # the figures over a folder, when computed with this preprocessing
+            if dataset is not None:
+                doc["dataset"] = dataset
             with atomic_output(report_json, overwrite=True) as tmp:
-                tmp.write_text(report.to_json())
+                tmp.write_text(json.dumps(doc, indent=2))
             with atomic_output(report_png, overwrite=True) as tmp:
                 tmp.write_bytes(self.draw("png", every_image=True))  # every image, losslessly
         except BaseException:
@@ -840,6 +847,8 @@ class Controller:
         return outcome
 
     def close(self) -> None:
+        self.dataset.stop()
+        self.dataset.wait(60)
         for key in list(self.variants):
             self._drop_variant(key)
         self.live.close()

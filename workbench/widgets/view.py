@@ -33,6 +33,7 @@ from ..images import SAMPLE_IMAGES
 from ..preprocess import Preprocess
 from ..session import Session
 from .controller import CUSTOM, Controller
+from .dataset import DatasetPanel
 
 # How long a slider change waits for the ones queued behind it: messages that arrived during a recompute
 # are all read within this time, so one recompute serves them all, with the latest values.
@@ -137,7 +138,9 @@ class Workbench(W.VBox):
         """The control called `name` ("scale", "scale_text", "bias0".."bias2", "bias0_text"..., "bgr", "bake",
         "preset", "match", "graph", "export", "confirm", "folder", "overwrite", "labels", "live:<format>",
         "export:<format>", "previous", "next", "images", "load_images", "variant:<format>:<variant>",
-        "variant_shown", "export_variants", "tabs"): what a user clicks or types into."""
+        "variant_shown", "export_variants", "tabs", and the Dataset tab's "dataset_folder", "dataset_limit",
+        "dataset:<format or variant>", "dataset_run", "dataset_stop", "dataset_count", "dataset_which",
+        "dataset_show", "dataset_back", "dataset_again"): what a user clicks or types into."""
         named = {"scale": self._scale, "scale_text": self._scale_text, "bgr": self._bgr, "bake": self._bake,
                  "preset": self._preset, "match": self._match, "graph": self._graph_choice,
                  "export": self._export_button, "confirm": self._confirm, "folder": self._out,
@@ -146,6 +149,11 @@ class Workbench(W.VBox):
                  "variant_shown": self._variant_shown, "export_variants": self._export_variants,
                  "tabs": self._tabs}
         named.update({f"variant:{f}:{v}": box for (f, v), box in self._variant_boxes.items()})
+        d = self._dataset
+        named.update({"dataset_folder": d.folder, "dataset_limit": d.limit, "dataset_run": d.run_button,
+                      "dataset_stop": d.stop_button, "dataset_show": d.show_button, "dataset_count": d.count,
+                      "dataset_which": d.which, "dataset_back": d.back_button, "dataset_again": d.again_button,
+                      **{f"dataset:{n}": b for n, b in d.boxes.items()}})
         named.update({f"bias{i}": s for i, s in enumerate(self._bias)})
         named.update({f"bias{i}_text": t for i, t in enumerate(self._bias_text)})
         named.update({f"live:{n}": b for n, b in self._live_boxes.items()})
@@ -164,6 +172,8 @@ class Workbench(W.VBox):
                 "confirm": self._confirm_text.value if self._confirm_row.layout.display != "none" else "",
                 "model": self._model.value, "graph": self._graph_view.value,
                 "compression": "".join(h.value for h in self._variant_blocked.values()) + self._variant_table.value,
+                "dataset": " ".join(h.value for h in (self._dataset.progress, self._dataset.status, self._dataset.table,
+                                                      self._dataset.worst)),
                 **{f"beside:{name}": area.value for name, area in self._said.items()}}
 
     @property
@@ -202,8 +212,9 @@ class Workbench(W.VBox):
             f"{html.escape(w)}</div>" for w in c.warnings))
         self._busy = W.HTML(layout=W.Layout(min_height="20px"))
         self._model = W.HTML()
-        self._tabs = W.Tab(children=[self._model, self._graph_panel(), self._compression_panel()],
-                           titles=("Model", "Graph", "Compression"))
+        self._dataset = DatasetPanel(c.dataset, reporting=self._reporting, say=self._say, beside=self._beside)
+        self._tabs = W.Tab(children=[self._model, self._graph_panel(), self._compression_panel(), self._dataset.box],
+                           titles=("Model", "Graph", "Compression", "Dataset"))
         # the chart and the variants' picture are drawn only while their tab is shown
         self._tabs.observe(lambda ch: self._render_compression_pictures(), names="selected_index")
         return [W.HTML(f"<h3 style='margin:4px 0'>Workbench: {html.escape(c.session.model.source)}</h3>"),
@@ -549,6 +560,10 @@ class Workbench(W.VBox):
         {"controls": self._render_controls, "busy": self._render_busy, "column": self._render_metrics,
          "result": self._render_result, "export": self._render_export, "live": self._render_live,
          "variants": self._render_variants}[what]()
+        if what in ("live", "variants"):
+            self._dataset.refresh_choices()
+        if what in ("live", "variants", "controls"):
+            self._dataset.render()  # whether its figures still hold for the preprocessing in force
 
     def _render_controls(self) -> None:
         c = self.controller
