@@ -106,7 +106,9 @@ class DatasetRun:
         self._paths = {i.name: i.path for i in source.items}
         self.started, self.finished = time.monotonic(), None
         self._stop.clear()
-        session = c.session.with_images(c.session.images)  # its own exports: the widget's stay untouched
+        # a session of its own (its exports leave the widget's alone), on the sample images even while the worst
+        # ones are shown: what its int8 variants are calibrated on, as the widget's live ones were
+        session = c.session.with_images(self.samples if self.samples is not None else c.session.images)
         options = {f: dict(c.live.runtime_options.get(f, {})) for f in formats}
         self._thread = threading.Thread(
             target=self._run, name="workbench-dataset", daemon=True,
