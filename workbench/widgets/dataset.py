@@ -336,7 +336,7 @@ class DatasetPanel:
     def _draw_result(self, result) -> None:
         from ..views.tables import table_html
 
-        self.table.value = table_html(result.table())
+        self.table.value = f"<div class='workbench-dataset'>{table_html(result.table())}</div>"
         self.which.options = [("of all formats", ""), *[(f"of {c}", c) for c in result.candidates]]
         self.histogram.value = histogram(result)
         self.worst.value = worst_html(result)
