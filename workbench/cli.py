@@ -15,6 +15,7 @@ import time
 import warnings
 from pathlib import Path
 
+from .dataset import cli as dataset_cli
 from .errors import WorkbenchError
 from .files import output_folder
 from .images import SAMPLE_IMAGES
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--min-miou", type=float, metavar="F", dest="min_miou",
                        help="fail a format or variant whose segmentation mIoU against PyTorch is below F")
     check.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    dataset_cli.add_arguments(check)  # --limit, --every, --workers, --engine, --resume ...: workbench/dataset/cli.py
     return parser
 
 
@@ -315,6 +317,8 @@ class _Usage(Exception):
 def check(args) -> int:
     from .tasks import read_labels
 
+    if dataset_cli.wants_stream(args):  # a large folder, an ImageFolder or a list: streamed (docs/dataset.md)
+        return dataset_cli.run(args)
     names = _formats(args.to)
     compress = _compress(args.compress)
     names += [n for n in compress if n not in names]
