@@ -93,7 +93,7 @@ def test_notebook_01_slider_export_and_graph_in_a_real_browser(lab):
         export = page.get_by_role("button", name="Export")
         expect(export).to_be_visible()
         expect(building).to_have_count(0)  # and it is gone once the widget shows
-        metrics = page.locator("table:has-text('top-1 / mIoU')")
+        metrics = page.locator("table.workbench-parity")
         expect(metrics).to_contain_text("ONNX Runtime")
         picture = page.locator(".workbench-comparison").first
         before_metrics, before_picture = metrics.inner_text(), picture.get_attribute("src")
@@ -204,7 +204,7 @@ def test_widget_shows_what_it_computed_in_a_real_browser(lab):
         _run_all(page)
         export = page.get_by_role("button", name="Export")
         expect(export).to_be_visible()
-        metrics = page.locator("table:has-text('top-1 / mIoU')")
+        metrics = page.locator("table.workbench-parity")
         expect(metrics).to_contain_text("tolerance")
         expect(metrics).to_contain_text("0.01 of scale (fp16")  # item 7: each format's tolerance, and why
 
@@ -309,7 +309,7 @@ def test_notebook_7_runs_the_workbench(lab):
         page.goto(f"{lab['base']}/notebooks/notebooks/scenario.ipynb?token={lab['token']}")
         _run_all(page)
         expect(page.get_by_role("button", name="Export")).to_be_visible()
-        expect(page.locator("table:has-text('top-1 / mIoU')")).to_contain_text("PASS")
+        expect(page.locator("table.workbench-parity")).to_contain_text("PASS")
         page.get_by_role("button", name="Match PyTorch").click()
         expect(page.locator(".widget-dropdown:has(.widget-label:text-is('preset')) select")).to_have_value(
             "model's own (training)")
