@@ -274,7 +274,7 @@ def test_widget_shows_what_it_computed_in_a_real_browser(lab):
         page.get_by_role("tab", name="Compression").click()
         onnx_row = page.locator(".widget-hbox:has(span:text-is('ONNX'))").first
         onnx_row.get_by_role("checkbox", name="int8", exact=True).check()
-        table = page.locator("table:has-text('vs fp32')")
+        table = page.locator("table.workbench-compression")
         expect(table).to_contain_text("ONNX int8")
         expect(table).to_contain_text("calibrated on 8 sample images")
         expect(table).to_contain_text("with the preprocessing in force")
