@@ -6,7 +6,7 @@ import re
 
 import nbformat
 import pytest
-from test_browser import CHROMIUM, lab  # noqa: F401  (the module's JupyterLab fixture)
+from test_browser import _launch, _run_all, lab  # noqa: F401  (lab: the module's JupyterLab fixture)
 
 pytestmark = [pytest.mark.browser]
 
@@ -47,21 +47,11 @@ def test_a_dataset_run_fills_the_tab_and_its_worst_images_go_into_the_comparison
     nbformat.write(nb, lab["root"] / "notebooks" / "dataset_tab.ipynb")
     expect.set_options(timeout=180_000)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--no-first-run", "--disable-sync", "--disable-quic"])
+        browser = _launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 2200})
         page.set_default_timeout(180_000)
         page.goto(f"{lab['base']}/lab/tree/notebooks/dataset_tab.ipynb?token={lab['token']}")
-        page.locator(".jp-Notebook").first.wait_for()
-        try:
-            page.get_by_role("dialog").get_by_role("button", name="Select Kernel").click(timeout=15_000)
-        except Exception:
-            pass
-        expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first).to_be_attached()
-        page.get_by_role("menuitem", name="Run", exact=True).click()
-        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        _run_all(page)
         expect(page.get_by_role("button", name="Export")).to_be_visible()
 
         page.get_by_role("tab", name="Dataset", exact=True).click()

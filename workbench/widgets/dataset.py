@@ -58,10 +58,6 @@ class DatasetRun:
         c = self.controller
         return [*c.formats, *[f"{f} {v}" for (f, v) in c.variants]]
 
-    def defaults(self) -> list[str]:
-        """Ticked by default: the live formats and the variants ticked in the Compression tab."""
-        return self.choices()
-
     def listen(self, callback) -> None:
         """callback(what): "progress" while it runs, "done" when it ends (from the run's thread)."""
         self._listeners.append(callback)
@@ -78,12 +74,12 @@ class DatasetRun:
     def start(self, folder: str | Path, candidates: Sequence[str] | None = None, *, out: str | Path | None = None,
               limit: int | None = None, every: int | None = None, batch_size: int = 16) -> None:
         """Check every image of `folder` (flat, a tree, or an ImageFolder whose subfolders are classes) with
-        `candidates` ("onnx", "coreml linear8"...; default: `defaults()`), in the background."""
+        `candidates` ("onnx", "coreml linear8"...; default: every one of `choices()`), in the background."""
         from ..dataset import open_source
 
         if self.running:
             raise WorkbenchError("a dataset run is going on: Stop it first")
-        chosen = list(self.defaults() if candidates is None else candidates)
+        chosen = list(self.choices() if candidates is None else candidates)
         unknown = [n for n in chosen if n not in self.choices()]
         if unknown:
             raise WorkbenchError(f"{unknown[0]!r} is not live here; choose among {', '.join(self.choices())}")
