@@ -156,7 +156,7 @@ def test_building_in_a_real_kernel_shows_a_progress_bar_then_removes_it():
         km.shutdown_kernel(now=True)
     opened = {m["content"]["comm_id"]: m["content"]["data"]["state"] for m in messages if m["msg_type"] == "comm_open"}
     bars = [i for i, state in opened.items() if state.get("_model_name") == "IntProgressModel"]
-    assert len(bars) == 2, "expected the build's bar and the Export panel's"
+    assert len(bars) == 3, "expected the build's bar, the Export panel's and the Dataset tab's"
     bar = next(i for i in bars if opened[i]["max"] == 4)  # the reference, two conversions, the first comparison
     views = [m for m in messages if m["msg_type"] == "display_data"
              and m["content"]["data"].get("application/vnd.jupyter.widget-view+json", {}).get("model_id") == bar]

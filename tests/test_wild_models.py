@@ -105,7 +105,7 @@ def test_cli_tanh_generator_passes_with_its_range_and_refuses_a_wrong_one(tmp_pa
 @pytest.mark.parametrize("output", ["output_1", 1, "1"])
 def test_main_output_by_name_or_index_comes_first(samples, output):
     ref = Reference(TwoHeads(), samples, preprocess=HALF, output=output)
-    assert list(ref.reference) == ["output_1", "output_0"]
+    assert list(ref.outputs) == ["output_1", "output_0"]
     assert isinstance(ref.task, ImageToImage) and ref.task.output == "output_1"
     assert ref.task.output_range == (0.0, 1.0)  # read from the mask head's sigmoid
     assert ref.tasks["output_0"].name == "generic"

@@ -796,12 +796,12 @@ class Controller:
         try:
             report = self.session.check(names, out, overwrite=overwrite, preprocess=self.preprocess,
                                         options=options, progress=progress, compress=compress)
-            doc = json.loads(report.to_json())
+            text = report.to_json()
             dataset = self.dataset.report()  # the figures over a folder, when computed with this preprocessing
             if dataset is not None:
-                doc["dataset"] = dataset
+                text = json.dumps({**json.loads(text), "dataset": dataset}, indent=2)
             with atomic_output(report_json, overwrite=True) as tmp:
-                tmp.write_text(json.dumps(doc, indent=2))
+                tmp.write_text(text)
             with atomic_output(report_png, overwrite=True) as tmp:
                 tmp.write_bytes(self.draw("png", every_image=True))  # every image, losslessly
         except BaseException:
