@@ -41,8 +41,7 @@ def _check(images: Path, out: Path, limit: int, workers: int = 1) -> tuple[float
     """(max RSS in MB, the JSON summary) of one streamed check."""
     cmd = [sys.executable, "-m", "workbench", "check", MODEL, "--weights", "none", "--preset", "imagenet",
            "--size", "256", "256", "--to", "onnx", "--images", str(images), "--limit", str(limit),
-           "--workers", str(workers), "--out", str(out), "--overwrite", "--json", "--labels-from-folders"]
-    cmd.remove("--labels-from-folders")  # a segmentation model has no class names to match the folders with
+           "--workers", str(workers), "--out", str(out), "--overwrite", "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     stdout = proc.stdout.read()

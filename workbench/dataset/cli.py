@@ -106,7 +106,11 @@ def run(args) -> int:
         tolerance = Tolerance(rel=args.rtol, atol=args.atol) if args.rtol is not None else None
         thresholds = {k: getattr(args, k) for k in ("min_top1", "min_psnr", "min_miou")
                       if getattr(args, k) is not None}
-        source = open_source(args.images, labels=session.labels, labels_from_folders=args.labels_from_folders,
+        from ..tasks import Classification
+
+        # class folders are ground truth for a classifier only (a segmentation model's labels are its mask's)
+        classes = session.labels if isinstance(session.task, Classification) else None
+        source = open_source(args.images, labels=classes, labels_from_folders=args.labels_from_folders,
                              every=args.every, limit=args.limit)
         out = args.out
         if out is None:
