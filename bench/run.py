@@ -24,17 +24,18 @@ from .common import ROOT, Settings, machine, row, versions
 from .report import markdown, text
 
 SECTIONS = {"a": "refresh", "b": "interpreter", "c": "export", "d": "first_render", "e": "startup", "f": "android",
-            "g": "variants"}
+            "g": "variants", "h": "dataset"}
 TITLES = {"a": "(a) refresh vs floor vs full reconversion", "b": "(b) Core ML interpreter per image",
           "c": "(c) export vs the bare converter calls", "d": "(d) first render of notebook 05's workbench",
           "e": "(e) import time and peak memory",
-          "f": "(f) Android runtimes: refresh vs floor", "g": "(g) compressed variants: refresh vs floor"}
+          "f": "(f) Android runtimes: refresh vs floor", "g": "(g) compressed variants: refresh vs floor",
+          "h": "(h) dataset check: memory, throughput, workers"}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs and models: for developing the bench")
-    parser.add_argument("--sections", default="abcdefg", help="which sections, e.g. 'ae' (default: all)")
+    parser.add_argument("--sections", default="abcdefgh", help="which sections, e.g. 'ae' (default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--markdown", action="store_true", help="print the README tables of --out and exit")
     args = parser.parse_args(argv)

@@ -79,15 +79,7 @@ def run(args) -> int:
     names += [n for n in compress if n not in names]
     options = cli._options(args.option, "--option")
     runtime = cli._options(args.runtime_option, "--runtime-option")
-    coreml = options.setdefault("coreml", {})
-    coreml.setdefault("target", args.target)
-    coreml.setdefault("precision", args.precision)
-    if args.method:
-        coreml["method"] = args.method
-    if args.threads:
-        runtime.setdefault("onnx", {})["threads"] = args.threads
-    if args.coreml_compute_precision:
-        runtime.setdefault("coreml", {})["compute_precision"] = args.coreml_compute_precision
+    flag_notes = cli._apply_flags(args, names, options, runtime)
     options = {k: v for k, v in options.items() if k in names}
     if args.out:
         cli.output_folder(args.out)
@@ -106,7 +98,11 @@ def run(args) -> int:
         tolerance = Tolerance(rel=args.rtol, atol=args.atol) if args.rtol is not None else None
         thresholds = {k: getattr(args, k) for k in ("min_top1", "min_psnr", "min_miou")
                       if getattr(args, k) is not None}
-        source = open_source(args.images, labels=session.labels, labels_from_folders=args.labels_from_folders,
+        from ..tasks import Classification
+
+        # class folders are ground truth for a classifier only (a segmentation model's labels are its mask's)
+        classes = session.labels if isinstance(session.task, Classification) else None
+        source = open_source(args.images, labels=classes, labels_from_folders=args.labels_from_folders,
                              every=args.every, limit=args.limit)
         out = args.out
         if out is None:
@@ -116,6 +112,7 @@ def run(args) -> int:
         progress("the sample images", "export")
         report = session.check(names, out, tolerance=tolerance, overwrite=True, options=options, progress=progress,
                                compress=compress, thresholds=thresholds or None)
+        report.notes += flag_notes
         progress.close()
         try:
             result = check_dataset(session, source, names, out, compress=compress, options=options,

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import pickle
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -42,6 +43,35 @@ def _single_threaded(plan: Plan) -> Plan:
     cands = [dataclasses.replace(c, runtime_options={"threads": 1, **c.runtime_options})
              if threads(c.format) else c for c in plan.candidates]
     return dataclasses.replace(plan, candidates=cands)
+
+
+def _cloudpickle():
+    """cloudpickle (standalone, else Ray's copy), or None."""
+    try:
+        import cloudpickle
+    except ImportError:
+        try:
+            from ray import cloudpickle
+        except ImportError:
+            return None
+    return cloudpickle
+
+
+def _by_value(plan: Plan, cloudpickle) -> None:
+    """Send the model's class by value when it lives in a file.py the workers cannot import by name
+    (models.py loads `file.py:factory` models as `_workbench_user_*` modules)."""
+    name = type(plan.module).__module__
+    module = sys.modules.get(name)
+    if module is not None and name.startswith("_workbench_user_"):
+        cloudpickle.register_pickle_by_value(module)
+
+
+def _dumps(plan: Plan) -> bytes:
+    cp = _cloudpickle()
+    if cp is None:
+        return pickle.dumps(plan)
+    _by_value(plan, cp)
+    return cp.dumps(plan)
 
 
 # -- local ------------------------------------------------------------------------------------------
@@ -73,7 +103,7 @@ class LocalEngine:
             from concurrent.futures import ProcessPoolExecutor
 
             try:
-                blob = pickle.dumps(_single_threaded(self.plan))
+                blob = _dumps(_single_threaded(self.plan))
             except Exception as exc:
                 raise WorkbenchError(f"--workers {self.workers}: the model cannot be sent to worker processes "
                                      f"({type(exc).__name__}: {exc}); use --workers 1") from exc
@@ -123,9 +153,14 @@ def start_ray(address: str | None = None, num_cpus: int = 2):
         if address:
             ray.init(address=address, **{k: v for k, v in kwargs.items() if k != "include_dashboard"})
         else:
-            ray.init(num_cpus=num_cpus, **kwargs)
+            # a local cluster listens on loopback only: no port of it is reachable from another machine
+            ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
     except Exception as exc:
         raise WorkbenchError(f"cannot start Ray{' at ' + address if address else ''}: {exc}") from exc
+    import logging
+
+    for name in ("ray", "ray.data"):  # Ray's INFO lines would bury the progress bar on stderr
+        logging.getLogger(name).setLevel(logging.ERROR)
     ray.data.DataContext.get_current().enable_progress_bars = False
     return ray, True
 
@@ -260,6 +295,9 @@ class RayEngine:
         if not rows:
             return
         size = max(len(c) for c in chunks)
+        from ray import cloudpickle
+
+        _by_value(self.plan, cloudpickle)
         plan_ref = [ray.put(self.plan)]
         ds = ray.data.from_items(rows, override_num_blocks=len(chunks))
         pool = max(1, self.workers)

@@ -273,8 +273,9 @@ def check_dataset(session, source, formats: Sequence[str] | None = None, out: st
         raise WorkbenchError(f"engine {engine!r}: use 'local' or 'ray'")
     if workers < 1:
         raise WorkbenchError(f"workers {workers}: at least 1")
+    classes = session.labels if isinstance(session.task, Classification) else None
     src = source if isinstance(source, ImageSource) else open_source(
-        source, labels=session.labels, labels_from_folders=labels_from_folders, limit=limit, every=every)
+        source, labels=classes, labels_from_folders=labels_from_folders, limit=limit, every=every)
     out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="workbench-dataset-"))
     names = list(formats) if formats is not None else None
     baked = preprocess or session.training_preprocess
