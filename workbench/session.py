@@ -536,16 +536,13 @@ class ArtifactSet:
 
     def locate(self, fmt: str | None = None, image: int = 0, tolerance: Tolerance | None = None,
                preprocess: Preprocess | None = None):
-        """Where the `fmt` artifact first diverges from PyTorch on sample image `image`, both sides given the
-        same input (a `coreml_interp.Divergence` for Core ML). fmt None: the one artifact in this set whose
-        format has a locator."""
+        """Where the `fmt` artifact diverges from PyTorch, layer by layer, on sample image `image`, both sides
+        given the same input: a `layers.Layers` (`first`: the first layer over tolerance). fmt None: the one
+        artifact in this set whose format has a locator."""
+        from .layers import locate
+
         fmt = self._locatable(fmt)
-        artifact = self.artifacts[fmt]
-        n = len(self.reference.images)
-        if not 0 <= image < n:
-            raise WorkbenchError(f"image {image} is out of range: there are {n} sample images")
-        return _formats.get(fmt).locate(artifact, self.runner(fmt), self.reference.pixels[image:image + 1],
-                                       preprocess, tolerance)
+        return locate(self.reference, self.artifacts[fmt], self.runner(fmt), image, tolerance, preprocess)
 
     def _locatable(self, fmt: str | None) -> str:
         if fmt is not None:
