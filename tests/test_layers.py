@@ -16,7 +16,6 @@ from torch import nn
 
 from tests.conftest import SAMPLES
 from workbench import formats, layers
-from workbench.errors import WorkbenchError
 from workbench.preprocess import Preprocess
 from workbench.session import Session
 
@@ -135,7 +134,7 @@ def test_torchscript_names_the_layer_whose_weights_were_changed(session, tmp_pat
     assert found.first.op == "_convolution"
 
 
-def test_a_legacy_onnx_file_without_scopes_is_refused_with_the_fix(session, tmp_path):
+def test_a_legacy_onnx_file_without_scopes_says_why_it_matches_nothing(session, tmp_path):
     def edit(src, dst):
         import onnx
 
@@ -145,10 +144,71 @@ def test_a_legacy_onnx_file_without_scopes_is_refused_with_the_fix(session, tmp_
         onnx.save(model, str(dst))
 
     artifact, runner = broken(session, "onnx", tmp_path / "bare.onnx", edit)
-    with pytest.raises(WorkbenchError, match="without legacy=True"):
-        layers.locate(session, artifact, runner)
+    found = layers.locate(session, artifact, runner)
+    assert found.matched == 0 and found.first is None
+    assert "without legacy=True" in found.describe()
 
 
 def test_scope_outputs_gives_a_module_its_last_node_and_counts_calls():
     scopes = [["a"], ["b", "b.c1"], ["b", "b.relu"], ["b"], ["b", "b.relu"], ["d"]]
     assert layers.scope_outputs(scopes) == ["a", "b.c1", "b.relu", None, "b.relu#2", "d"]
+
+
+NET_FILE = '''
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.c1 = nn.Conv2d(width, width, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.c2 = nn.Conv2d(width, width, 3, padding=1)
+
+    def forward(self, x):
+        y = self.c2(self.relu(self.c1(x)))
+        y += x
+        return self.relu(y)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = nn.ReLU(inplace=True)
+        self.block = Block(4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.head(self.block(self.act(self.stem(x))).mean((2, 3)))
+
+
+def net():
+    torch.manual_seed(0)
+    model = Net().eval()
+    with torch.no_grad():
+        model.stem.weight.mul_(1e5)  # its output passes fp16's 65504
+    return model
+'''
+
+
+def test_check_layers_names_the_first_overflowing_layer_of_a_variant_in_the_table_and_the_json(tmp_path, capsys):
+    import json
+
+    from workbench.cli import main
+
+    (tmp_path / "hot.py").write_text(NET_FILE)
+    argv = ["check", f"{tmp_path / 'hot.py'}:net", "--to", "onnx", "--compress", "onnx:fp16", "--preset", "unit",
+            "--size", "16", "16", "--task", "classification", "--images", str(SAMPLES), "--out", str(tmp_path / "out"),
+            "--layers"]
+    main(argv + ["--json"])
+    doc = json.loads(capsys.readouterr().out)
+    figures = doc["formats"]["onnx"]["variants"]["fp16"]["layers"]
+    assert figures["overflow"] == "stem" and figures["precision"] == "fp16", figures
+    stem = next(x for x in figures["layers"] if x["torch"] == "stem")
+    assert stem["finite"] is False and stem["overflow"] is True and stem["peak"] > 65504
+    assert "layers" not in doc["formats"]["onnx"]  # the fp32 file passes: nothing to locate
+    main(argv + ["--overwrite"])
+    table = capsys.readouterr().out
+    assert "fp16 overflow: op" in table and "(PyTorch 'stem')" in table, table

@@ -359,3 +359,56 @@ def torchscript_modules(script) -> dict[str, str]:
     with_scope = [(n, s) for n, s in produced if s]
     keys = scope_outputs([s for _, s in with_scope])
     return {n: k for (n, _), k in zip(with_scope, keys) if k is not None}
+
+
+def attach(session, report, tolerance=None, progress=None) -> dict[str, Layers]:
+    """`workbench check --layers`: the per-layer comparison of each failing format of `report` and of each
+    compressed variant it ran, on the session's first image, for formats that have a locator. Each format's
+    `divergence` becomes its description, each variant gets a `layers` attribute; returns them by
+    ``format`` or ``format variant``. A locator that cannot run says why in its place."""
+    from . import formats
+    from .errors import WorkbenchError
+
+    found: dict[str, Layers] = {}
+
+    def run(key, artifact, runner):
+        if progress:
+            progress(key, "locate")
+        try:
+            found[key] = locate(session, artifact, runner, tolerance=tolerance)
+            return found[key].describe()
+        except WorkbenchError as exc:
+            return f"no per-layer comparison: {exc}"
+
+    for name, result in report.formats.items():
+        fmt = formats.get(name)
+        if not fmt.locator or result.artifact is None:
+            continue
+        if result.comparison is not None and not result.comparison.passed:
+            result.divergence = run(name, result.artifact, session.runner(name))
+        for variant, v in result.variants.items():
+            if v.artifact is None or v.comparison is None:
+                continue
+            runner = fmt.make_runner(v.artifact, **session.exported.runtime_options.get(name, {}))
+            try:
+                v.layers = run(f"{name} {variant}", v.artifact, runner)
+            finally:
+                runner.deactivate()
+    report.layers = found
+    return found
+
+
+def report_json(report) -> str:
+    """`report.to_json()` with each located format's and variant's per-layer figures under ``layers``."""
+    import json
+
+    from .session import _finite
+
+    doc = report.to_dict()
+    for key, found in getattr(report, "layers", {}).items():
+        name, _, variant = key.partition(" ")
+        entry = doc["formats"][name]
+        if variant:
+            entry = entry["variants"][variant]
+        entry["layers"] = found.to_dict()
+    return json.dumps(_finite(doc), indent=2)

@@ -14,8 +14,9 @@ import ast
 
 import numpy as np
 
+from ... import layers as _layers
 from ...errors import WorkbenchError, first_line, require
-from ...layers import Candidate, compare_layers, module_outputs, precision_of, reference_module, require_module
+from ...layers import Candidate, Layers, compare_layers, module_outputs, precision_of, reference_module
 
 SCOPES = "pkg.torch.onnx.name_scopes"
 
@@ -76,20 +77,20 @@ def intermediate_values(model, wanted: list[str], x: np.ndarray, input_name: str
 def locate(artifact, runner=None, pixels=None, preprocess=None, tolerance=None, *, module=None):
     """Per-layer comparison of the ONNX `artifact` with PyTorch's `module` on one image (`pixels`, (1, 3, H, W)),
     both given the same input: a `layers.Layers`. preprocess: what to apply in front of an artifact that takes
-    the model's tensor. Raises WorkbenchError for a file whose nodes carry no module scopes."""
+    the model's tensor. A file whose nodes carry no module scopes (the legacy exporter's) matches no layer, and
+    its `hidden` says why."""
     onnx = require("onnx", "onnx")
-    require_module(artifact, module)
+    _layers.require_module(artifact, module)
     x = runner.inputs(pixels, preprocess)
     model = onnx.load(str(artifact.path))
     scopes = node_scopes(model)
     kept = [i for i, s in enumerate(scopes) if s]
-    if not kept:
-        raise WorkbenchError(f"{artifact.path}: its nodes carry no PyTorch module scopes ({SCOPES}), which only "
-                             "torch's torch.export-based exporter writes: export it without legacy=True to compare "
-                             "it layer by layer")
-    from ...layers import scope_outputs
+    if not kept:  # not an error: the widget locates every failing format, and this one has nothing to show
+        return Layers("onnx", "ONNX", (), len(model.graph.node), precision_of(artifact), hidden=(
+            f"{artifact.path.name}: its nodes carry no PyTorch module scopes ({SCOPES}), which only torch's "
+            "torch.export-based exporter writes: export it without legacy=True to compare it layer by layer"))
 
-    keys = dict(zip(kept, scope_outputs([scopes[i] for i in kept])))
+    keys = dict(zip(kept, _layers.scope_outputs([scopes[i] for i in kept])))
     nodes = list(model.graph.node)
     wanted = {i: nodes[i].output[0] for i, k in keys.items() if k is not None and nodes[i].output}
     values = intermediate_values(model, list(wanted.values()), x, artifact.input_name, getattr(runner, "threads", None))
