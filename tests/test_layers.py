@@ -212,3 +212,22 @@ def test_check_layers_names_the_first_overflowing_layer_of_a_variant_in_the_tabl
     main(argv + ["--overwrite"])
     table = capsys.readouterr().out
     assert "fp16 overflow: op" in table and "(PyTorch 'stem')" in table, table
+
+
+def test_mnn_names_the_layer_exported_with_a_perturbed_weight_and_not_the_fused_conv(tmp_path):
+    pytest.importorskip("MNN")
+    pre = Preprocess.preset("unit", size=(16, 16))
+    s = Session(residual_net(), SAMPLES, preprocess=pre, task="classification")
+    clean = s.export("mnn", tmp_path / "net.mnn")
+    found = layers.locate(s, clean, s.runner("mnn"))
+    # MNN fuses act into stem's convolution: that op stands for act, and nothing is blamed
+    assert "act" in {x.torch for x in found.layers} and "stem" not in {x.torch for x in found.layers}
+    assert found.first is None, found.describe()
+    bad = residual_net()
+    with torch.no_grad():
+        bad.block.c2.weight.mul_(1.5)
+    other = Session(bad, SAMPLES, preprocess=pre, task="classification")
+    artifact = other.export("mnn", tmp_path / "bad.mnn")
+    found = layers.locate(s, artifact, formats.runner_for(artifact))  # s: the faithful model is PyTorch's side
+    assert found.first is not None and found.first.torch == "block.c2", found.describe()
+    assert found.growth.torch == found.first.torch
