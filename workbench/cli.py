@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fail a format or variant whose segmentation mIoU against PyTorch is below F")
     check.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     dataset_cli.add_arguments(check)  # --limit, --every, --workers, --engine, --resume ...: workbench/dataset/cli.py
+    check.add_argument("--layers", action="store_true",
+                       help="compare each failing format and each compressed variant with PyTorch layer by layer on "
+                            "the first image: name the first diverging layer (JSON: the per-layer figures)")
     return parser
 
 
@@ -355,8 +358,13 @@ def _run(args, names, options, runtime, images, labels, progress, compress=None)
                       runtime_options={k: v for k, v in runtime.items() if k in names}, progress=progress)
     tolerance = Tolerance(rel=args.rtol, atol=args.atol) if args.rtol is not None else None
     thresholds = {k: getattr(args, k) for k in ("min_top1", "min_psnr", "min_miou") if getattr(args, k) is not None}
-    return session.check(names, args.out, tolerance=tolerance, overwrite=args.overwrite, options=options,
-                         progress=progress, compress=compress, thresholds=thresholds or None)
+    report = session.check(names, args.out, tolerance=tolerance, overwrite=args.overwrite, options=options,
+                           progress=progress, compress=compress, thresholds=thresholds or None)
+    if args.layers:
+        from .layers import attach
+
+        attach(session, report, tolerance, progress)
+    return report
 
 
 def render(report) -> str:
@@ -411,6 +419,7 @@ def _variant_lines(r) -> list[str]:
         lines.append(f"{label:<12}{status:<9}{''.join(_cells(w))}  {size}  {v.artifact.path if v.artifact else '-'}")
         extra = ([v.error] if v.error else []) + v.failures + [f"({n})" for n in v.artifact.notes
                                                                if v.artifact]
+        extra += (v.divergence or "").splitlines()  # --layers
         lines += [f"{'':<12}{text}" for text in extra]
     return lines
 

@@ -80,6 +80,7 @@ class VariantResult:
     failures: list[str] = field(default_factory=list)
     judged: bool = False  # thresholds were given
     label: str = ""
+    divergence: str | None = None  # where it first leaves PyTorch (`check --layers`, a format with a locator)
 
     @property
     def passed(self) -> bool | None:
@@ -100,7 +101,8 @@ class VariantResult:
                 **{k: v for k, v in figures.items() if k in ("top1_agreement", "top5_agreement", "miou")},
                 "failures": self.failures, "notes": list(self.artifact.notes) if self.artifact else [],
                 "calibration": self.calibration, "runtime": self.label or None,
-                "path": str(self.artifact.path) if self.artifact else None, "error": self.error}
+                "path": str(self.artifact.path) if self.artifact else None, "error": self.error,
+                **({"divergence": self.divergence} if self.divergence else {})}
 
 
 @dataclass
@@ -167,6 +169,7 @@ class Report:
     formats: dict[str, FormatResult] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     training_preprocess: Preprocess | None = None
+    layers: dict = field(default_factory=dict)  # `check --layers`: Layers by "format" or "format variant"
 
     @property
     def passed(self) -> bool:
@@ -180,7 +183,14 @@ class Report:
         return {"passed": self.passed, "model": self.model, "images": self.images, "task": self.task,
                 "preprocess": self.preprocess.to_dict(),
                 "training_preprocess": (self.training_preprocess or self.preprocess).to_dict(), "notes": self.notes,
-                "formats": {k: v.to_dict() for k, v in self.formats.items()}}
+                "formats": self._formats_dict()}
+
+    def _formats_dict(self) -> dict:
+        doc = {k: v.to_dict() for k, v in self.formats.items()}
+        for key, found in self.layers.items():  # --layers: every layer's figures beside its format or variant
+            name, _, variant = key.partition(" ")
+            (doc[name]["variants"][variant] if variant else doc[name])["layers"] = found.to_dict()
+        return doc
 
     def to_json(self) -> str:
         """The report as JSON; JSON has no inf/nan, so PSNR of identical outputs is null."""
@@ -536,16 +546,13 @@ class ArtifactSet:
 
     def locate(self, fmt: str | None = None, image: int = 0, tolerance: Tolerance | None = None,
                preprocess: Preprocess | None = None):
-        """Where the `fmt` artifact first diverges from PyTorch on sample image `image`, both sides given the
-        same input (a `coreml_interp.Divergence` for Core ML). fmt None: the one artifact in this set whose
-        format has a locator."""
+        """Where the `fmt` artifact diverges from PyTorch, layer by layer, on sample image `image`, both sides
+        given the same input: a `layers.Layers` (`first`: the first layer over tolerance). fmt None: the one
+        artifact in this set whose format has a locator."""
+        from .layers import locate
+
         fmt = self._locatable(fmt)
-        artifact = self.artifacts[fmt]
-        n = len(self.reference.images)
-        if not 0 <= image < n:
-            raise WorkbenchError(f"image {image} is out of range: there are {n} sample images")
-        return _formats.get(fmt).locate(artifact, self.runner(fmt), self.reference.pixels[image:image + 1],
-                                       preprocess, tolerance)
+        return locate(self.reference, self.artifacts[fmt], self.runner(fmt), image, tolerance, preprocess)
 
     def _locatable(self, fmt: str | None) -> str:
         if fmt is not None:

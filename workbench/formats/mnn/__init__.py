@@ -11,6 +11,7 @@ from ..common.mean_norm import MeanNorm
 FORMAT = register(Format(
     name="mnn", title="MNN", runtime="MNN", suffixes=(".mnn",), package=__name__,
     exporter=".export:export_mnn", runner=".runner:MnnRunner", validator=".validate:check_mnn",
+    locator=".locate:locate",
     floor=".floor:floor", native=MeanNorm(), precisions=("fp32", "fp16"),
     export_options=(Option("precision", "fp32", "fp16 stores weights in half precision (MNN's --fp16, beyond the "
                                                 "fp16 tolerance on some nets); fp32 for parity", ("fp32", "fp16"),

@@ -9,6 +9,7 @@ from .. import Format, Option, register
 FORMAT = register(Format(
     name="torchscript", title="TorchScript", runtime="TorchScript", suffixes=(".pt",), package=__name__,
     exporter=".export:export_torchscript", runner=".runner:TorchScriptRunner", validator=".validate:check_torchscript",
+    locator=".locate:locate",
     floor=".floor:floor", bare_export=".floor:bare_export",
     export_options=(Option("optimize", False, "torch's mobile optimizer (needs XNNPACK)", panel=True),
                     Option("check_trace", True, "torch's own check of the trace")),
