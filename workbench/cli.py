@@ -7,6 +7,7 @@ produced), 2 for bad input or usage, with a one-line message and no traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -97,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fail a format or variant whose worst PSNR against PyTorch is below DB")
     check.add_argument("--min-miou", type=float, metavar="F", dest="min_miou",
                        help="fail a format or variant whose segmentation mIoU against PyTorch is below F")
-    check.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    check.add_argument("--json", action="store_true", help="print one JSON document instead of the table "
+                       "(whatever the model, its factory or a converter prints goes to stderr)")
+    check.add_argument("--debug", action="store_true",
+                       help="print the traceback of an error inside an exporter, runner or the workbench to stderr")
     return parser
 
 
@@ -308,6 +312,26 @@ class Progress:
         print(f"workbench: {text}", file=self.stream, flush=True)
 
 
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """File descriptor 1 (and `sys.stdout`) pointed at stderr meanwhile: what Python code prints and what C++
+    writes to the process's stdout both land on stderr."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 class _Usage(Exception):
     """Bad command-line usage: exit 2 with the message."""
 
@@ -328,11 +352,19 @@ def check(args) -> int:
     labels = read_labels(args.labels) if args.labels else None
     progress = Progress()
     try:
-        report = _run(args, names, options, runtime, images, labels, progress, compress)
+        # under --json, stdout carries the JSON alone: a factory's model summary, a converter's print and a
+        # runtime's C++ log line all go to stderr while the model is loaded, exported and run
+        with stdout_to_stderr() if args.json else contextlib.nullcontext():
+            report = _run(args, names, options, runtime, images, labels, progress, compress)
         report.notes += flag_notes
         progress.done()
     finally:
         progress.close()
+    if args.debug:
+        for name, r in report.formats.items():
+            for text in [r.traceback] + [v.traceback for v in r.variants.values()]:
+                if text:
+                    print(f"workbench: {name}: {text}", file=sys.stderr)
     if args.json:
         print(report.to_json())
     else:
@@ -425,6 +457,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("workbench: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug (in the workbench or a library it drives): one line, the traceback on --debug
+        if args.debug:
+            raise
+        from .errors import first_line
+
+        print(f"workbench: error: {type(exc).__name__}: {first_line(exc)[:400]} (a bug: rerun with --debug for "
+              "the traceback, and report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
