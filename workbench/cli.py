@@ -72,7 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="timm's crop_pct: resize to int(size / F) before the center crop")
     check.add_argument("--interpolation", choices=["bilinear", "bicubic"],
                        help="the resize's filter (default: the model's, else bilinear)")
-    check.add_argument("--task", choices=["classification", "segmentation", "image", "generic"])
+    check.add_argument("--task", choices=["classification", "segmentation", "image", "detection", "generic"],
+                       help="what the main output means (default: what the model says, else read from its shape); "
+                            "a detection passes when every format finds the same objects as PyTorch")
+    check.add_argument("--score-threshold", type=float, metavar="F", dest="score_threshold",
+                       help="detection: boxes scoring below F are dropped, on both sides (default 0.25; with random "
+                            "weights, which score nothing that high, the 10th best score)")
+    check.add_argument("--iou-threshold", type=float, metavar="F", dest="iou_threshold",
+                       help="detection: NMS's IoU threshold, on both sides (default 0.45)")
     check.add_argument("--output-range", type=float, nargs=2, metavar=("LOW", "HIGH"), dest="output_range",
                        help="an image output's range, mapped to 0-255 pixels: 0 1 (sigmoid), -1 1 (tanh), 0 255; "
                             "implies --task image (default: read from the model's final tanh/sigmoid)")
@@ -243,7 +250,15 @@ def _options(pairs: list[str], flag: str) -> dict[str, dict]:
 
 
 def _task(args):
-    """--task, or an image task with its --output-range."""
+    """--task, an image task with its --output-range, or a detection with its thresholds."""
+    given = {k: getattr(args, k) for k in ("score_threshold", "iou_threshold") if getattr(args, k) is not None}
+    if given or args.task == "detection":
+        if args.task not in (None, "detection") or args.output_range is not None:
+            raise _Usage(f"--score-threshold and --iou-threshold are a detection's; they do not go with "
+                         f"--task {args.task or 'image'}")
+        from .tasks import Detection
+
+        return Detection(**given)
     if args.output_range is None:
         return args.task
     from .tasks import ImageToImage
@@ -406,6 +421,7 @@ def render(report) -> str:
             if text:
                 lines.append(f"{'':<12}{text}")
         if r.comparison:
+            lines += _detection_lines(w)
             lines += [f"{'':<12}{f}" for f in r.comparison.failures[:5]]
         if r.divergence:
             lines += [f"{'':<12}{line}" for line in r.divergence.splitlines()]
@@ -425,6 +441,16 @@ def _cells(w: dict) -> list[str]:
     return cells
 
 
+def _detection_lines(w: dict) -> list[str]:
+    """A detector's figures against PyTorch's boxes, on one line under its format."""
+    if "det_recall" not in w:
+        return []
+    return [f"{'':<12}boxes: precision {w['det_precision']:.3f}, recall {w['det_recall']:.3f} (IoU 0.5), "
+            f"mAP@0.5:0.95 {w['det_map']:.3f}, class flips {w['det_class_flips']:.0f}, largest box diff "
+            f"{w['det_box_diff']:.3g} px, score diff {w['det_score_diff']:.3g}; {w['det_boxes']:.0f} boxes for "
+            f"PyTorch's {w['det_reference_boxes']:.0f}"]
+
+
 def _variant_lines(r) -> list[str]:
     """One line per compressed variant under its format: status, figures, size against the artifact."""
     lines = []
@@ -437,7 +463,7 @@ def _variant_lines(r) -> list[str]:
             lines.append(label)
             label = ""
         lines.append(f"{label:<12}{status:<9}{''.join(_cells(w))}  {size}  {v.artifact.path if v.artifact else '-'}")
-        extra = ([v.error] if v.error else []) + v.failures + [f"({n})" for n in v.artifact.notes
+        extra = ([v.error] if v.error else []) + _detection_lines(w) + v.failures + [f"({n})" for n in v.artifact.notes
                                                                if v.artifact]
         lines += [f"{'':<12}{text}" for text in extra]
     return lines
