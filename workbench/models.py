@@ -290,6 +290,12 @@ def _ultralytics(name: str, trust: bool) -> LoadedModel:
     stride = int(max(module.stride.max().item(), 32)) if hasattr(module, "stride") else 32
     names = getattr(module, "names", None) or {}
     labels = [str(names[k]) for k in sorted(names)] if isinstance(names, dict) else list(names)
+    if labels == [str(i) for i in range(80)]:  # a yaml's model has no names: its 80 classes are COCO's
+        from ultralytics.cfg import get_cfg  # noqa: F401  (the package's own dataset yamls are beside it)
+        from ultralytics.utils import ROOT, YAML
+
+        coco = YAML.load(ROOT / "cfg" / "datasets" / "coco.yaml").get("names", {})
+        labels = [str(coco[k]) for k in sorted(coco)] if len(coco) == 80 else labels
     size = (640, 640)
     pre = Preprocess.preset("unit", size=size).replace(fit="letterbox", name=f"Ultralytics letterbox to a multiple "
                                                                                f"of stride {stride}, x/255 RGB")
