@@ -265,7 +265,9 @@ class Reference:
 
         x = torch.from_numpy(np.ascontiguousarray(pre.apply(self.pixels[:1])))
         try:
-            with torch.inference_mode():
+            # no_grad, not inference_mode: a model that caches tensors on its first call (Ultralytics' Detect
+            # keeps its anchors) would keep inference tensors, which torch.export then refuses
+            with torch.no_grad():
                 items = output_items(self.model.module(x))
         except Exception:  # the reference run below reports a failing forward in its own words
             return output
