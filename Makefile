@@ -16,7 +16,7 @@ PYTEST_ARGS ?= -n auto --dist loadfile
 $(STAMP): pyproject.toml Makefile constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt $(TORCH)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[lab,test,android,timm,ray]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[lab,test,android,timm,ray,detect]'
 	@touch $(STAMP)
 
 # ExecuTorch (converter and runtime) and LiteRT's converter live in an env of their own inside .venv: in .venv,

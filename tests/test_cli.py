@@ -142,3 +142,107 @@ def test_a_shared_flag_reaches_every_chosen_format_that_has_it(model_py, tmp_pat
     assert main(["check", *common, "--to", "onnx,torchscript", "--precision", "fp16"]) == 2
     assert "--precision applies to Core ML, ExecuTorch, ncnn, MNN, LiteRT; none of them is checked" in \
         capsys.readouterr().err
+
+
+# A detector's eval forward as Ultralytics' YOLOv8 gives it: (predictions, {side outputs, one a list}); and a
+# factory that prints its model summary, from Python and from C (fd 1), as model packages do.
+SIDE_OUTPUT_PY = textwrap.dedent("""
+    import os
+
+    import torch
+    from torch import nn
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = nn.Conv2d(3, 6, 3, stride=4)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y.flatten(2), {"boxes": y[:, :4], "feats": [y, y]}
+
+    def build():
+        print("Head summary: 1 layer, 168 parameters")
+        os.write(1, b"native: a line from C\\n")
+        return Head()
+""")
+
+SWISH_PY = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class SwishImplementation(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * torch.sigmoid(x)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            s = torch.sigmoid(x)
+            return grad * s * (1 + x * (1 - s))
+
+    class MemoryEfficientSwish(nn.Module):
+        def forward(self, x):
+            return SwishImplementation.apply(x)
+
+    def build():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), MemoryEfficientSwish(), nn.AdaptiveAvgPool2d(1),
+                             nn.Flatten(), nn.Linear(8, 5))
+""")
+
+
+def test_output_chooses_before_a_side_output_is_read_and_prints_stay_off_the_json(samples, tmp_path):
+    """`--output 0` on a model whose output 1 is a dict holding a list once exited 2 ("output 'output_1' is a
+    dict"); and the factory's summary landed on stdout before the JSON."""
+    path = tmp_path / "head.py"
+    path.write_text(SIDE_OUTPUT_PY)
+    proc = run("check", f"{path}:build", "--images", str(samples), "--to", "onnx", "--size", "32", "32",
+               "--output", "0", "--task", "generic", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)  # the JSON alone: the prints went to stderr
+    assert "Head summary" in proc.stderr and "native: a line from C" in proc.stderr
+    assert any("output 'output_1' is a dict, not a tensor: left out" in n for n in doc["notes"]), doc["notes"]
+    assert doc["formats"]["onnx"]["passed"] is True
+    proc = run("check", f"{path}:build", "--images", str(samples), "--to", "onnx", "--size", "32", "32",
+               "--output", "1")
+    assert proc.returncode == 2 and "output 'output_1' is a dict, not a tensor" in proc.stderr, proc.stderr
+
+
+def test_an_exporter_exception_is_one_line_naming_the_autograd_function(samples, tmp_path):
+    """TorchScript cannot save a custom autograd.Function: once a 60-line traceback; now one line naming the
+    format, the Function, the module calling it and the fix; the traceback only with --debug."""
+    path = tmp_path / "swish.py"
+    path.write_text(SWISH_PY)
+    common = ["check", f"{path}:build", "--images", str(samples), "--to", "torchscript", "--size", "32", "32"]
+    proc = run(*common)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    line = next(li for li in proc.stdout.splitlines() if "TorchScript export failed" in li)
+    assert "RuntimeError: Could not export Python function call 'SwishImplementation'" in line
+    assert "SwishImplementation (called by MemoryEfficientSwish '1')" in line and "x * torch.sigmoid(x)" in line
+    proc = run(*common, "--debug")
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "torch.jit.save" in proc.stderr
+
+
+def test_what_a_factory_prints_stays_off_the_json(samples, tmp_path, capfd):
+    """Ultralytics prints a model summary as it builds a model: under --json it once came before the JSON on
+    stdout. Both what Python prints and what C writes to file descriptor 1 go to stderr now."""
+    from workbench.cli import main
+
+    path = tmp_path / "printing.py"
+    path.write_text(MODEL_PY + textwrap.dedent("""
+        def loud():
+            import os
+            print("Model summary: 4 layers")
+            os.write(1, b"native: a line from C\\n")
+            return build()
+    """))
+    code = main(["check", f"{path}:loud", "--images", str(samples), "--to", "torchscript", "--size", "32", "32",
+                 "--json"])
+    out, err = capfd.readouterr()
+    assert code == 0 and json.loads(out)["passed"] is True, out
+    assert "Model summary: 4 layers" in err and "native: a line from C" in err

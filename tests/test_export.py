@@ -207,3 +207,27 @@ def test_skipping_the_check_keeps_the_control_flow_warning(samples):
     s = Session(Branchy(), samples, preprocess=Preprocess.preset("unit", size=(8, 8)), task="generic")
     art = s.export("torchscript", check_trace=False)
     assert any("data-dependent control flow" in n for n in art.notes)
+
+
+def test_an_exception_inside_an_exporter_or_runner_is_a_result_not_a_crash(samples):
+    """Not a WorkbenchError (a RuntimeError from torch.jit.save, an exporter's bug): the format fails with one
+    line naming it and the cause, and the other formats go on."""
+
+    class Swish(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * torch.sigmoid(x)
+
+    class MemoryEfficientSwish(nn.Module):
+        def forward(self, x):
+            return Swish.apply(x)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), MemoryEfficientSwish(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    s = Session(model, samples, preprocess=Preprocess.preset("unit", size=(16, 16)), task="generic")
+    report = s.check(["torchscript", "onnx"])
+    ts = report.formats["torchscript"]
+    assert ts.passed is False and ts.error.startswith("TorchScript export failed: RuntimeError: ")
+    assert "\n" not in ts.error and "Swish (called by MemoryEfficientSwish '1')" in ts.error
+    assert "Traceback" in ts.traceback and "traceback" not in ts.to_dict()
+    assert report.formats["onnx"].passed is True

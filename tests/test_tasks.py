@@ -148,8 +148,8 @@ def test_make_task_guesses_from_the_output_shape(shape, name):
 
 
 def test_unknown_task_is_refused_with_the_choices():
-    with pytest.raises(WorkbenchError, match=r"unknown task 'detection'; choose one of classification, segmentation"):
-        make_task("detection")
+    with pytest.raises(WorkbenchError, match=r"unknown task 'keypoints'; choose one of classification, segmentation"):
+        make_task("keypoints")
 
 
 # -- labels files -----------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ produced), 2 for bad input or usage, with a one-line message and no traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -72,7 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="timm's crop_pct: resize to int(size / F) before the center crop")
     check.add_argument("--interpolation", choices=["bilinear", "bicubic"],
                        help="the resize's filter (default: the model's, else bilinear)")
-    check.add_argument("--task", choices=["classification", "segmentation", "image", "generic"])
+    check.add_argument("--task", choices=["classification", "segmentation", "image", "detection", "generic"],
+                       help="what the main output means (default: what the model says, else read from its shape); "
+                            "a detection passes when every format finds the same objects as PyTorch")
+    check.add_argument("--score-threshold", type=float, metavar="F", dest="score_threshold",
+                       help="detection: boxes scoring below F are dropped, on both sides (default 0.25; with random "
+                            "weights, which score nothing that high, the 10th best score)")
+    check.add_argument("--iou-threshold", type=float, metavar="F", dest="iou_threshold",
+                       help="detection: NMS's IoU threshold, on both sides (default 0.45)")
     check.add_argument("--output-range", type=float, nargs=2, metavar=("LOW", "HIGH"), dest="output_range",
                        help="an image output's range, mapped to 0-255 pixels: 0 1 (sigmoid), -1 1 (tanh), 0 255; "
                             "implies --task image (default: read from the model's final tanh/sigmoid)")
@@ -98,7 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fail a format or variant whose worst PSNR against PyTorch is below DB")
     check.add_argument("--min-miou", type=float, metavar="F", dest="min_miou",
                        help="fail a format or variant whose segmentation mIoU against PyTorch is below F")
-    check.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    check.add_argument("--json", action="store_true", help="print one JSON document instead of the table "
+                       "(whatever the model, its factory or a converter prints goes to stderr)")
+    check.add_argument("--debug", action="store_true",
+                       help="print the traceback of an error inside an exporter, runner or the workbench to stderr")
     dataset_cli.add_arguments(check)  # --limit, --every, --workers, --engine, --resume ...: workbench/dataset/cli.py
     check.add_argument("--layers", action="store_true",
                        help="compare each failing format and each compressed variant with PyTorch layer by layer on "
@@ -244,7 +255,15 @@ def _options(pairs: list[str], flag: str) -> dict[str, dict]:
 
 
 def _task(args):
-    """--task, or an image task with its --output-range."""
+    """--task, an image task with its --output-range, or a detection with its thresholds."""
+    given = {k: getattr(args, k) for k in ("score_threshold", "iou_threshold") if getattr(args, k) is not None}
+    if given or args.task == "detection":
+        if args.task not in (None, "detection") or args.output_range is not None:
+            raise _Usage(f"--score-threshold and --iou-threshold are a detection's; they do not go with "
+                         f"--task {args.task or 'image'}")
+        from .tasks import Detection
+
+        return Detection(**given)
     if args.output_range is None:
         return args.task
     from .tasks import ImageToImage
@@ -313,6 +332,26 @@ class Progress:
         print(f"workbench: {text}", file=self.stream, flush=True)
 
 
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """File descriptor 1 (and `sys.stdout`) pointed at stderr meanwhile: what Python code prints and what C++
+    writes to the process's stdout both land on stderr."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 class _Usage(Exception):
     """Bad command-line usage: exit 2 with the message."""
 
@@ -335,11 +374,19 @@ def check(args) -> int:
     labels = read_labels(args.labels) if args.labels else None
     progress = Progress()
     try:
-        report = _run(args, names, options, runtime, images, labels, progress, compress)
+        # under --json, stdout carries the JSON alone: a factory's model summary, a converter's print and a
+        # runtime's C++ log line all go to stderr while the model is loaded, exported and run
+        with stdout_to_stderr() if args.json else contextlib.nullcontext():
+            report = _run(args, names, options, runtime, images, labels, progress, compress)
         report.notes += flag_notes
         progress.done()
     finally:
         progress.close()
+    if args.debug:
+        for name, r in report.formats.items():
+            for text in [r.traceback] + [v.traceback for v in r.variants.values()]:
+                if text:
+                    print(f"workbench: {name}: {text}", file=sys.stderr)
     if args.json:
         print(report.to_json())
     else:
@@ -386,6 +433,7 @@ def render(report) -> str:
             if text:
                 lines.append(f"{'':<12}{text}")
         if r.comparison:
+            lines += _detection_lines(w)
             lines += [f"{'':<12}{f}" for f in r.comparison.failures[:5]]
         if r.divergence:
             lines += [f"{'':<12}{line}" for line in r.divergence.splitlines()]
@@ -405,6 +453,16 @@ def _cells(w: dict) -> list[str]:
     return cells
 
 
+def _detection_lines(w: dict) -> list[str]:
+    """A detector's figures against PyTorch's boxes, on one line under its format."""
+    if "det_recall" not in w:
+        return []
+    return [f"{'':<12}boxes: precision {w['det_precision']:.3f}, recall {w['det_recall']:.3f} (IoU 0.5), "
+            f"mAP@0.5:0.95 {w['det_map']:.3f}, class flips {w['det_class_flips']:.0f}, largest box diff "
+            f"{w['det_box_diff']:.3g} px, score diff {w['det_score_diff']:.3g}; {w['det_boxes']:.0f} boxes for "
+            f"PyTorch's {w['det_reference_boxes']:.0f}"]
+
+
 def _variant_lines(r) -> list[str]:
     """One line per compressed variant under its format: status, figures, size against the artifact."""
     lines = []
@@ -417,7 +475,7 @@ def _variant_lines(r) -> list[str]:
             lines.append(label)
             label = ""
         lines.append(f"{label:<12}{status:<9}{''.join(_cells(w))}  {size}  {v.artifact.path if v.artifact else '-'}")
-        extra = ([v.error] if v.error else []) + v.failures + [f"({n})" for n in v.artifact.notes
+        extra = ([v.error] if v.error else []) + _detection_lines(w) + v.failures + [f"({n})" for n in v.artifact.notes
                                                                if v.artifact]
         extra += (v.divergence or "").splitlines()  # --layers
         lines += [f"{'':<12}{text}" for text in extra]
@@ -438,6 +496,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("workbench: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug (in the workbench or a library it drives): one line, the traceback on --debug
+        if args.debug:
+            raise
+        from .errors import first_line
+
+        print(f"workbench: error: {type(exc).__name__}: {first_line(exc)[:400]} (a bug: rerun with --debug for "
+              "the traceback, and report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -86,3 +86,57 @@ def conversion_error(fmt: str, exc: BaseException, *, module: str = "") -> Conve
     subject = f" {module}" if module else ""
     return ConversionError(f"{fmt} export of{subject} failed at{where or ' conversion'}: {first[:400]}. "
                            f"Fix: {fixes[0]}")
+
+
+def autograd_functions(module, x) -> list[tuple[str, str, str]]:
+    """(Function, dotted path of the module that calls it, that module's class) for each custom
+    `torch.autograd.Function` (one defined outside torch) that one forward of `module` on `x` applies.
+
+    A Function's forward is Python the exporters cannot see into: TorchScript refuses to save it ("Could not
+    export Python function call"), and converters that read a trace meet an opaque PythonOp."""
+    import torch
+
+    stack: list[tuple[str, str]] = []
+    found: dict[str, tuple[str, str, str]] = {}
+    handles = []
+    for name, sub in module.named_modules():
+        handles.append(sub.register_forward_pre_hook(
+            lambda m, a, name=name: stack.append((name, type(m).__name__))))
+        handles.append(sub.register_forward_hook(lambda m, a, out: stack.pop() if stack else None))
+    function = torch.autograd.Function
+    original = function.__dict__["apply"]
+
+    def apply(cls, *args, **kwargs):
+        if not cls.__module__.startswith("torch"):
+            where, kind = stack[-1] if stack else ("", "")
+            found.setdefault(cls.__name__, (cls.__name__, where, kind))
+        return original.__func__(cls, *args, **kwargs)
+
+    function.apply = classmethod(apply)
+    try:
+        with torch.no_grad():
+            module(x)
+    except Exception:  # reading the calls is a nicety: a forward that fails here names nothing
+        pass
+    finally:
+        function.apply = original
+        for h in handles:
+            h.remove()
+    return list(found.values())
+
+
+def autograd_function_hint(functions: list[tuple[str, str, str]], text: str) -> str | None:
+    """What to do when `text` (an exporter's error) comes from one of `functions` (`autograd_functions`), or
+    None when it names none of them."""
+    named = [f for f in functions if re.search(rf"\b{re.escape(f[0])}\b", text)]
+    if not named and not re.search(r"PythonOp|Python function call|autograd\.Function", text, re.I):
+        return None
+    named = named or functions
+    if not named:
+        return None
+    calls = "; ".join(f"{fn} (called by {kind} '{where}')" if where else f"{fn} (called by the model itself)"
+                      for fn, where, kind in named[:3])
+    return (f"the model calls the custom torch.autograd.Function {calls}, whose Python forward exporters cannot "
+            "follow. Fix: for export, make that module compute its forward with torch ops directly (the Function "
+            "is only there to save memory in training: a memory-efficient Swish is x * torch.sigmoid(x)), or use "
+            "the library's export switch (efficientnet_pytorch: model.set_swish(memory_efficient=False))")

@@ -77,6 +77,8 @@ def load_model(source, *, weights: str | Path | None = "DEFAULT", factory: str |
         return _eval(_torchvision(text.split(":", 1)[1], weights))
     if text.startswith("timm:"):
         return _eval(_timm(text.split(":", 1)[1], weights))
+    if text.startswith("ultralytics:"):
+        return _eval(_ultralytics(text.split(":", 1)[1], trust))
     path_part, sep, name = text.rpartition(":")
     if sep and path_part.endswith(".py"):
         module = _call_factory(_factory_from_file(Path(path_part), name), f"{path_part}:{name}")
@@ -211,6 +213,94 @@ def _timm(name: str, weights) -> LoadedModel:
         loaded.labels = [f"{s} ({info.index_to_label_name(i)})" if short.count(s) > 1 else s
                          for i, s in enumerate(short)]
     return loaded
+
+
+# -- ultralytics --------------------------------------------------------------------------------------
+# Set before ultralytics is imported: no request off the machine (its online check, update checks, analytics
+# and crash reports all read these), no pip install at run time, no model summary printed, and its settings
+# file written in a folder of its own, not the user's ~/.config (the user's own settings win where set).
+ULTRALYTICS_ENV = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0", "YOLO_VERBOSE": "0"}
+
+
+def quiet_ultralytics():
+    """ultralytics imported with its network, installs, analytics and chatter off (see ULTRALYTICS_ENV)."""
+    import os
+    import tempfile
+
+    for key, value in ULTRALYTICS_ENV.items():
+        os.environ[key] = value
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(tempfile.gettempdir()) / "workbench-ultralytics"))
+    from .errors import require
+
+    require("ultralytics", "ultralytics (or: pip install -e '.[detect]')")
+    from ultralytics.utils import SETTINGS
+
+    if SETTINGS.get("sync"):
+        SETTINGS.update({"sync": False})  # no analytics events or crash reports, even if it were online
+    return SETTINGS
+
+
+def _ultralytics(name: str, trust: bool) -> LoadedModel:
+    """Ultralytics' `name`: a model yaml ("yolov8n.yaml", "yolo11n.yaml": random weights, offline) or a .pt
+    weights file (read with torch.load(weights_only=True) against Ultralytics' allow-list of its classes,
+    unless `trust`). Its eval forward gives (predictions (1, 4 + C, N), side outputs): the predictions are the
+    main output, decoded as a detection; the preprocessing is letterbox to a multiple of its stride, 0-1 RGB."""
+    quiet_ultralytics()
+    import torch
+
+    if name.endswith((".yaml", ".yml")):
+        from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+
+        try:
+            cfg = yaml_model_load(name)
+        except Exception as exc:
+            raise WorkbenchError(f"Ultralytics has no model config {name!r} ({first_line(exc)}); names look like "
+                                 "yolov8n.yaml, yolo11n.yaml") from exc
+        if cfg.get("task", "detect") not in ("detect", None) or "Detect" not in str(cfg.get("head", "")):
+            raise WorkbenchError(f"ultralytics:{name} is not a detection model; the workbench reads Ultralytics "
+                                 "detectors (yolov8n.yaml, yolo11n.yaml, ...)")
+        torch.manual_seed(0)
+        module = DetectionModel(cfg, verbose=False)
+        notes = ["random weights (an Ultralytics yaml, built offline): outputs are meaningless, but conversion "
+                 "parity still holds"]
+        stem = Path(name).stem
+    else:
+        path = Path(name)
+        if not path.is_file():
+            raise WorkbenchError(f"Ultralytics weights file {path} does not exist (relative to {Path.cwd()}); "
+                                 "nothing is downloaded: give the path of a .pt file")
+        from ultralytics.nn.tasks import torch_safe_load
+
+        try:
+            ckpt, _ = torch_safe_load(str(path), safe_only=not trust)
+        except Exception as exc:
+            raise WorkbenchError(
+                f"{path} could not be read as Ultralytics weights with weights_only=True ({type(exc).__name__}: "
+                f"{first_line(exc)}); only if you trust the file, pass trust=True (CLI: --trust-pickle): "
+                "unpickling runs code from it") from exc
+        module = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else ckpt
+        if not isinstance(module, torch.nn.Module):
+            raise WorkbenchError(f"{path} holds no Ultralytics model (keys: {list(ckpt)[:6]})")
+        module = module.float()
+        notes = [] if not trust else ["loaded with trust=True (code from the file ran)"]
+        stem = path.stem
+    if getattr(module, "task", "detect") != "detect":
+        raise WorkbenchError(f"ultralytics:{name} is a {module.task} model; the workbench reads detectors")
+    module.eval()
+    stride = int(max(module.stride.max().item(), 32)) if hasattr(module, "stride") else 32
+    names = getattr(module, "names", None) or {}
+    labels = [str(names[k]) for k in sorted(names)] if isinstance(names, dict) else list(names)
+    if labels == [str(i) for i in range(80)]:  # a yaml's model has no names: its 80 classes are COCO's
+        from ultralytics.cfg import get_cfg  # noqa: F401  (the package's own dataset yamls are beside it)
+        from ultralytics.utils import ROOT, YAML
+
+        coco = YAML.load(ROOT / "cfg" / "datasets" / "coco.yaml").get("names", {})
+        labels = [str(coco[k]) for k in sorted(coco)] if len(coco) == 80 else labels
+    size = (640, 640)
+    pre = Preprocess.preset("unit", size=size).replace(fit="letterbox", name=f"Ultralytics letterbox to a multiple "
+                                                                               f"of stride {stride}, x/255 RGB")
+    return LoadedModel(source=f"ultralytics:{name}", kind="torch", name=stem, module=module, preprocess=pre,
+                       labels=distinct_labels(labels) or None, task="detection", notes=notes)
 
 
 def _timm_pretrained(timm, full: str):

@@ -30,7 +30,7 @@ from .formats.common.pytorch import TorchRunner
 from .images import load_images, to_pixels
 from .models import LoadedModel, load_model
 from .preprocess import Preprocess
-from .tasks import ImageToImage, Task, check_output_range, final_activations, fitting_range, make_task
+from .tasks import ImageToImage, Task, check_output_range, final_activations, fitting_range, make_task, output_items
 
 DEFAULT_SIZE = (224, 224)
 
@@ -81,6 +81,7 @@ class VariantResult:
     judged: bool = False  # thresholds were given
     label: str = ""
     divergence: str | None = None  # where it first leaves PyTorch (`check --layers`, a format with a locator)
+    traceback: str | None = field(default=None, repr=False)  # of an exception that was not a WorkbenchError
 
     @property
     def passed(self) -> bool | None:
@@ -98,7 +99,8 @@ class VariantResult:
         figures = self.comparison.worst() if self.comparison is not None else {}
         return {"passed": self.passed, "size_bytes": self.size_bytes, "size_ratio": self.size_ratio,
                 **{k: figures.get(k) for k in ("max_abs", "mean_abs", "psnr", "cosine")},
-                **{k: v for k, v in figures.items() if k in ("top1_agreement", "top5_agreement", "miou")},
+                **{k: v for k, v in figures.items() if k in ("top1_agreement", "top5_agreement", "miou")
+                   or k.startswith("det_")},
                 "failures": self.failures, "notes": list(self.artifact.notes) if self.artifact else [],
                 "calibration": self.calibration, "runtime": self.label or None,
                 "path": str(self.artifact.path) if self.artifact else None, "error": self.error,
@@ -117,6 +119,7 @@ class FormatResult:
     label: str = ""
     divergence: str | None = None  # where a failing program first leaves PyTorch (a format with a locator)
     variants: dict[str, VariantResult] = field(default_factory=dict)
+    traceback: str | None = field(default=None, repr=False)  # of an exception that was not a WorkbenchError
 
     @property
     def passed(self) -> bool | None:
@@ -249,6 +252,7 @@ class Reference:
         self.pixels = to_pixels(self.images, pre.size, pre.fit, pre.resize, pre.interpolation)
         if progress:
             progress("PyTorch", "run")
+        output = self._tensor_outputs(pre, output)
         # One image at a time, as a phone runs it: a model that mixes the batch still gets a fair reference.
         raw = TorchRunner(self.model.module, label="PyTorch (eager)", batch=1).run(self.pixels, pre)
         self._model_outputs = tuple(raw)  # the model's own order: the export wrapper maps from it
@@ -261,6 +265,37 @@ class Reference:
         self.labels = None
         if labels is not None:
             self.set_labels(labels)
+
+    def _tensor_outputs(self, pre: Preprocess, output: str | int | None) -> str | int | None:
+        """Read the model's outputs once and keep its tensors: a side output that is not one (YOLOv8's dict of
+        feature lists beside its predictions) is left out, with a note, instead of blocking the check. `output`
+        (a position counts among all the model's outputs) is returned as a name; naming a left-out output is
+        an error."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(pre.apply(self.pixels[:1])))
+        try:
+            # no_grad, not inference_mode: a model that caches tensors on its first call (Ultralytics' Detect
+            # keeps its anchors) would keep inference tensors, which torch.export then refuses
+            with torch.no_grad():
+                items = output_items(self.model.module(x))
+        except Exception:  # the reference run below reports a failing forward in its own words
+            return output
+        names = [n for n, _ in items]
+        chosen = _output_name(dict(items), output) if output is not None else None
+        kept = [n for n, v in items if isinstance(v, torch.Tensor)]
+        if len(kept) == len(items) or not kept:
+            return chosen if chosen is not None else output  # all tensors, or none: the runner says which
+        if chosen is not None and chosen not in kept:
+            value = dict(items)[chosen]
+            raise WorkbenchError(f"output {chosen!r} is a {type(value).__name__}, not a tensor; the workbench "
+                                 f"compares tensors: choose one of {kept} (--output NAME|INDEX)")
+        for name, value in items:
+            if name not in kept:
+                self.notes.append(f"output {name!r} is a {type(value).__name__}, not a tensor: left out (the "
+                                  f"workbench compares the model's tensor outputs: {', '.join(kept)})")
+        self.model = dataclasses.replace(self.model, module=_kept_outputs(self.model.module, names, kept))
+        return chosen
 
     def _make_tasks(self, raw: dict, task, output, labels) -> dict[str, Task]:
         """Every output's task, the main output's first; image ranges read from the model or checked."""
@@ -323,6 +358,10 @@ class Reference:
             note = check_output_range(name, raw[name], t.output_range, why)
             if note:
                 self.notes.append(note)
+        if getattr(tasks[main], "name", "") == "detection":  # one score threshold, fixed on PyTorch's boxes
+            tasks[main], note = tasks[main].resolved(raw)
+            if note:
+                self.notes.append(note)
         return tasks
 
     @property
@@ -353,6 +392,8 @@ class Reference:
         main_name = self.task.main_output(self.outputs)
         main = self.outputs[main_name]
         n = main.shape[1] if main.ndim >= 2 else 1
+        if self.task.name == "detection":  # a detector's classes are its decoded scores' columns
+            n = self.task.candidates(self.outputs)[0][1].shape[1]
         if len(labels) != n:
             raise WorkbenchError(
                 f"{len(labels)} labels for a model with {n} classes (output {main_name!r} shape {main.shape[1:]}); "
@@ -416,6 +457,10 @@ class Reference:
         expected, figures = self._expected(artifact)
         result = compare(expected, outputs, task=self.task, tolerance=tol, images=[i.name for i in self.images],
                          name=name, reference_figures=figures)
+        if self.task.name == "detection":  # a detector passes when it finds the same objects
+            from .tasks.detection import judge
+
+            result = judge(self.task, expected, outputs, result, [i.name for i in self.images])
         if artifact is not None and artifact.precision == "fp16" and any(": non-finite" in f for f in result.failures):
             # a classifier's artifact gives probabilities: the logits that overflowed fp16 are the model's own
             for out, value in self.outputs.items():
@@ -469,6 +514,24 @@ def _for_output(task: Task, name: str) -> Task:
     bound = type(task)()
     bound.output = name
     return bound
+
+
+def _kept_outputs(module, names: Sequence[str], kept: Sequence[str]):
+    """`module` giving only its outputs named `kept` (of all its outputs `names`), as a {name: tensor} dict."""
+    import torch
+
+    class TensorOutputs(torch.nn.Module):
+        def __init__(self, model, names, kept):
+            super().__init__()
+            self.model, self.names, self.kept = model, list(names), list(kept)
+
+        def forward(self, x):
+            out = dict(zip(self.names, (v for _, v in output_items(self.model(x)))))
+            return {name: out[name] for name in self.kept}
+
+    wrapped = TensorOutputs(module, names, kept)
+    wrapped.__class__.__name__ = type(module).__name__
+    return wrapped.eval()
 
 
 def _outputs_by_name(module, names: Sequence[str]):
@@ -673,8 +736,8 @@ class Session(Reference):
                                               preprocess=preprocess, **(options or {}).get(name, {}))
             except OutputError:
                 raise  # the machine cannot take the outputs: no format can, so the whole check stops
-            except WorkbenchError as exc:
-                result.error = str(exc)
+            except Exception as exc:  # a format that cannot be produced is one line; the others go on
+                result.error, result.traceback = self._failure(fmt.title, "export", exc)
                 result.variants = {v: VariantResult(v, error=f"not built: the {name} export failed")
                                    for v in compress.get(name, ())}
                 continue
@@ -691,8 +754,8 @@ class Session(Reference):
                     result.divergence = self.locate(name, tolerance=tolerance).describe()
             except RuntimeUnavailable as exc:
                 result.skipped = str(exc)
-            except WorkbenchError as exc:
-                result.error = str(exc)
+            except Exception as exc:
+                result.error, result.traceback = self._failure(fmt.title, "run", exc)
             for variant in compress.get(name, ()):
                 if progress:
                     progress(f"{name} {variant}", "compress")
@@ -724,9 +787,30 @@ class Session(Reference):
             result.failures = below(result.comparison.worst(), thresholds, f"{fmt.name} {variant}")
         except RuntimeUnavailable as exc:
             result.error = f"cannot run here: {exc}"
-        except WorkbenchError as exc:
-            result.error = str(exc)
+        except Exception as exc:
+            result.error, result.traceback = self._failure(f"{fmt.title} {variant}", "build or run", exc)
         return result
+
+    def _failure(self, what: str, step: str, exc: Exception) -> tuple[str, str | None]:
+        """One line for an exception raised while `step` ran for `what` (a format): a WorkbenchError's own
+        message, anything else as "{what} {step} failed: Type: first line" with the custom autograd.Function
+        behind it, if any; and the traceback of anything else (the CLI prints it with --debug)."""
+        import traceback
+
+        from .diagnose import autograd_function_hint, autograd_functions
+        from .errors import first_line
+
+        text = str(exc) if isinstance(exc, WorkbenchError) else (
+            f"{what} {step} failed: {type(exc).__name__}: {first_line(exc)[:300]}")
+        detail = f"{type(exc).__name__}: {exc}"
+        if re.search(r"PythonOp|Python function|autograd|Function", detail, re.I):
+            import torch
+
+            x = torch.from_numpy(np.ascontiguousarray(self.training_preprocess.apply(self.pixels[:1])))
+            hint = autograd_function_hint(autograd_functions(self.model.module, x), detail)
+            if hint:  # it replaces a converter's generic advice
+                text = f"{text.split(' Fix: ')[0].rstrip('.: ')}. {hint}"
+        return text, None if isinstance(exc, WorkbenchError) else traceback.format_exc()
 
     def close(self) -> None:
         self.exported.close()

@@ -65,11 +65,10 @@ def wants_stream(args) -> bool:
 
 def run(args) -> int:
     """The dataset run of `workbench check`: 0 when every format is within tolerance on every image, 1 otherwise."""
+    import contextlib
+
     from .. import cli
-    from ..compare import Tolerance
-    from ..session import Session
     from ..tasks import read_labels
-    from .run import check_dataset
     from .source import open_source
 
     if args.resume and not args.out:
@@ -87,6 +86,52 @@ def run(args) -> int:
     step = max(1, len(listing.items) // SAMPLES)
     samples = [i.path for i in listing.items[::step][:SAMPLES]]
     labels = read_labels(args.labels) if args.labels else None
+    # under --json, stdout carries the JSON alone (as in the sample check): what the model, a converter or a
+    # runtime prints goes to stderr
+    with cli.stdout_to_stderr() if args.json else contextlib.nullcontext():
+        outcome = _check(args, names, compress, options, runtime, flag_notes, listing, samples, labels)
+    if isinstance(outcome, int):
+        return outcome
+    result, report = outcome
+    if args.json:
+        doc = result.to_dict()
+        doc["sample_check"] = json.loads(report.to_json())
+        print(json.dumps(doc, indent=2))
+    else:
+        print(result.render())
+    return 0 if result.passed else 1
+
+
+def _readable(paths, listing) -> list[str]:
+    """The sample images that open: a corrupt one among the first is skipped here too, not fatal."""
+    from ..images import load_image
+
+    good = []
+    for p in paths:
+        try:
+            load_image(p)
+            good.append(p)
+        except WorkbenchError:
+            continue
+    if not good:
+        for item in listing.items[:64]:
+            try:
+                load_image(item.path)
+                return [item.path]
+            except WorkbenchError:
+                continue
+        raise WorkbenchError(f"none of the first images of {listing.root} can be read; check the dataset")
+    return good
+
+
+def _check(args, names, compress, options, runtime, flag_notes, listing, samples, labels):
+    """The sample check, then the dataset run: (result, report), or an exit status when interrupted."""
+    from .. import cli
+    from ..compare import Tolerance
+    from ..session import Session
+    from .run import check_dataset
+    from .source import open_source
+
     progress = cli.Progress()
     try:
         session = Session(args.model, _readable(samples, listing), preprocess=cli._preprocess(args),
@@ -126,32 +171,4 @@ def run(args) -> int:
             return 130
     finally:
         progress.close()
-    if args.json:
-        doc = result.to_dict()
-        doc["sample_check"] = json.loads(report.to_json())
-        print(json.dumps(doc, indent=2))
-    else:
-        print(result.render())
-    return 0 if result.passed else 1
-
-
-def _readable(paths, listing) -> list[str]:
-    """The sample images that open: a corrupt one among the first is skipped here too, not fatal."""
-    from ..images import load_image
-
-    good = []
-    for p in paths:
-        try:
-            load_image(p)
-            good.append(p)
-        except WorkbenchError:
-            continue
-    if not good:
-        for item in listing.items[:64]:
-            try:
-                load_image(item.path)
-                return [item.path]
-            except WorkbenchError:
-                continue
-        raise WorkbenchError(f"none of the first images of {listing.root} can be read; check the dataset")
-    return good
+    return result, report

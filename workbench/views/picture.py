@@ -403,6 +403,12 @@ def _image(pixels: np.ndarray, tile: int, colours: np.ndarray | None = None):
 
 
 def _draw(task: Task, img: np.ndarray, value: np.ndarray, tile: int, width: int | None = None):
+    if task.name == "detection":  # boxes on the image (views/boxes.py)
+        from .boxes import tile as boxes_tile
+
+        drawn = boxes_tile(task, img, value, tile)
+        if drawn is not None:
+            return drawn
     if isinstance(task, Classification):
         return _bars(task.top(value[None], 5)[0], tile, width or tile)
     if isinstance(task, Segmentation) and value.ndim == 3:

@@ -1,4 +1,4 @@
-"""What a model's output means: classification, segmentation, image-to-image.
+"""What a model's output means: classification, segmentation, image-to-image, detection (`tasks.detection`).
 
 A task picks the output that matters, turns it into something to show (top-k labels, a mask, an image)
 and adds the metrics that matter to users of that task (top-1 agreement, mIoU) to `compare`'s numbers.
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import WorkbenchError
+from ..errors import WorkbenchError
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -261,7 +261,15 @@ def _op_range(name: str, args, kwargs) -> tuple[float, float] | None:
 
 
 TASKS = {"classification": Classification, "segmentation": Segmentation, "image": ImageToImage,
-         "generic": Task}
+         "generic": Task, "detection": None}  # detection: imported on first use (it imports compare)
+
+
+def __getattr__(name):
+    if name in ("Detection", "Detections"):
+        from . import detection
+
+        return getattr(detection, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_task(name: str | None, *, labels: Sequence[str] | None = None, outputs=None, **kw) -> Task:
@@ -274,6 +282,12 @@ def make_task(name: str | None, *, labels: Sequence[str] | None = None, outputs=
         raise WorkbenchError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
     if name in ("classification", "segmentation") and labels is not None:
         kw["labels"] = tuple(labels)
+    if name == "detection":
+        from .detection import Detection
+
+        if labels is not None:
+            kw["labels"] = tuple(labels)
+        return Detection(**kw)
     return TASKS[name](**kw) if name != "generic" else Task()
 
 
