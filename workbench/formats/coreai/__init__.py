@@ -15,7 +15,7 @@ FORMAT = register(Format(
     export_options=(Option("precision", "fp32", "fp16: weights and compute in Float16, float32 input and outputs "
                                                 "(labelled; parity needs fp32)", ("fp32", "fp16")),),
     variants={name: f".compress:{name}" for name in ("int8_weights", "int4_weights", "palettize8", "palettize4")},
-    default=False, order=25,
+    default=False, order=35,
     notes="pip install coreai-torch==0.4.3 (pulls coreai-core 1.0.0b3, both beta; coreai-torch warns it is "
           "validated with torch<=2.13). Runs in Apple's Core AI runtime (Linux build): CPU only, no compute-unit "
           "choice or device specialization here, and no image inputs (on a device an input can be a pixel "

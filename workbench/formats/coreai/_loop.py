@@ -17,16 +17,29 @@ import threading
 @contextlib.contextmanager
 def native_quiet():
     """File descriptor 2 goes to /dev/null meanwhile (Python's own streams are flushed first)."""
+    with native_captured():
+        yield
+
+
+@contextlib.contextmanager
+def native_captured():
+    """File descriptor 2 goes to a temporary file meanwhile; yields a list that holds its lines afterwards
+    (Apple's MLIR reader says why it refuses a program only there)."""
+    import tempfile
+
     with contextlib.suppress(Exception):
         sys.stderr.flush()
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
+    lines: list[str] = []
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        try:
+            os.dup2(log.fileno(), 2)
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            lines.extend(ln.strip() for ln in log.read().decode(errors="replace").splitlines() if ln.strip())
 
 
 class Loop:

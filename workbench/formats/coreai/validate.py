@@ -49,14 +49,22 @@ def check_files(path: Path) -> None:
 def load(path: Path):
     """The checked asset (an AIModelAsset) and its summary; a WorkbenchError naming the file if Apple's reader
     refuses it."""
+    from ._loop import native_captured
+
     check_files(path)
     api = _packages.asset_api()
-    try:
-        asset = api.AIModelAsset.load(Path(path))
-        summary = asset.summary(include_statistics=False)
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise WorkbenchError(f"Core AI cannot read {path} (truncated or corrupt?): {first_line(exc)}; {AGAIN}") from exc
-    if summary is None or "main" not in summary.function_names:
+    with native_captured() as said:
+        try:
+            asset = api.AIModelAsset.load(Path(path))
+            summary = asset.summary(include_statistics=False)
+        except (RuntimeError, ValueError, OSError) as exc:
+            summary, error = None, first_line(exc)
+        else:
+            error = None
+    if error or summary is None or not summary.function_names:
+        why = error or (said[0] if said else "its program has no functions")
+        raise WorkbenchError(f"Core AI cannot read {path} (truncated or corrupt?): {why}; {AGAIN}")
+    if "main" not in summary.function_names:
         raise WorkbenchError(f"{path} has no function 'main' (it has {summary.function_names if summary else 'none'}); "
                              "the workbench runs a model's main function: export it again")
     return asset, summary
