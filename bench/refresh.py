@@ -3,9 +3,8 @@
 For notebook 01's super-resolution model and notebook 05's mobilenet_v2, on the sample images:
 - widget: `wb.preprocess = p` on a built `Workbench` (every live runtime, the comparison, metrics, picture);
 - refresh per format: what the widget does per format (`Session.run` with the new preprocessing, `compare`);
-- floor per format: the bare runtime on the same, already preprocessed, inputs (an ONNX Runtime session
-  built once, configured and run as the runner runs it; the TorchScript module called as the runner calls
-  it, one image per torch thread; off macOS, the Core ML interpreter's `predict` per image);
+- floor per format: the bare runtime on the same, already preprocessed, inputs, as the format declares it
+  (`Format.floor`: e.g. an ONNX Runtime session built once and run as the runner runs it);
 - the widget against its floor, the live runtimes' floors called back to back: timed in turns with the
   widget, 30 pairs, the median of each pair's ratio (this VM's speed drifts within seconds); and against
   the sum of the per-format floors' medians, taken apart from the widget;
@@ -16,8 +15,8 @@ For notebook 01's super-resolution model and notebook 05's mobilenet_v2, on the 
 from __future__ import annotations
 
 import itertools
+import math
 import time
-import warnings
 
 import numpy as np
 
@@ -42,60 +41,6 @@ def cases(quick: bool):
         yield "05 mobilenet_v2, 224x224", dict(model=load_model("torchvision:mobilenet_v2", weights="none"))
 
 
-def floor(fmt: str, artifact, x: np.ndarray, pixels: np.ndarray | None = None, stack=None):
-    """The bare runtime on the preprocessed batch `x`, built once; returns the call to time. The Android
-    runtimes' are in bench/android.py (`pixels`: for ncnn's and MNN's own mean/norm; `stack` closes
-    ExecuTorch's worker)."""
-    if fmt in ("executorch", "ncnn", "mnn", "litert"):
-        from .android import android_floor
-
-        return android_floor(fmt, artifact, x, pixels, stack)
-    if fmt == "onnx":
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()  # as the runner configures it: idle workers block rather than spin
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(str(artifact.path), options, providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        return lambda: [session.run(None, {name: x[i:i + 1]}) for i in range(len(x))]  # exports fix batch 1
-    if fmt == "torchscript":
-        import torch
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            module = torch.jit.load(str(artifact.path), map_location="cpu").eval()
-        step = torch.get_num_threads()
-        batches = [torch.from_numpy(x[i:i + step]) for i in range(0, len(x), step)]
-
-        def call():
-            with torch.inference_mode():
-                for batch in batches:
-                    module(batch)
-
-        return call
-    if fmt == "coreml":  # off macOS the live Core ML model runs in the workbench's interpreter
-        from workbench import CoreMLInterpreter
-
-        interpreter = CoreMLInterpreter(str(artifact.path))
-        return lambda: [interpreter.predict({artifact.input_name: x[i:i + 1]}) for i in range(len(x))]
-    raise ValueError(f"no bare runtime for {fmt}")
-
-
-def batched_floor(session, x: np.ndarray, workdir):
-    """ONNX Runtime on the whole batch at once, from an export with a dynamic batch dimension."""
-    import onnxruntime as ort
-    import torch
-
-    spec = session.spec(bake=False)
-    path = workdir / "dynamic_batch.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(spec.wrapped(), (spec.example_input(pixels=False),), str(path), dynamo=False,
-                          input_names=["x"], dynamic_axes={"x": {0: "n"}})
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda: session.run(None, {"x": x})
-
-
 def run(settings) -> tuple[list[dict], list[dict]]:
     from workbench import Workbench
     from workbench.formats import export, get, runner_for
@@ -115,7 +60,7 @@ def run(settings) -> tuple[list[dict], list[dict]]:
             wb.preprocess = next(values)
 
         x = np.ascontiguousarray(wb.preprocess.apply(s.pixels), np.float32)
-        bare_calls = {fmt: floor(fmt, live.artifacts[fmt], x) for fmt in wb.comparison}
+        bare_calls = {fmt: get(fmt).bare_call(live.artifacts[fmt], x) for fmt in wb.comparison}
 
         def back_to_back():
             for call in bare_calls.values():
@@ -148,9 +93,9 @@ def run(settings) -> tuple[list[dict], list[dict]]:
         picture = measure(lambda: side_by_side(s.pixels, [i.name for i in s.images], s.reference, outputs, s.task,
                                                wb.comparison, image_format="jpeg"), settings.runs)  # as the widget
         rows.append(row(SECTION, case, "  of which: the picture (views.side_by_side)", picture))
-        if "coreml" in wb.comparison:  # the widget locates Core ML's divergence whenever Core ML fails
-            located = measure(lambda: live.locate("coreml", preprocess=next(values)), settings.runs)
-            rows.append(row(SECTION, case, "  of which, when Core ML fails: its op-by-op locator", located))
+        for fmt in (f for f in wb.comparison if get(f).locator):  # the widget locates a failing format's divergence
+            located = measure(lambda fmt=fmt: live.locate(fmt, preprocess=next(values)), settings.runs)
+            rows.append(row(SECTION, case, f"  of which, when {fmt} fails: its op-by-op locator", located))
 
         floors = 0.0
         for fmt in wb.comparison:
@@ -164,9 +109,6 @@ def run(settings) -> tuple[list[dict], list[dict]]:
             rows.append(row(SECTION, case, f"{fmt}: refresh (run + compare)", timed, ratio_to_floor=ratio))
             rows.append(row(SECTION, case, f"{fmt}: floor (bare runtime, same inputs)", bare))
             targets.append(target(f"refresh <= 1.3x floor: {case}, {fmt}", ratio, 1.3, "x"))
-            if fmt == "onnx":  # the lever not taken: exports fix batch 1, so the runner goes image by image
-                batched = measure(batched_floor(s, x, settings.workdir), settings.runs)
-                rows.append(row(SECTION, case, "onnx: floor as one batched call (a dynamic-batch export)", batched))
         rows.append(row(SECTION, case, "widget refresh against the sum of the per-format floors above (each timed in "
                                        "turns with its own refresh, not with the widget)", None,
                         ratio_to_floor=widget["median_ms"] / floors))
@@ -174,10 +116,11 @@ def run(settings) -> tuple[list[dict], list[dict]]:
                               widget["median_ms"] / floors, 1.3, "x", "timed apart from the widget"))
         if case.startswith("01"):
             targets.append(target("widget refresh < 150 ms on notebook 01's images", widget["median_ms"], 150, "ms"))
-            # The quickest loop a user can choose: one live runtime (three runtimes' floors add up past 150 ms).
-            single = Workbench(images=SAMPLE_IMAGES, formats=("onnx",), **options)
+            # The quickest loop a user can choose: one live runtime, the fastest (the floors add up past 150 ms).
+            fastest = min(wb.comparison, key=lambda f: wb.controller.run_seconds.get(f, math.inf))
+            single = Workbench(images=SAMPLE_IMAGES, formats=(fastest,), **options)
             timed = measure(lambda: setattr(single, "preprocess", next(values)), settings.runs)
-            rows.append(row(SECTION, case, f"widget refresh, ONNX Runtime only (formats=('onnx',), {n} images, "
+            rows.append(row(SECTION, case, f"widget refresh, {fastest} only (formats=({fastest!r},), {n} images, "
                                            "picture)", timed))
             single.close()
 

@@ -2,7 +2,7 @@
 
 Each import is timed in a fresh interpreter (`import torch`, then `import workbench`, then the widget's
 module), which also reports which heavy packages the import pulled in. The check is
-`workbench check torchvision:mobilenet_v2 --weights none --to onnx,coreml,torchscript` in a subprocess;
+`workbench check torchvision:mobilenet_v2 --weights none` (the default formats) in a subprocess;
 its peak resident memory is the child's own `ru_maxrss` (os.wait4).
 """
 
@@ -46,8 +46,7 @@ def imports(runs: int) -> list[dict]:
 def check_peak(out: Path) -> tuple[float, float, int]:
     """(wall seconds, max RSS in MB, exit code) of one `workbench check` subprocess."""
     exe = Path(sys.executable).with_name("workbench")
-    cmd = [str(exe), "check", "torchvision:mobilenet_v2", "--weights", "none", "--to", "onnx,coreml,torchscript",
-           "--out", str(out), "--overwrite"]
+    cmd = [str(exe), "check", "torchvision:mobilenet_v2", "--weights", "none", "--out", str(out), "--overwrite"]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)

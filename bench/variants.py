@@ -7,8 +7,8 @@ each variant compressed from it as the widget's Compression tab does (one that c
 images through the preprocessing in force). Then per variant:
 - refresh: the variant's runner with a new preprocessing, and the comparison with PyTorch (as the widget
   reruns a variant on every change);
-- floor: the bare runtime on the variant's file, on the same already preprocessed inputs (see bench/refresh.py
-  and bench/android.py for each runtime's).
+- floor: the bare runtime on the variant's file, on the same already preprocessed inputs (each format's
+  `Format.floor`, in its folder's floor.py).
 A variant that fails to build or to run is a row that says so, and its target is "not measured".
 """
 
@@ -20,9 +20,8 @@ import time
 
 import numpy as np
 
-from .android import executorch_worker
 from .common import measure, measure_pair, row, target
-from .refresh import cases, floor
+from .refresh import cases
 
 SECTION = "g"
 
@@ -73,10 +72,13 @@ def run(settings) -> tuple[list[dict], list[dict]]:
                 def refresh(variant_set=variant_set, name=name):
                     variant_set.compare(name, variant_set.run(name, next(values)))
 
+                ipc = None
                 try:
                     with contextlib.ExitStack() as stack:
-                        bare = floor(name, artifact, x, s.pixels, stack)
+                        bare = fmt.bare_call(artifact, x, s.pixels, stack)
                         timed, bare_stats = measure_pair(refresh, bare, settings.runs)
+                        if bare.round_trip is not None:  # its runner is a round trip to a worker: what that costs
+                            ipc = measure(bare.round_trip, settings.runs)
                 except Exception as exc:  # as above: the row says what stopped it
                     rows.append(row(SECTION, case, f"{what}: failed to run: {type(exc).__name__}: {exc}", None))
                     targets.append(target(name_of_target, None, 1.3, "x", "failed to run"))
@@ -87,11 +89,7 @@ def run(settings) -> tuple[list[dict], list[dict]]:
                 rows.append(row(SECTION, case, f"{what}: refresh (run + compare)", timed, ratio_to_floor=ratio,
                                 note=f"built in {built:.1f} s"))
                 rows.append(row(SECTION, case, f"{what}: floor (bare runtime on the variant's file)", bare_stats))
-                if name == "executorch":  # its runner is a round trip to the tools env: what that costs alone
-                    with contextlib.ExitStack() as stack:
-                        worker = executorch_worker(artifact, x)
-                        stack.callback(worker.close)
-                        ipc = measure(lambda worker=worker: worker.request(("echo", x)), settings.runs)
+                if ipc is not None:
                     rows.append(row(SECTION, case, f"{what}: of which IPC (the input batch there, the outputs back, "
                                                    "nothing run)", ipc))
                 targets.append(target(name_of_target, ratio, 1.3, "x"))

@@ -1,3 +1,5 @@
+import logging
+import os
 import platform
 import warnings
 from pathlib import Path
@@ -10,6 +12,32 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_images"
 
 warnings.filterwarnings("ignore", category=FutureWarning)
+# A bug in a widget callback (an exception other than WorkbenchError) is raised, not only shown in the widget's
+# error area: tests see it (workbench/widgets/view.py, _ErrorArea).
+os.environ.setdefault("WORKBENCH_RAISE_CALLBACK_BUGS", "1")
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def widget_bugs():
+    """Fails a test in which a widget callback hit a bug: the widget logs it (workbench.widgets.view), and
+    ipywidgets swallows what a button's handler raises. A test that makes a bug on purpose empties the list."""
+    handler = _Records()
+    logger = logging.getLogger("workbench.widgets")
+    logger.addHandler(handler)
+    yield handler.records
+    logger.removeHandler(handler)
+    if handler.records:
+        pytest.fail("a widget callback hit a bug:\n" + "\n".join(
+            logging.Formatter().format(r) for r in handler.records), pytrace=False)
 
 
 @pytest.fixture(scope="session")

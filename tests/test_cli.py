@@ -126,3 +126,19 @@ def test_a_long_step_is_reported_again():
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("workbench: exporting onnx ... (")
     assert lines[1].startswith("workbench: still exporting onnx, ")
+
+
+def test_a_shared_flag_reaches_every_chosen_format_that_has_it(model_py, tmp_path, samples, capsys):
+    """--precision is each format's own option: it once reached Core ML only (`--precision fp16 --to mnn` was
+    silently ignored). In process: main() as the console script calls it."""
+    from workbench.cli import main
+
+    common = [model_py, "--images", str(samples), "--preset", "unit", "--size", "32", "32", "--json"]
+    code = main(["check", *common, "--to", "onnx,mnn", "--precision", "fp16", "--out", str(tmp_path)])
+    doc = json.loads(capsys.readouterr().out)
+    assert code in (0, 1) and doc["formats"]["mnn"]["precision"] == "fp16"
+    assert doc["formats"]["onnx"]["precision"] == "fp32"
+    assert "--precision fp16: applied to MNN; ONNX has no such option" in doc["notes"]
+    assert main(["check", *common, "--to", "onnx,torchscript", "--precision", "fp16"]) == 2
+    assert "--precision applies to Core ML, ExecuTorch, ncnn, MNN, LiteRT; none of them is checked" in \
+        capsys.readouterr().err

@@ -6,10 +6,12 @@ from PIL import Image
 
 from workbench.compare import Tolerance, compare
 from workbench.tasks import Classification, ImageToImage, Segmentation
-from workbench.views import (
+from workbench.views import pages, side_by_side
+from workbench.views.picture import (
     _HEAT,
     _VOC,
     AXIS,
+    DIFF,
     TEXT,
     TOP_DIFF,
     _bar_label,
@@ -19,8 +21,6 @@ from workbench.views import (
     _plan,
     _text_mask,
     _wrap,
-    pages,
-    side_by_side,
 )
 
 BLUE = (0, 0, 255)
@@ -205,6 +205,23 @@ def test_the_difference_is_stated_against_compares_scale(low, high, scale):
         assert f"= {metrics.max_abs / row.scale:.2g} of scale {row.scale:.3g}" in row.captions[-1][0]
 
 
+def test_the_difference_column_shows_the_format_that_differs_most_on_each_image():
+    """Issue 22.14: not the first format's difference when another differs more; the caption names it."""
+    rng = np.random.default_rng(2)
+    ref = {"y": rng.uniform(0, 1, (2, 1, 16, 16)).astype(np.float32)}
+    close = {"y": ref["y"] + 1e-4}
+    far = {"y": ref["y"].copy()}
+    far["y"][1] += 0.05  # differs on the second image only, and there more than `close`
+    pixels = rng.uniform(0, 255, (2, 3, 16, 16)).astype(np.float32)
+    plan = _plan(pixels, ["a", "b"], ref, {"ONNX": close, "LiteRT": far}, ImageToImage(), None, count=None, tile=64)
+    assert "differs most" in plan.titles[-1].replace("\n", " ")
+    first, second = plan.rows
+    assert first.captions[-1][0].startswith("ONNX:") and first.max_abs == pytest.approx(1e-4, rel=1e-2)
+    assert second.captions[-1][0].startswith("LiteRT:") and second.max_abs == pytest.approx(0.05, rel=1e-3)
+    alone = _plan(pixels, ["a", "b"], ref, {"ONNX": close}, ImageToImage(), None, count=None, tile=64)
+    assert alone.titles[-1] == _wrap("|ONNX - PyTorch|", 64) and alone.rows[1].captions[-1][0].startswith("max |d|")
+
+
 def _segmentation(k=21):
     scores = np.zeros((1, k, 24, 24), np.float32)
     scores[0, 0] = 1
@@ -275,9 +292,15 @@ def test_the_classifier_difference_names_its_axes_and_the_classes_that_differ_mo
     plan = _plan(pixels, ["dog"], ref, outputs, Classification(labels=tuple(labels)), None, tile=160)
     chart, lh = np.asarray(plan.rows[0].tiles[-1]), _line_height()
     assert not plan.rows[0].heatmap and chart.shape[1] == plan.columns[-1][1]
-    # the three most different classes (the top of the ramp added to the scores) are listed above the chart
+    # the three most different classes (the top of the ramp added to the scores) are listed above the chart,
+    # each behind a swatch of the dark colour of their bars: the legend of dark against light bars
     for k, name in enumerate(["class 9", "class 8", "class 7"]):
-        assert _written(chart, name, (3, 2 + k * lh), TOP_DIFF), f"{name!r} is not on line {k} of the chart"
+        assert _written(chart, name, (14, 2 + k * lh), TOP_DIFF), f"{name!r} is not on line {k} of the chart"
+        swatch = chart[2 + k * lh + 2:2 + k * lh + 10, 3:11]
+        assert (swatch == TOP_DIFF).all(), f"no swatch before {name!r}"
+    bars = chart[4 + 4 * lh + 2:160 - lh - 5, 3:-4].reshape(-1, 3)
+    colours = {tuple(c) for c in bars}
+    assert TOP_DIFF in colours and DIFF in colours, "the chart has no dark bars for the named classes beside light ones"
     assert _written(chart, "|d|", (3, 4 + 3 * lh), AXIS), "no y axis name"
     bottom, width = 160 - lh - 4, chart.shape[1]
     centre = (3 + width - 4) // 2 - _text_mask("class").width // 2
@@ -421,5 +444,134 @@ def test_the_table_has_a_row_per_file_with_the_calibration_warning():
     assert calibration.startswith("2 images, gray_raw") and "WARNING: calibrated with" in calibration
     assert rows[3]["error"] == "MIL op conv failed" and rows[3]["passed"] is False and rows[3]["size_mb"] is None
     page = table_html(rows, ["format", "variant", "size_mb", "psnr", "error"])
-    assert page.count("<tr>") == 7 and "<th style='text-align:left;padding:2px 8px'>PSNR dB</th>" in page
+    assert page.count("<tr") == 7 and ">PSNR dB</th>" in page
     assert ">identical<" in page and ">37.5<" in page and ">-<" in page
+
+
+# notebook 08's figures (a run of 2026-12-01): (variant, KB, top-1 agreement, PSNR dB) per format, its file first
+_NOTEBOOK_08 = {
+    "onnx": [("fp32", 116, 1.0, 126.6), ("int8_dynamic", 43.2, 1.0, 30.7), ("int8", 49.9, 0.667, 10.8),
+             ("fp16", 69.3, 1.0, 66.2)],
+    "coreml": [("fp16", 58.7, 1.0, 64.7), ("linear8", 36.6, 1, 37.3), ("linear8_block", 35.8, 1, 37.9),
+               ("palettize8", 37.6, 1, 45.7), ("palettize6", 30.1, 1, 33.0), ("palettize4", 23.9, .833, 10.0),
+               ("palettize2", 17.3, .167, 4.7), ("prune50", 38.6, .167, 7.1), ("int8", 42.5, 1, 36.2)],
+    "executorch": [("fp32", 102, 1, 129.7), ("int8", 34.5, 1, 30.3)],
+    "mnn": [("fp32", 99.6, 1, 127.4), ("int8_weights", 30.4, 1, 48.1), ("int4_weights", 17.5, 1, 22.4)],
+    "litert": [("fp32", 103, 1, 130.2), ("int8_dynamic", 33, 1, 28.9), ("int8_weights", 34.3, 1, 29.5),
+               ("int8", 33.5, 1, 29.3)],
+}
+
+
+def _notebook_results(chosen=None):
+    from types import SimpleNamespace
+
+    from workbench.compare import Comparison
+    from workbench.session import FormatResult, VariantResult
+
+    def comparison(top1, psnr):
+        return Comparison("c", [_metrics(psnr, top1_agreement=top1, top5_agreement=1.0)], [])
+
+    results = {}
+    for fmt, ((base, kb, top1, psnr), *variants) in _NOTEBOOK_08.items():
+        if chosen is not None and fmt not in chosen:
+            continue
+        r = results[fmt] = FormatResult(fmt, artifact=SimpleNamespace(precision=base, path=None, mappings=()),
+                                        comparison=comparison(top1, psnr))
+        for name, vkb, vtop1, vpsnr in variants:
+            if chosen is None or name in chosen[fmt]:
+                r.variants[name] = VariantResult(name, comparison=comparison(vtop1, vpsnr), size_bytes=int(vkb * 1e3),
+                                                 base_bytes=int(kb * 1e3))
+    return results
+
+
+@pytest.mark.parametrize("chosen, figure", [
+    ({"coreml": ["linear8", "int8"], "onnx": ["int8"]}, None),  # the widget's chart: three variants
+    (None, None), (None, "psnr"),  # notebook 08's: 22 files, with clusters at 100% and about 30 dB
+])
+def test_no_label_of_the_chart_covers_another_or_a_marker(chosen, figure):
+    """Issue 22.6: the notebook's charts overlapped labels in their clusters."""
+    from workbench.views.chart import LABEL_SIZE, _chart
+
+    fig, drawn = _chart(_notebook_results(chosen), Classification(), figure)
+
+    def overlap(a, b):
+        return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+    for i, label in enumerate(drawn.labels):
+        assert drawn.frame[0] <= label[0] and label[2] <= drawn.frame[2], f"label {i} leaves the axes"
+        for j, other in enumerate(drawn.labels[i + 1:], i + 1):
+            assert overlap(label, other) <= 1, f"labels {i} and {j} overlap"
+        for j, marker in enumerate(drawn.markers):
+            assert overlap(label, marker) <= 1, f"label {i} covers marker {j}"
+    assert LABEL_SIZE * fig.dpi / 72 >= 11, "labels under 11 px high at the chart's own size"
+    if chosen is None:  # more points, a larger chart
+        assert fig.get_size_inches()[1] > 5.6
+
+
+# -- result tables: one renderer each, HTML and text --------------------------------------------------------------
+
+def _cells(page: str) -> list[list[str]]:
+    """An HTML table's rows as lists of cell texts (tags dropped)."""
+    import html
+    import re
+
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", page, flags=re.S)
+    return [[html.unescape(" ".join(re.sub(r"<[^>]+>", " ", c).split()))
+             for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, flags=re.S)] for row in rows]
+
+
+def test_the_parity_table_pads_its_cells_and_shows_the_tasks_own_figure():
+    """Issue 22.15: "1.000000-" (cosine ran into top-1) and "paritymax abs" (headers ran together)."""
+    from workbench.compare import Comparison
+    from workbench.session import FormatResult
+    from workbench.views import parity_table
+
+    ok = Comparison("onnx", [_metrics(80.0, top1_agreement=1.0)], [])
+    classifier = {"onnx": FormatResult("onnx", comparison=ok, label="ONNX Runtime 1.32"),
+                  "coreml": FormatResult("coreml", error="conversion failed: op foo")}
+    table = parity_table(classifier, tolerances={"onnx": "1e-4 of scale"}, stale={"onnx"})
+    page = table.html()
+    head, row, failed = _cells(page)[:3]
+    assert head == ["format", "parity", "max abs", "mean abs", "PSNR dB", "cosine", "top-1 agreement",
+                    "tolerance (max abs <=)"]
+    assert row == ["ONNX ONNX Runtime 1.32", "PASS out of date", "0.1", "0.01", "80.0", "0.990000", "1.000",
+                   "1e-4 of scale"]
+    assert failed == ["Core ML", "conversion failed: op foo"]
+    assert page.count("padding:3px 10px") >= 8 and "white-space:nowrap" in page
+    text = table.text().splitlines()
+    assert text[0].split("  ")[0] == "format" and "parity  max abs" in text[0]
+    for title, value in (("cosine", "0.990000"), ("top-1 agreement", "1.000"), ("PSNR dB", "80.0")):
+        # figures right-aligned under their titles, two spaces at least between columns
+        assert text[0].index(title) + len(title) == text[2].index(value) + len(value), (title, text[:3])
+        assert text[2][text[2].index(value) - 2:text[2].index(value)] == "  "
+    assert "  parity: out of date" in text
+    image = {"onnx": FormatResult("onnx", comparison=Comparison("onnx", [_metrics(80.0)], []))}
+    assert "top-1 agreement" not in parity_table(image).html()
+
+
+def test_the_compression_view_says_what_each_figure_is_computed_on():
+    """Issue 22.3, 22.5, 22.13, 22.14: "vs uncompressed" (not "vs fp32" for an fp16 file), an image model has no
+    top-1 columns, the "what" column does not repeat the variant's name, and each row says what its figures
+    are computed on."""
+    from types import SimpleNamespace
+
+    from workbench.formats.base import ClassProbabilities
+    from workbench.views import compression_view
+
+    results = _results()
+    results["coreml"].artifact = SimpleNamespace(precision="fp16", path=None, mappings=(
+        ClassProbabilities("y", ("a", "b"), softmax=True),))
+    results["onnx"].variants["fp16"].artifact = SimpleNamespace(notes=("fp16: float16 weights",), mappings=())
+    table = compression_view(results)
+    rows = _cells(table.html())
+    head = rows[0]
+    assert "vs uncompressed" in head and "vs fp32" not in head
+    assert not {"top-1 agreement", "top-5 agreement", "mIoU"} & set(head), head  # an image model's figures only
+    by_name = {r[0]: dict(zip(head, r)) for r in rows[1:] if len(r) == len(head)}
+    assert by_name["Core ML fp16 (uncompressed)"]["vs uncompressed"] == "1.00x"
+    assert by_name["Core ML fp16 (uncompressed)"]["compared on"] == "probabilities (the file adds the softmax)"
+    assert by_name["ONNX fp16"]["what it is"] == "float16 weights"  # not "fp16: float16 weights"
+    assert by_name["ONNX fp16"]["compared on"] == "the model's output"
+    assert "text-align:right" not in table.html().split("float16 weights")[0].rsplit("<td", 1)[1]
+    classifier = compression_view(_results(top1_agreement=1.0, top5_agreement=1.0))
+    assert {"top-1 agreement", "top-5 agreement"} <= set(_cells(classifier.html())[0])

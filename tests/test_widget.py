@@ -456,3 +456,138 @@ def test_a_slow_format_converts_in_the_background_while_the_controls_work(sample
         assert not w.comparison["torchscript"].passed  # computed with the preprocessing in force (raw)
     finally:
         w.close()
+
+
+def test_the_collector_keeps_running_while_the_widget_builds(samples, monkeypatch):
+    """Issue 23.5: the build switched Python's cycle collector off for the whole process; now it freezes what
+    each step built (full passes skip it) and the collector stays on, for the build and every other thread."""
+    import gc
+
+    import workbench.widgets.view as view
+
+    seen = []
+    step = view._BuildProgress.step
+    monkeypatch.setattr(view._BuildProgress, "step", lambda self, what: (seen.append(
+        (gc.isenabled(), gc.get_freeze_count())), step(self, what))[-1])
+    w = Workbench(tiny_classifier(), samples, preprocess=Preprocess.preset("imagenet", size=(32, 32)),
+                  task="classification", formats=("onnx",))
+    w.close()
+    assert seen and all(enabled for enabled, _ in seen), "the collector was off during the build"
+    assert seen[-1][1] > 0, "nothing was frozen: the collector's full passes walked everything again"
+    assert gc.get_freeze_count() == 0, "the build left objects frozen"
+
+
+def test_a_dragged_value_has_no_float_noise_in_its_box(wb):
+    """Issue 22.8: dragging Y showed 0.2999999999999998."""
+    wb.controller.match()
+    wb.control("bias0").value = 0.2999999999999998  # as a drag sends it
+    assert wb.preprocess.bias[0] == 0.3 and wb.control("bias0_text").value == "0.3"
+    wb.control("scale").value = 0.017301234567891  # a drag on the log slider
+    assert wb.preprocess.scale[0] == 0.0173 and wb.control("scale_text").value == "0.0173"
+    wb.control("bias0_text").value = "0.123456789"  # typed: kept as typed
+    assert wb.preprocess.bias[0] == 0.123456789
+    wb.controller.match()
+
+
+def test_the_scale_slider_spans_a_fine_range_around_the_models_scale(wb):
+    """Issue 22.9: the slider spanned 1e-4..10, so a 12 px drag doubled the scale."""
+    import math
+
+    wb.controller.match()
+    scale, fit = wb.control("scale"), wb.reference_preprocess.imagetype_fit().scale
+    assert 10 ** scale.min == pytest.approx(fit / 10 ** 0.6) and 10 ** scale.max == pytest.approx(fit * 10 ** 0.6)
+    track = float(scale.layout.width.removesuffix("px")) - 150  # its description and margins take the rest
+    assert 10 ** (12 * (scale.max - scale.min) / track) < 1.15, "12 px still move the scale by 15% or more"
+    wb.control("scale_text").value = "1.0"  # typed far outside: the range follows the value in force
+    assert scale.min < math.log10(1.0) < scale.max and scale.value == 1.0
+    assert wb.control("scale_text").value == "1.0"
+    wb.controller.match()
+    assert 10 ** scale.min == pytest.approx(fit / 10 ** 0.6)
+
+
+def test_a_drag_waiting_for_its_recompute_stays_in_its_box(wb):
+    """Issue 22.9: for a second after release the box showed a value in between (the last one computed)."""
+    wb.controller.match()
+    in_force = wb.preprocess.scale[0]
+    wb._coalescer._edits = {"scale": 0.0123}  # a drag read, its recompute not run yet
+    try:
+        wb._render("controls")
+        assert wb.control("scale_text").value == "0.0123" and wb.control("scale").value == 0.0123
+    finally:
+        wb._coalescer.cancel()
+    wb._render("controls")
+    assert wb.control("scale_text").value == repr(in_force)
+
+
+def test_a_chosen_preset_stays_chosen_when_another_has_its_values(samples):
+    """Issue 22.10: choosing "gray" for a gray model snapped the menu back to "model's own (training)"."""
+    w = Workbench(tiny_classifier(num_classes=4, in_channels=1), samples,
+                  preprocess=Preprocess.preset("gray", size=(16, 16)), task="classification", formats=("onnx",))
+    try:
+        assert w.control("preset").value == MODEL
+        w.control("preset").value = "gray"
+        assert w.control("preset").value == "gray" and w.controller.preset == "gray"
+        w.control("match").click()
+        assert w.control("preset").value == MODEL
+        w.control("bias0").value = 0.5
+        assert w.control("preset").value == CUSTOM
+    finally:
+        w.close()
+
+
+def test_the_parity_table_has_room_between_its_columns(wb):
+    """Issue 22.15: "1.000000-" and "paritymax abs": cells and titles ran together."""
+    wb.controller.match()
+    metrics = wb.shown()["metrics"]
+    assert "class='workbench-parity'" in metrics
+    assert metrics.count("padding:3px 10px") >= 8 * (len(wb.formats) + 1)
+    assert ">top-1 agreement</th>" in metrics and ">tolerance (max abs &lt;=)</th>" in metrics
+
+
+def test_a_users_error_shows_beside_the_control_that_caused_it(wb):
+    wb.controller.match()
+    wb.control("bias1_text").value = "minus two"
+    shown = wb.shown()
+    assert "not a number" in shown["errors"] and "not a number" in shown["beside:bias1"]
+    assert shown["beside:scale"] == ""
+    wb.control("bias1_text").value = "0.5"  # the next action of that control clears it
+    assert wb.shown()["beside:bias1"] == "" and wb.shown()["errors"] == ""
+    wb.control("images").value = "/no/such/folder"
+    wb.control("load_images").click()
+    assert "/no/such/folder" in wb.shown()["beside:load_images"]
+    wb.controller.match()
+
+
+def test_a_bug_in_a_callback_is_logged_and_raised_under_the_test_flag(wb, monkeypatch, widget_bugs):
+    """Issue 23.5: the error area swallowed every exception, so a bug showed only as HTML."""
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    wb.controller.match()
+    monkeypatch.setattr(wb.controller, "edit", broken)
+    with pytest.raises(ZeroDivisionError, match="a bug"):  # tests/conftest.py sets the flag
+        wb.control("bias1_text").value = "0.25"
+    assert "internal error" in wb.shown()["errors"] and "internal error" in wb.shown()["beside:bias1"]
+    assert [r.exc_info[0] for r in widget_bugs] == [ZeroDivisionError], "not logged with its traceback"
+    monkeypatch.setattr(wb.controller, "show_page", broken)
+    wb.control("next").click()  # ipywidgets swallows what a button raises: the log is what a test sees
+    assert len(widget_bugs) == 2 and "a bug" in wb.shown()["errors"]
+    monkeypatch.delenv("WORKBENCH_RAISE_CALLBACK_BUGS")
+    wb.control("bias1_text").value = "0.5"  # a user's session: shown and logged, the widget carries on
+    assert "a bug" in wb.shown()["errors"] and len(widget_bugs) == 3
+    monkeypatch.undo()
+    widget_bugs.clear()  # made on purpose
+    wb.control("bias1_text").value = "two"
+    assert "not a number" in wb.shown()["errors"] and not widget_bugs  # a user's error is not a bug
+    wb.controller.match()
+
+
+def test_pictures_are_shown_at_their_own_size(wb):
+    """Issue 22.6: the pictures were stretched to the widget's width (680 -> 1,013 px), blurred."""
+    import io
+
+    from PIL import Image
+
+    width = Image.open(io.BytesIO(wb.picture)).size[0]
+    layout = wb._picture.layout
+    assert (layout.width, layout.max_width, layout.height) == (f"{width}px", "100%", "auto")

@@ -26,7 +26,25 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def _example(what: str) -> str:
+    """An example for the help, from the registry: FORMAT.NAME=VALUE of the first option with choices (what:
+    "export_options", "runtime_options"), or FORMAT:VARIANT,FORMAT:VARIANT (what: "variants")."""
+    from . import formats
+
+    known = formats.registry().items()
+    if what == "variants":
+        return ",".join([f"{n}:{next(iter(f.variants))}" for n, f in known if f.variants][:2]) or "FORMAT:VARIANT"
+    for name, fmt in known:
+        for option in getattr(fmt, what):
+            other = [c for c in (option.choices or ()) if c is not None and c != option.default]
+            if other:
+                return f"{name}.{option.name}={other[0]}"
+    return "FORMAT.NAME=VALUE"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import formats
+
     parser = _Parser(prog="workbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     check = sub.add_parser("check", help="export a model and compare every format with PyTorch on images")
@@ -38,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--trust-pickle", action="store_true",
                        help="allow a fully pickled model file: this RUNS CODE FROM THE FILE; only for files you trust")
     check.add_argument("--images", type=Path, help=f"folder of sample images (default: {SAMPLE_IMAGES.name}/)")
-    check.add_argument("--to", help="formats, comma-separated (default: onnx,coreml,torchscript; "
+    check.add_argument("--to", help=f"formats, comma-separated (default: {','.join(formats.defaults())}; "
                        "'workbench check --to help' lists every registered format)")
     norm = check.add_mutually_exclusive_group()
     norm.add_argument("--preset", help="unit, half, imagenet, caffe, raw, gray, gray_raw")
@@ -62,23 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--labels", type=Path, help="text file, one class name per line")
     check.add_argument("--out", type=Path, help="output folder (default: a new temporary folder)")
     check.add_argument("--overwrite", action="store_true", help="replace existing artifacts in --out")
-    check.add_argument("--target", default="iOS16", help="Core ML minimum deployment target (iOS13/14: neural network)")
-    check.add_argument("--precision", choices=["fp16", "fp32"], default="fp16", help="Core ML compute precision")
-    check.add_argument("--method", choices=["trace", "export"],
-                       help="how Core ML captures the graph: torch.jit.trace (default) or torch.export")
-    check.add_argument("--threads", type=int, help="threads for ONNX Runtime (default: all cores)")
-    check.add_argument("--coreml-compute-precision", choices=["fp32"], dest="coreml_compute_precision",
-                       help="run the Core ML interpreter at fp32 (no fp16 rounding of activations)")
+    _format_flags(check)
     check.add_argument("--option", action="append", default=[], metavar="FORMAT.NAME=VALUE",
-                       help="any export option of a format, e.g. coreml.normalization=bake (repeatable)")
+                       help=f"any export option of a format, e.g. {_example('export_options')} (repeatable)")
     check.add_argument("--runtime-option", action="append", default=[], metavar="FORMAT.NAME=VALUE",
-                       help="any runner option of a format, e.g. coreml.engine=interpreter (repeatable)")
+                       help=f"any runner option of a format, e.g. {_example('runtime_options')} (repeatable)")
     check.add_argument("--rtol", type=float, help="tolerance relative to each output's range "
                        "(default 1e-4 for fp32, 1e-2 for fp16)")
     check.add_argument("--atol", type=float, default=0.0, help="absolute tolerance added to --rtol's")
     check.add_argument("--compress", metavar="FORMAT:VARIANT,...",
                        help="compressed variants to build, run and compare after their format, e.g. "
-                            "coreml:palettize4,onnx:int8 ('--compress help' lists them); their format is added to --to")
+                            f"{_example('variants')} ('--compress help' lists them); their format is added to --to")
     check.add_argument("--min-top1", type=float, metavar="F", dest="min_top1",
                        help="fail (exit 1) a format or variant whose top-1 agreement with PyTorch is below F (0-1)")
     check.add_argument("--min-psnr", type=float, metavar="DB", dest="min_psnr",
@@ -87,6 +99,76 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fail a format or variant whose segmentation mIoU against PyTorch is below F")
     check.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     return parser
+
+
+def _flags() -> dict[str, list[tuple[str, str, object]]]:
+    """Each format option's command-line flag: {"--precision": [(format, kind, Option), ...]}, registry order."""
+    from . import formats
+
+    flags: dict[str, list] = {}
+    for name, fmt in formats.registry().items():
+        for kind, option in fmt.options_with_flags():
+            flags.setdefault(option.flag, []).append((name, kind, option))
+    return flags
+
+
+def _format_flags(parser) -> None:
+    """One argument per flag the registered formats declare (aliases of --option/--runtime-option), its help
+    naming each format that takes it."""
+    for flag, takers in _flags().items():
+        choices = sorted({c for _, _, o in takers for c in (o.choices or ()) if c is not None}) or None
+        if any(not o.choices for _, _, o in takers):
+            choices = None  # a format takes any value: its exporter says which are wrong
+        uses = "; ".join(f"{_title(name)}: {o.help or o.name}"
+                         + ("" if "default" in o.help else f" (default {o.default})") for name, _, o in takers)
+        parser.add_argument(flag, dest=_dest(flag), metavar=None if choices else "VALUE", choices=choices,
+                            type=_literal,
+                            help=f"{uses}. Applies to each chosen format that has it "
+                                 f"(--{'runtime-' if takers[0][1] == 'runtime' else ''}option FORMAT."
+                                 f"{takers[0][2].name}=VALUE sets one)")
+
+
+def _literal(text: str):
+    """A command-line value as a Python literal when it is one (1, 0.5, True), else the text (fp16)."""
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _dest(flag: str) -> str:
+    return "flag_" + flag.lstrip("-").replace("-", "_")
+
+
+def _title(name: str) -> str:
+    from . import formats
+
+    return formats.get(name).title
+
+
+def _apply_flags(args, names: list[str], options: dict, runtime: dict) -> list[str]:
+    """Put each flag given into the options of the chosen formats that take it (an explicit --option wins);
+    returns notes for the chosen formats a flag does not apply to. A flag no chosen format takes is a usage
+    error naming the formats that do."""
+    notes = []
+    for flag, takers in _flags().items():
+        value = getattr(args, _dest(flag), None)
+        if value is None:
+            continue
+        chosen = [(n, kind, o) for n, kind, o in takers if n in names]
+        if not chosen:
+            raise _Usage(f"{flag} applies to {', '.join(_title(n) for n, _, _ in takers)}; none of them is checked "
+                         f"(--to {','.join(names)})")
+        for name, kind, option in chosen:
+            (options if kind == "export" else runtime).setdefault(name, {}).setdefault(option.name, value)
+        others = [n for n in names if n not in {t[0] for t in takers}]
+        if others:
+            notes.append(f"{flag} {value}: applied to {', '.join(_title(n) for n, _, _ in chosen)}; "
+                         f"{', '.join(_title(n) for n in others)} {'has' if len(others) == 1 else 'have'} no such "
+                         "option")
+    return notes
 
 
 def _preprocess(args):
@@ -146,19 +228,13 @@ def _compress(text: str | None) -> dict[str, list[str]]:
 def _options(pairs: list[str], flag: str) -> dict[str, dict]:
     """FORMAT.NAME=VALUE pairs as {format: {name: value}}; values are read as Python literals when they
     are one (1, 0.5, True, None), else kept as text."""
-    import ast
-
     result: dict[str, dict] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         fmt, dot, name = key.partition(".")
         if not (sep and dot and fmt and name):
-            raise _Usage(f"{flag} {pair!r}: write FORMAT.NAME=VALUE, e.g. coreml.precision=fp32")
-        try:
-            parsed = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            parsed = value
-        result.setdefault(fmt.strip(), {})[name.strip()] = parsed
+            raise _Usage(f"{flag} {pair!r}: write FORMAT.NAME=VALUE, e.g. {_example('export_options')}")
+        result.setdefault(fmt.strip(), {})[name.strip()] = _literal(value)
     return result
 
 
@@ -175,8 +251,8 @@ def _task(args):
 
 class Progress:
     """What the check is doing, on stderr (also under --json, whose stdout stays one JSON document), for every
-    step that runs `after` seconds or more: "workbench: exporting onnx ... (12.3 s)", with the seconds since
-    the start; a step still running `every` seconds later is reported again ("still exporting onnx, 60 s"), so
+    step that runs `after` seconds or more: "workbench: exporting NAME ... (12.3 s)", with the seconds since
+    the start; a step still running `every` seconds later is reported again ("still exporting NAME, 60 s"), so
     a slow export is never silent. Quick steps print nothing, so bad input still gives one line.
     WORKBENCH_PROGRESS_AFTER=0 reports every step."""
 
@@ -244,15 +320,7 @@ def check(args) -> int:
     names += [n for n in compress if n not in names]
     options = _options(args.option, "--option")
     runtime = _options(args.runtime_option, "--runtime-option")
-    coreml = options.setdefault("coreml", {})
-    coreml.setdefault("target", args.target)
-    coreml.setdefault("precision", args.precision)
-    if args.method:
-        coreml["method"] = args.method
-    if args.threads:
-        runtime.setdefault("onnx", {})["threads"] = args.threads
-    if args.coreml_compute_precision:
-        runtime.setdefault("coreml", {})["compute_precision"] = args.coreml_compute_precision
+    flag_notes = _apply_flags(args, names, options, runtime)
     options = {k: v for k, v in options.items() if k in names}
     if args.out:
         output_folder(args.out)  # an unwritable --out is bad input (exit 2): say so before any work
@@ -261,6 +329,7 @@ def check(args) -> int:
     progress = Progress()
     try:
         report = _run(args, names, options, runtime, images, labels, progress, compress)
+        report.notes += flag_notes
         progress.done()
     finally:
         progress.close()

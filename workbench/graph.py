@@ -108,15 +108,17 @@ _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=
 
 
 def model_file(path: str | Path) -> Path:
-    """The file Netron opens for an artifact (an .mlpackage is a folder: its model.mlmodel)."""
+    """The file Netron opens for an artifact: what its format says (`Format.netron`: inside an .mlpackage
+    folder, its model.mlmodel), else the file itself."""
+    from . import formats
+
     path = Path(path)
-    if path.is_dir():
-        inner = path / "Data" / "com.apple.CoreML" / "model.mlmodel"
-        if not inner.is_file():
-            raise WorkbenchError(f"{path} has no Data/com.apple.CoreML/model.mlmodel; is it an .mlpackage?")
-        return inner
+    fmt = formats.for_file(path)
+    if fmt is not None:
+        return fmt.graph_file(path)
     if not path.is_file():
-        raise WorkbenchError(f"cannot show the graph: {path} does not exist")
+        raise WorkbenchError(f"cannot show the graph: {path} does not exist" if not path.exists() else
+                             f"cannot show the graph of {path}: it is a folder no registered format makes")
     return path
 
 
@@ -173,8 +175,8 @@ class _Model:
 
     def __init__(self, path: Path):
         file = model_file(path).resolve()
-        # An .mlpackage is served whole (Netron reads its Manifest.json and weights); any other model
-        # gets its own folder, where its companions live (ncnn's .bin, ONNX external data, TF variables).
+        # A folder artifact (an .mlpackage) is served whole (Netron reads its manifest and weights); a file gets
+        # its own folder, where its companions live (ncnn's .bin, ONNX external data, TF variables).
         self.root = Path(path).resolve() if Path(path).is_dir() else file.parent
         self.file = file
         self.relative = file.relative_to(self.root).as_posix()
@@ -306,7 +308,7 @@ class GraphServer:
         return self.address[1]
 
     def page(self, path: str | Path) -> str:
-        """Register an artifact (a model file, or an .mlpackage folder) and return its page's path relative
+        """Register an artifact (a model file, or a folder such as an .mlpackage) and return its page's path relative
         to the server's root, e.g. ``?url=data/TOKEN/tiny.onnx``. Registering the same file again returns
         the same page. Raises WorkbenchError when the artifact does not exist."""
         model = _Model(Path(path))

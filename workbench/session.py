@@ -25,7 +25,7 @@ from . import formats as _formats
 from .compare import DEFAULT_TOLERANCES, FP16_MAX, Comparison, ReferenceFigures, Tolerance, compare
 from .errors import OutputError, RuntimeUnavailable, WorkbenchError
 from .formats import Artifact, ExportSpec, Runner
-from .formats.torchscript.runner import TorchRunner
+from .formats.common.pytorch import TorchRunner
 from .images import load_images, to_pixels
 from .models import LoadedModel, load_model
 from .preprocess import Preprocess
@@ -56,12 +56,7 @@ def below(figures: Mapping[str, float], thresholds: Mapping[str, float] | None, 
     return failures
 
 
-def size_on_disk(path: str | Path) -> int:
-    """Bytes of a file, or of every file under a folder (an .mlpackage)."""
-    path = Path(path)
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return path.stat().st_size
+size_on_disk = _formats.size_on_disk  # bytes of an artifact: every file its format says it is made of
 
 
 @dataclass
@@ -115,9 +110,9 @@ class FormatResult:
     artifact: Artifact | None = None
     comparison: Comparison | None = None
     error: str | None = None  # export or run failed: parity is not established
-    skipped: str | None = None  # exported, but cannot run here (Core ML off macOS)
+    skipped: str | None = None  # exported, but cannot run here (RuntimeUnavailable)
     label: str = ""
-    divergence: str | None = None  # where a failing Core ML program first leaves PyTorch
+    divergence: str | None = None  # where a failing program first leaves PyTorch (a format with a locator)
     variants: dict[str, VariantResult] = field(default_factory=dict)
 
     @property
@@ -410,7 +405,7 @@ class Reference:
                 if peak > FP16_MAX:
                     result.failures = [
                         f.replace(": non-finite values", f": non-finite values: fp16 overflow (the model's {out!r} "
-                                  f"reaches {peak:.3g}, beyond fp16's {FP16_MAX:g}): run at fp32 (Core ML: "
+                                  f"reaches {peak:.3g}, beyond fp16's {FP16_MAX:g}): run at fp32 (CLI: "
                                   "--precision fp32)", 1)
                         if f"output {out!r} on " in f and "fp16 overflow" not in f else f for f in result.failures]
         return result
@@ -481,7 +476,7 @@ def _outputs_by_name(module, names: Sequence[str]):
 class ArtifactSet:
     """Artifacts of one reference, at most one per format, each with its runner built on first use.
 
-    runtime_options: per format, what its runner takes ({"coreml": {"compute_precision": "fp32"}}).
+    runtime_options: per format, what its runner takes ({FORMAT: {OPTION: VALUE}}).
     """
 
     def __init__(self, reference: Reference, runtime_options: dict[str, dict] | None = None):
@@ -531,18 +526,30 @@ class ArtifactSet:
         """The reference as the `fmt` artifact gives it (see `Artifact.expected`)."""
         return dict(self.reference._expected(self.artifacts.get(fmt))[0])
 
-    def locate(self, fmt: str = "coreml", image: int = 0, tolerance: Tolerance | None = None,
+    def locate(self, fmt: str | None = None, image: int = 0, tolerance: Tolerance | None = None,
                preprocess: Preprocess | None = None):
         """Where the `fmt` artifact first diverges from PyTorch on sample image `image`, both sides given the
-        same input (a `coreml_interp.Divergence` for Core ML)."""
-        artifact = self.artifacts.get(fmt)
-        if artifact is None:
-            raise WorkbenchError(f"no {fmt} artifact in this set: export it first")
+        same input (a `coreml_interp.Divergence` for Core ML). fmt None: the one artifact in this set whose
+        format has a locator."""
+        fmt = self._locatable(fmt)
+        artifact = self.artifacts[fmt]
         n = len(self.reference.images)
         if not 0 <= image < n:
             raise WorkbenchError(f"image {image} is out of range: there are {n} sample images")
         return _formats.get(fmt).locate(artifact, self.runner(fmt), self.reference.pixels[image:image + 1],
                                        preprocess, tolerance)
+
+    def _locatable(self, fmt: str | None) -> str:
+        if fmt is not None:
+            if fmt not in self.artifacts:
+                raise WorkbenchError(f"no {fmt} artifact in this set: export it first")
+            return fmt
+        found = [f for f in self.artifacts if _formats.get(f).locator]
+        if len(found) != 1:
+            with_locator = [n for n, f in _formats.registry().items() if f.locator]
+            raise WorkbenchError(f"name the format to locate in ({', '.join(found)})" if found else
+                                 f"no artifact here has an op-by-op locator; export one of {', '.join(with_locator)}")
+        return found[0]
 
     def close(self) -> None:
         for r in self._runners.values():
@@ -554,7 +561,7 @@ class Session(Reference):
     """A reference and the artifacts exported from it: what `workbench check` and scripts drive.
 
     Takes what `Reference` takes, and runtime_options: per format, what its runner takes
-    (``{"coreml": {"compute_precision": "fp32"}, "onnx": {"threads": 1}}``).
+    (``{FORMAT: {OPTION: VALUE}}``, each format's `runtime_options`).
     """
 
     def __init__(self, model, images, *, runtime_options: dict[str, dict] | None = None, **kwargs):
@@ -592,9 +599,16 @@ class Session(Reference):
     def expected(self, fmt: str) -> dict[str, np.ndarray]:
         return self.exported.expected(fmt)
 
-    def locate(self, image: int = 0, tolerance: Tolerance | None = None, preprocess: Preprocess | None = None,
-               fmt: str = "coreml"):
-        """Where the exported `fmt` artifact first diverges from PyTorch (see `ArtifactSet.locate`)."""
+    def locate(self, fmt: str | None = None, image: int = 0, tolerance: Tolerance | None = None,
+               preprocess: Preprocess | None = None):
+        """Where the exported `fmt` artifact first diverges from PyTorch (see `ArtifactSet.locate`; the
+        arguments in its order). A number first is the old order, `locate(image, ...)`: deprecated."""
+        if isinstance(fmt, int):
+            import warnings
+
+            warnings.warn("Session.locate(image, ...) is deprecated: write locate(fmt, image, ...)", DeprecationWarning,
+                          stacklevel=2)
+            fmt, image = None, fmt
         return self.exported.locate(fmt, image, tolerance, preprocess)
 
     def check(self, formats: Sequence[str] | None = None, out: str | Path | None = None,
@@ -612,8 +626,8 @@ class Session(Reference):
         (step: "export", "run", "locate"); `Reference` calls it for ("model", "load") and ("PyTorch", "run").
         A format that fails to export or run is reported with its error; the others go on.
 
-        compress: per format, compressed variants to build after its artifact ({"coreml": ["palettize4"],
-        "onnx": ["int8"]}; `workbench.formats.get(name).variants` lists them), each written beside it, run and
+        compress: per format, compressed variants to build after its artifact ({FORMAT: [VARIANT, ...]};
+        `workbench.formats.get(name).variants` lists them), each written beside it, run and
         compared with PyTorch (see `VariantResult` for what passing means). Variants that calibrate (int8) use
         the sample images through the artifact's own preprocessing, or `calibration_preprocess` (a mistake
         made on purpose: the variant's notes name both). thresholds: {"min_top1", "min_psnr", "min_miou"},
@@ -659,7 +673,7 @@ class Session(Reference):
                 if fmt.locator and not result.comparison.passed and result.artifact.traced is not None:
                     if progress:
                         progress(name, "locate")
-                    result.divergence = self.locate(tolerance=tolerance, fmt=name).describe()
+                    result.divergence = self.locate(name, tolerance=tolerance).describe()
             except RuntimeUnavailable as exc:
                 result.skipped = str(exc)
             except WorkbenchError as exc:

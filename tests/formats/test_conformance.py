@@ -18,7 +18,7 @@ from formatkit import (
 )
 
 from workbench import Preprocess, WorkbenchError, formats, load_model
-from workbench.formats.executorch import tools
+from workbench.formats.common import tools_env as tools
 from workbench.session import Session
 
 # format: (suffix, super-resolution input side, fp16 tolerance of the range). MNN's Winograd convolutions, which

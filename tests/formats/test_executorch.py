@@ -8,7 +8,8 @@ import pytest
 from formatkit import FP32, agreement, calibration, classifier_session, recording_convert, spread, watched
 
 from workbench import WorkbenchError, formats, load_model
-from workbench.formats.executorch import compress, tools
+from workbench.formats.common import tools_env as tools
+from workbench.formats.executorch import compress
 from workbench.preprocess import Preprocess
 
 FMT = "executorch"

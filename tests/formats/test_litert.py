@@ -9,7 +9,7 @@ import pytest
 from formatkit import FP32, agreement, calibration, classifier_session, recording_convert, spread, watched
 
 from workbench import WorkbenchError, formats, load_model
-from workbench.formats.executorch import tools
+from workbench.formats.common import tools_env as tools
 from workbench.formats.litert import compress
 
 FMT = "litert"
@@ -85,3 +85,17 @@ def test_quantization_refuses_an_fp16_model_and_int8_without_images(session, tmp
         half = dataclasses.replace(artifact, precision="fp16")
         formats.get(FMT).compress("int8_dynamic", half, tmp_path / "q.tflite")
     assert not list(tmp_path.iterdir())
+
+
+def test_loading_prints_nothing_on_stderr(session):
+    """Issue 22.11: "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on the notebooks' pink stderr. In
+    a fresh process: LiteRT may print it once per process only."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from workbench.formats.litert.validate import load; "
+            "print(len(load(sys.argv[1]).get_input_details()))")
+    run = subprocess.run([sys.executable, "-c", code, str(session.artifacts[FMT].path)], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "1", run.stderr
+    assert "XNNPACK" not in run.stderr and "INFO" not in run.stderr, run.stderr

@@ -1,9 +1,11 @@
 """The formats, one folder each, registered by name: everything the workbench knows about a format.
 
 A format folder (`onnx/`, `coreml/`, `torchscript/`, ...) declares one `Format` in its `__init__.py` and keeps
-its exporter, runner and file validation beside it. The CLI's `--to`, the session's `check`, and the widget's
-columns, checkboxes and graph buttons all iterate `registry()`; nothing else lists formats. Adding a format
-is adding a folder (see the README's "How to add a format"). Declarations are light: a format's heavy
+its exporter, runner, file validation, its files on disk, its bare runtime call (for the bench) and what its
+runtime applies natively beside it. The CLI (`--to`, its option flags), the session's `check`, the widget's
+columns, checkboxes, graph buttons and Export panel, the sizes and the bench all iterate `registry()`; nothing
+else lists formats. Adding a format is adding a folder (docs/architecture.md, "How to add a format"); code two
+formats share lives in `formats/common/`, not in a sibling's folder. Declarations are light: a format's heavy
 package (onnxruntime, coremltools, ...) is imported by its exporter or runner when first used.
 """
 
@@ -14,34 +16,45 @@ import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from ..errors import WorkbenchError
 from ..preprocess import Preprocess
-from .base import Artifact, ExportSpec, Runner
-
-Native = Literal["imagetype", "mean_norm"]
+from .base import Artifact, BareCall, ExportSpec, Native, Runner
 
 
 @dataclass(frozen=True)
 class Option:
-    """An export or runner option a user can set: its name, default and what it does."""
+    """An export or runner option a user can set: its name, default and what it does.
+
+    choices: the values it takes (others are refused); suggest: common values a menu offers where any value is
+    taken. flag: its command-line alias of ``--option FORMAT.NAME=VALUE`` (``--runtime-option`` for a runner's),
+    e.g. "--precision"; formats that declare the same flag share it, and it applies to each chosen format that
+    has it. panel: shown in the widget's Export panel (under the format, while it is ticked).
+    """
 
     name: str
     default: object = None
     help: str = ""
     choices: tuple | None = None
+    flag: str | None = None
+    panel: bool = False
+    suggest: tuple = ()
 
 
 @dataclass(frozen=True)
 class Format:
     """A format: its names, its file, and where its exporter, runner and validator live.
 
-    exporter/runner/validator/locator: ``"module:attribute"`` relative to `package` (imported on first
-    use). native: the preprocessing the runtime applies itself ("imagetype": Core ML's one scalar scale and
-    per-channel bias; "mean_norm": ncnn's and MNN's per-channel (x - mean) * norm); None puts it in the graph.
-    live_options: what the widget's live conversion passes to the exporter (it compares on the sample images
-    right after, so e.g. torch's own trace check can be skipped).
+    exporter/runner/validator/locator/files/netron/floor: ``"module:attribute"`` relative to `package`
+    (imported on first use):
+    - files: ``(path, options=None) -> [Path]``, every file or folder an artifact at `path` is made of (ncnn's
+      .param and .bin), or, given export options, what an export there writes; default: `path` alone;
+    - netron: ``(path) -> Path``, the file Netron opens for the artifact (inside an .mlpackage); default: itself;
+    - floor: ``(artifact, inputs, pixels=None, stack=None) -> callable``, the bare runtime call on already
+      preprocessed inputs, built once (bench/refresh.py times the widget against it).
+    native: the preprocessing the runtime applies itself (a `Native`: Core ML's ImageType, ncnn's and MNN's
+    mean/norm); None puts it in the graph. live_options: what the widget's live conversion passes to the
+    exporter (it compares on the sample images right after, so e.g. torch's own trace check can be skipped).
     """
 
     name: str
@@ -53,6 +66,9 @@ class Format:
     runner: str = ".runner:runner"
     validator: str = ".validate:validate"
     locator: str | None = None  # where a failing artifact first leaves PyTorch, op by op
+    files: str | None = None
+    netron: str | None = None
+    floor: str | None = None
     native: Native | None = None
     precisions: tuple[str, ...] = ("fp32",)
     default_precision: str = "fp32"
@@ -126,11 +142,43 @@ class Format:
     def native_exact(self, pre: Preprocess) -> bool | None:
         """Whether the runtime's own preprocessing expresses `pre` exactly (None: it has none; the
         preprocessing goes into the graph, where it is always exact)."""
-        if self.native == "imagetype":
-            return pre.imagetype_fit().exact
-        if self.native == "mean_norm":
-            return True
-        return None
+        return None if self.native is None else self.native.exact(pre)
+
+    def carries(self, pre: Preprocess) -> str:
+        """How an export of this format carries `pre`: natively (exactly or not) or in the graph."""
+        return "exact (in the graph)" if self.native is None else self.native.note(pre)
+
+    def artifact_files(self, path: str | Path, options: dict | None = None) -> list[Path]:
+        """Every file or folder an artifact at `path` is made of; given export `options`, what an export at
+        `path` with them writes (a Core ML neural network is an .mlmodel, not an .mlpackage)."""
+        if self.files is None:
+            return [Path(path)]
+        return [Path(p) for p in self._load(self.files)(Path(path), options)]
+
+    def size_on_disk(self, path: str | Path) -> int:
+        """Bytes of the artifact at `path`: every file it is made of, folders summed."""
+        return sum(_bytes(p) for p in self.artifact_files(path) if p.exists())
+
+    def graph_file(self, path: str | Path) -> Path:
+        """The file Netron opens for the artifact at `path`; WorkbenchError when it is not there."""
+        path = Path(path)
+        if not path.exists():
+            raise WorkbenchError(f"cannot show the graph: {path} does not exist")
+        return Path(self._load(self.netron)(path)) if self.netron else path
+
+    def bare_call(self, artifact: Artifact, inputs, pixels=None, stack=None) -> BareCall:
+        """The bare runtime on `inputs` (preprocessed, (N, C, H, W) float32), built once: the call to time.
+        `pixels`: the 0-255 images, for an artifact whose runtime applies its own preprocessing to them
+        (ncnn's and MNN's mean/norm); `stack`: an ExitStack that closes what the call holds (a worker)."""
+        if self.floor is None:
+            raise WorkbenchError(f"{self.title} declares no bare runtime call (Format.floor) for the bench")
+        call = self._load(self.floor)(artifact, inputs, pixels, stack)
+        return call if isinstance(call, BareCall) else BareCall(call)
+
+    def options_with_flags(self) -> list[tuple[str, Option]]:
+        """(kind, option) of every option with a command-line flag; kind "export" or "runtime"."""
+        return [(kind, o) for kind, opts in (("export", self.export_options), ("runtime", self.runtime_options))
+                for o in opts if o.flag]
 
 
 @dataclass(frozen=True)
@@ -198,6 +246,12 @@ class Calibration:
                 "preprocess_dict": self.preprocess.to_dict(), "warning": self.warning()}
 
 
+def _bytes(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
 def _check_options(fmt: Format, given: dict, declared: tuple[Option, ...], kind: str) -> None:
     known = {o.name: o for o in declared}
     for name, value in given.items():
@@ -260,9 +314,17 @@ def defaults() -> tuple[str, ...]:
 
 
 def for_file(path: str | Path) -> Format | None:
-    """The format whose files end like `path`, if any."""
-    suffix = Path(path).suffix.lower()
-    return next((f for f in registry().values() if suffix in f.suffixes), None)
+    """The format whose files end like `path`, if any (the longest suffix that fits: ".ncnn.param")."""
+    name = Path(path).name.lower()
+    fits = [(len(s), f) for f in registry().values() for s in f.suffixes if name.endswith(s.lower())]
+    return max(fits, key=lambda t: t[0])[1] if fits else None
+
+
+def size_on_disk(path: str | Path) -> int:
+    """Bytes of an artifact: every file its format says it is made of (ncnn's .param and .bin), or of the
+    file or folder at `path` when no format claims it."""
+    fmt = for_file(path)
+    return fmt.size_on_disk(path) if fmt is not None else _bytes(Path(path))
 
 
 def export(spec: ExportSpec, fmt: str, path: str | Path, **options) -> Artifact:
@@ -275,6 +337,5 @@ def runner_for(artifact: Artifact, **options) -> Runner:
     return get(artifact.format).make_runner(artifact, **options)
 
 
-__all__ = ["Artifact", "Calibration", "ExportSpec", "Format", "Option", "Runner", "defaults", "export", "for_file",
-           "get",
-           "register", "registry", "runner_for", "unregister"]
+__all__ = ["Artifact", "BareCall", "Calibration", "ExportSpec", "Format", "Native", "Option", "Runner", "defaults",
+           "export", "for_file", "get", "register", "registry", "runner_for", "size_on_disk", "unregister"]

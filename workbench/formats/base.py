@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,6 +125,31 @@ class ExportSpec:
 
 
 @contextlib.contextmanager
+def native_quiet():
+    """Silence what a runtime's C++ prints to the process's stdout and stderr (MNN's "The device supports:
+    ...", LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."): file descriptors 1 and 2 go to
+    /dev/null meanwhile. In a notebook such lines land on the pink stderr and look like errors; in `workbench
+    check --json` they would land inside the JSON. Errors still come back as exceptions."""
+    import os
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved + [null]:
+            os.close(fd)
+
+
+@contextlib.contextmanager
 def quiet(*loggers: str):
     """Silence a converter's progress output (stdout, stderr: tqdm bars, graph dumps) and its loggers'
     warnings; exceptions still propagate."""
@@ -140,7 +165,50 @@ def quiet(*loggers: str):
             lg.setLevel(level)
 
 
+# -- the preprocessing a runtime applies itself ---------------------------------------------------------
+class Native:
+    """How a format's runtime applies preprocessing itself (Core ML's ImageType, ncnn's and MNN's mean/norm),
+    as the format declares it (`Format.native`). A format without one puts the preprocessing in the graph,
+    where any `Preprocess` is exact.
+
+    how: what carries it, in a few words ("ImageType scale/bias"). graph_options: the export options that put
+    the exact preprocessing in the graph instead (what the widget's "bake" asks every format for).
+    """
+
+    how = "its runtime"
+    graph_options: Mapping[str, object] = {}
+
+    def exact(self, pre: Preprocess) -> bool:
+        """Whether the runtime's own preprocessing expresses `pre` exactly."""
+        raise NotImplementedError
+
+    def note(self, pre: Preprocess) -> str:
+        """How an export carries `pre`, for the user."""
+        if self.exact(pre):
+            return f"exact, natively ({self.how})"
+        return f"not exact natively ({self.how}): exported with the normalization in the graph"
+
+
 # -- running ------------------------------------------------------------------------------------------
+@dataclass
+class BareCall:
+    """A format's bare runtime call for the bench (`Format.floor`): `call()` runs the runtime once on inputs
+    prepared beforehand, with nothing of the workbench around it.
+
+    what: what it runs, for the bench's row. own_seconds: `call()` returns the seconds the runtime's own clock
+    measured (a worker process's), besides the time the caller sees. round_trip: the transport alone (a
+    worker's IPC of the same payload, nothing run), when there is one.
+    """
+
+    call: Callable[[], object]
+    what: str = "bare runtime, same inputs"
+    own_seconds: bool = False
+    round_trip: Callable[[], object] | None = None
+
+    def __call__(self):
+        return self.call()
+
+
 class Runner:
     """Base runner. Subclasses set `name`/`label` and fill `_activate`, `_run` (and `_deactivate`)."""
 

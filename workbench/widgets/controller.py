@@ -31,7 +31,7 @@ from ..formats.base import same_preprocess
 from ..preprocess import PRESETS, Preprocess
 from ..session import ArtifactSet, FormatResult, Session, VariantResult, size_on_disk
 from ..tasks import read_labels
-from ..views import side_by_side
+from ..views import Table, compression_view, parity_table, side_by_side
 
 MODEL = "__model__"  # the preset value that stands for the model's own (training) preprocessing
 CUSTOM = "__custom__"  # shown when the values match no preset
@@ -116,12 +116,14 @@ class Controller:
         self.seconds: dict[str, float] = {}  # how long each live conversion took
         self.run_seconds: dict[str, float] = {}  # how long each format's last refresh took: fastest first
         self.preprocess = self.reference_preprocess.with_imagetype()
+        self._chosen = MODEL  # the preset chosen last: the menu names it when others have the same values
         self.bake = False
         self._unbaked = self.preprocess  # what unticking bake returns to
         self.comparison: dict[str, Comparison] = {}
         self.outputs: dict[str, dict[str, np.ndarray]] = {}
         self.computed: dict[str, Preprocess] = {}  # the preprocessing each column was computed with
         self.divergence = None
+        self.divergence_format: str | None = None  # whose program `divergence` walks
         self.busy: str | None = None
         self.error: str | None = None
         self.page = 0
@@ -375,6 +377,43 @@ class Controller:
             results[fmt].variants[variant.name] = variant.result
         return results
 
+    def parity_view(self) -> Table:
+        """The parity table as the widget shows it: each live format's latest comparison (out of date ones
+        faded), or why it has none, with the tolerance it is judged by (`views.parity_table`)."""
+        results, messages = {}, {}
+        for fmt in self.formats:
+            status = self.status.get(fmt, "")
+            failed = status.startswith("failed")
+            results[fmt] = FormatResult(fmt, artifact=self.live.artifacts.get(fmt),
+                                        comparison=self.comparison.get(fmt), label=self.title(fmt),
+                                        error=status if failed else None)
+            if fmt not in self.comparison:
+                messages[fmt] = status if status != "ok" else "not run yet"
+        return parity_table(results, tolerances={f: self.tolerance(f) for f in self.formats}, stale=self.stale(),
+                            messages=messages)
+
+    def compression_view(self) -> Table:
+        """The Compression tab's table: per format with ticked variants its uncompressed live artifact, then
+        each variant (its size, its figures against PyTorch, what they are computed on, how it was
+        calibrated), as `views.compression_view` renders `Session.check`'s results: the same figures, the
+        same way."""
+        results: dict[str, FormatResult] = {}
+        notes, messages, stale = {}, {}, set()
+        for (fmt, name), variant in self.variants.items():
+            if fmt not in results:
+                results[fmt] = FormatResult(fmt, artifact=self.live.artifacts.get(fmt),
+                                            comparison=self.comparison.get(fmt), label=self.title(fmt))
+            ok = variant.status == "ok" and variant.result is not None and variant.result.comparison is not None
+            results[fmt].variants[name] = variant.result if ok else VariantResult(name)
+            if not ok:
+                messages[fmt, name] = variant.status
+                continue
+            notes[fmt, name] = self.variant_note(variant)
+            if variant.computed != self.preprocess:
+                stale.add((fmt, name))
+        return compression_view(results, runtimes={f: self.title(f) for f in results}, notes=notes,
+                                stale=stale, messages=messages)
+
     def differing_most(self, variant: Variant, count: int = PER_PAGE) -> list[int]:
         """Indices of the sample images where `variant` differs most from PyTorch: a changed top-1 or mask
         first, then the largest difference as a share of the output's range."""
@@ -478,10 +517,15 @@ class Controller:
 
     @property
     def preset(self) -> str:
-        """The preset whose values are in force (MODEL for the model's own), or CUSTOM."""
+        """The preset whose values are in force (MODEL for the model's own), or CUSTOM. When several presets
+        have these values (a gray model's own is the "gray" preset), the one chosen last."""
         if self.bake:
             return MODEL
-        for _, name in self.presets():
+        names = [name for _, name in self.presets()]
+        if self._chosen in names:
+            names.remove(self._chosen)
+            names.insert(0, self._chosen)
+        for name in names:
             if same_preprocess(self.preprocess, self._preset_preprocess(name)):
                 return name
         return CUSTOM
@@ -492,7 +536,12 @@ class Controller:
             return
         if name not in dict((v, v) for _, v in self.presets()):
             raise WorkbenchError(f"unknown preset {name!r}; choose one of {', '.join(v for _, v in self.presets())}")
-        self.set_preprocess(self._preset_preprocess(name), bake=False)
+        chosen, self._chosen = self._chosen, name  # said by the menu from the first render on
+        try:
+            self.set_preprocess(self._preset_preprocess(name), bake=False)
+        except Exception:
+            self._chosen = chosen
+            raise
 
     def match(self) -> None:
         """The values derived from the model's training normalization (Core ML's best scalar scale)."""
@@ -522,21 +571,9 @@ class Controller:
         return out
 
     def exactness(self) -> dict[str, str]:
-        """Per format (the live ones and every registered one), how exactly an export carries the current
-        preprocessing: natively (Core ML's ImageType, ncnn/MNN mean/norm) or in the graph."""
-        fit = self.preprocess.imagetype_fit()
-        notes = {}
-        for name, fmt in _formats.registry().items():
-            exact = fmt.native_exact(self.preprocess)
-            if exact is None:
-                notes[name] = "exact (in the graph)"
-            elif fmt.native == "imagetype" and not exact:
-                notes[name] = (f"not exact natively: ImageType's one scale is off by up to {fit.max_error:.4g}; "
-                               "exported with the normalization baked into the graph")
-            else:
-                how = "ImageType scale/bias" if fmt.native == "imagetype" else "mean/norm"
-                notes[name] = f"exact, natively ({how})"
-        return notes
+        """Per registered format, how exactly an export carries the current preprocessing: natively (what its
+        runtime applies itself: `Format.native`) or in the graph."""
+        return {name: fmt.carries(self.preprocess) for name, fmt in _formats.registry().items()}
 
     # -- computing ----------------------------------------------------------------------------------------------
     def _set_busy(self, what: str | None) -> None:
@@ -574,11 +611,12 @@ class Controller:
             for k, variant in enumerate(running, start=1):  # compressed variants rerun too, after their formats
                 self._set_busy(f"running {variant.title} ({k}/{len(running)} compressed variants)")
                 self._run_variant(variant, pre)
-            self.divergence = None
+            self.divergence = self.divergence_format = None
             failing = [f for f in order if not self.comparison[f].passed and _formats.get(f).locator]
             if failing and not self.differs and not self.warnings:  # PyTorch's preprocessing: look inside the program
                 self._set_busy(f"locating where {self.title(failing[0])} leaves PyTorch")
                 self.divergence = self.live.locate(failing[0], preprocess=pre)
+                self.divergence_format = failing[0]
             self.recomputes += 1
             self._redraw()
             if self.variants:
@@ -680,33 +718,60 @@ class Controller:
                 variant.artifacts.reference = session
 
     # -- export -------------------------------------------------------------------------------------------------
-    def export(self, folder: str | Path, formats: Sequence[str], *, target: str = "iOS16", precision: str = "fp16",
+    def export_options(self, fmt: str) -> tuple:
+        """The options of `fmt` the Export panel offers (`Option.panel`), with their defaults."""
+        return tuple(o for o in _formats.get(fmt).export_options if o.panel)
+
+    def export_paths(self, folder: str | Path, formats: Sequence[str], options: dict[str, dict] | None = None,
+                     variants: bool = True) -> tuple[list[Path], dict[str, list[str]]]:
+        """Every file an Export of `formats` into `folder` writes (each format's own files: ncnn's .param and
+        .bin; a Core ML neural network's .mlmodel), the reports last; and the variants it writes."""
+        out = Path(folder).expanduser()
+        paths: list[Path] = []
+        compress: dict[str, list[str]] = {}
+        for f in formats:
+            fmt = _formats.get(f)
+            paths += fmt.artifact_files(out / f"{self.session.name}{fmt.suffix}", dict((options or {}).get(f, {})))
+        for (f, name), variant in self.variants.items() if variants else ():
+            if f in formats and variant.status == "ok":
+                fmt = _formats.get(f)
+                compress.setdefault(f, []).append(name)
+                paths += fmt.artifact_files(out / f"{self.session.name}.{name}{fmt.suffix}")
+        return paths + [out / "parity_report.json", out / "parity_report.png"], compress
+
+    def export_steps(self, formats: Sequence[str], variants: bool = True) -> int:
+        """How many progress steps an Export of `formats` reports (export and run per format, one per variant)."""
+        return 2 * len(formats) + sum(1 for (f, _), v in self.variants.items()
+                                      if variants and f in formats and v.status == "ok")
+
+    def export(self, folder: str | Path, formats: Sequence[str], *, options: dict[str, dict] | None = None,
                labels_file: str = "", overwrite: bool = False, confirmed: bool = False, variants: bool = True,
-               progress: Callable[[str, str], None] | None = None) -> ExportOutcome:
+               progress: Callable[[str, str], None] | None = None, target: str | None = None,
+               precision: str | None = None) -> ExportOutcome:
         """Write `formats` into `folder` with the preprocessing in force inside, and parity_report.json/.png.
+
+        options: per format, its export options (`export_options(fmt)` are the ones the panel offers); with
+        bake ticked, each format with a native preprocessing gets the options that put it in the graph.
+        target/precision: deprecated, the options of those names for every chosen format that has them.
         variants: also write the compressed variants running in the Compression tab, of the formats written
         (each beside its format's file, calibrated with the preprocessing in force, in the report).
+        progress(what, step): told as each step starts (`export_steps` of them).
 
         Refuses (outcome.refused) when a file exists and not `overwrite`; asks first (outcome.confirm) when a
-        chosen live format fails parity with this preprocessing, unless `confirmed`. The live artifacts and
-        their runners are untouched. Raises WorkbenchError for bad labels or a folder that cannot be written.
+        chosen live format fails parity with this preprocessing, unless `confirmed`. Nothing is left half
+        written: when the export stops on an error, the files it had written are removed. The live artifacts
+        and their runners are untouched. Raises WorkbenchError for bad labels or a folder that cannot be written.
         """
         self.export_outcome = None
         self._tell("export")
-        names = [n for n in formats]
+        names = list(formats)
         if not names:
             return self._outcome(ExportOutcome(refused="no format ticked: choose at least one to export"))
+        options = self._export_options(names, options, target=target, precision=precision)
         out = Path(folder).expanduser()
-        report_json, report_png = out / "parity_report.json", out / "parity_report.png"
-        paths = [out / f"{self.session.name}{_formats.get(f).suffix}" for f in names]
-        compress: dict[str, list[str]] = {}
-        for (fmt, name), variant in self.variants.items() if variants else ():
-            if fmt in names and variant.status == "ok":
-                compress.setdefault(fmt, []).append(name)
-                paths.append(out / f"{self.session.name}.{name}{_formats.get(fmt).suffix}")
+        paths, compress = self.export_paths(out, names, options, variants)
         if not overwrite:
-            clashes = [p for p in paths + [report_json, report_png]
-                       if p.exists() or (p.suffix == ".mlpackage" and p.with_suffix(".mlmodel").exists())]
+            clashes = [p for p in paths if p.exists()]
             if clashes:
                 return self._outcome(ExportOutcome(refused=(
                     f"nothing written: {clashes[0]} already exists"
@@ -722,17 +787,23 @@ class Controller:
                 "the files would carry it. Export anyway, or click Match PyTorch or tick bake first")))
         if labels_file.strip():
             self.session.set_labels(read_labels(labels_file.strip()))
-        options = {"coreml": {"target": target, "precision": precision,
-                              "normalization": "bake" if self.bake else "auto"}}
+        report_json, report_png = paths[-2:]
+        before = {p for p in paths if p.exists()}
         self._set_busy("exporting")
         try:
             report = self.session.check(names, out, overwrite=overwrite, preprocess=self.preprocess,
-                                        options={k: v for k, v in options.items() if k in names}, progress=progress,
-                                        compress=compress)
+                                        options=options, progress=progress, compress=compress)
             with atomic_output(report_json, overwrite=True) as tmp:
                 tmp.write_text(report.to_json())
             with atomic_output(report_png, overwrite=True) as tmp:
                 tmp.write_bytes(self.draw("png", every_image=True))  # every image, losslessly
+        except BaseException:
+            for p in paths:  # what this export wrote goes, so a retry starts clean; what was there stays
+                if p not in before and p.is_dir():
+                    shutil.rmtree(p)
+                elif p not in before and p.exists():
+                    p.unlink()
+            raise
         finally:
             self._set_busy(None)
         outcome = ExportOutcome(report=str(report_json))
@@ -747,6 +818,21 @@ class Controller:
                                         f"not written: {v.error}" if v.error else _variant_figures(v)))
         outcome.written += [(str(report_json), "report", ""), (str(report_png), "picture", "")]
         return self._outcome(outcome)
+
+    def _export_options(self, names: list[str], given: dict[str, dict] | None, **by_name) -> dict[str, dict]:
+        """Each chosen format's export options: those given, the deprecated keywords for the formats that have
+        an option of that name, and, with bake ticked, what puts a native preprocessing in the graph."""
+        chosen: dict[str, dict] = {}
+        for name in names:
+            fmt = _formats.get(name)
+            opts = {k: v for k, v in by_name.items() if v is not None and any(o.name == k for o in fmt.export_options)}
+            opts.update((given or {}).get(name, {}))
+            if self.bake and fmt.native is not None:
+                opts.update(fmt.native.graph_options)
+            fmt.check_export_options(opts)
+            if opts:
+                chosen[name] = opts
+        return chosen
 
     def _outcome(self, outcome: ExportOutcome) -> ExportOutcome:
         self.export_outcome = outcome

@@ -20,9 +20,9 @@ from ...errors import WorkbenchError, require
 from ...files import atomic_output
 from ...tasks import Classification, ImageToImage, Segmentation
 from ..base import Artifact, ClassProbabilities, ExportSpec, ImagePixels, quiet
-from ..torchscript.export import trace
+from ..common.pytorch import trace
+from .files import NEURALNETWORK_TARGETS, files
 
-NEURALNETWORK_TARGETS = {"iOS13", "iOS14", "macOS10_15", "macOS11"}
 PREVIEW_TYPE = "com.apple.coreml.model.preview.type"
 
 
@@ -37,7 +37,7 @@ def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
     precision: compute precision of an ML program. normalization: "auto" uses ImageType's scale/bias
     when exact and bakes the normalization into the graph otherwise; "imagetype" forces the scalar
     approximation; "bake" always bakes. method: how the graph is captured (trace or torch.export).
-    check_trace: torch's check of the trace (see `torchscript.trace`).
+    check_trace: torch's check of the trace (see `common.pytorch.trace`).
     Raises ConversionError naming the failing op and the known fixes.
     """
     import torch
@@ -48,7 +48,7 @@ def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
     neuralnetwork = target in NEURALNETWORK_TARGETS
     if neuralnetwork and precision == "fp16":
         precision = "fp32"  # neural networks have no compute precision setting: fp32 weights
-    path = Path(path).with_suffix(".mlmodel" if neuralnetwork else ".mlpackage")
+    path = files(Path(path), {"target": target})[0]
 
     module, fix_notes = fixes.apply(spec.module)  # known converter gaps, rewritten on a copy (workbench/fixes/)
     spec = replace(spec, module=module)

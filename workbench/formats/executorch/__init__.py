@@ -10,16 +10,17 @@ from .. import Format, Option, register
 FORMAT = register(Format(
     name="executorch", title="ExecuTorch", runtime="ExecuTorch", suffixes=(".pte",), package=__name__,
     exporter=".export:export_executorch", runner=".runner:ExecuTorchRunner", validator=".validate:check_pte",
-    precisions=("fp32", "fp16"),
+    floor=".floor:floor", precisions=("fp32", "fp16"),
     export_options=(
         Option("precision", "fp32", "fp16 runs the model in half precision, sums too where the CPU has fp16 "
-                                    "arithmetic (labelled; parity needs fp32)", ("fp32", "fp16")),
+                                    "arithmetic (labelled; parity needs fp32)", ("fp32", "fp16"), flag="--precision",
+               panel=True),
         Option("delegate", "xnnpack", "XNNPACK (the CPU delegate phones use) or the portable kernels only",
-               ("xnnpack", "portable"))),
+               ("xnnpack", "portable"), panel=True)),
     variants={"int8": ".compress:int8"},
     default=False, order=40,
-    notes="needs the Android tools env (make .venv/android/.installed); converts in 10-100 s. fp16: XNNPACK sums in "
-          "half precision on CPUs with fp16 arithmetic (phones, AVX512-FP16), ~3e-2 of range on the "
-          "super-resolution net against torch's 3e-3: a limit of fp16 sums, not of the lowering. int8: PT2E "
+    notes="needs the Android tools env (make .venv/android/.installed); converts in tens of seconds. fp16: XNNPACK "
+          "sums in half precision on CPUs with fp16 arithmetic (phones, AVX512-FP16), so deep nets land beyond the "
+          "fp16 tolerance: a limit of fp16 sums, not of the lowering (docs/formats.md has the figures). int8: PT2E "
           "with XNNPACKQuantizer, calibrated on the sample images, from a model exported in this session",
 ))

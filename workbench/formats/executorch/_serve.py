@@ -6,7 +6,8 @@ argv: the .pte path. First reply: {"inputs": [...], "outputs": [...]} (the metho
 
 import sys
 
-from _channel import load_method, serve
+from _channel import serve
+from _program import load_method
 
 
 def main(path):

@@ -21,8 +21,10 @@ from ...errors import WorkbenchError
 from ...files import atomic_output
 from .. import Calibration
 from ..base import Artifact
-from .export import export_program, saved_program
-from .tools import HERE, convert
+from ..common.pytorch import export_program, saved_program
+from ..common.tools_env import convert
+
+HERE = Path(__file__).resolve().parent  # the tools-env scripts beside this file
 
 
 def int8(artifact: Artifact, path, *, calibration: Calibration | None = None, overwrite=False) -> Artifact:

@@ -2,50 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
-import warnings
 from pathlib import Path
 
-from ...diagnose import conversion_error
 from ...files import atomic_output
-from ..base import Artifact, ExportSpec, quiet
-from .tools import HERE, convert
+from ..base import Artifact, ExportSpec
+from ..common.pytorch import export_program, saved_program
+from ..common.tools_env import convert
 
-# Measured on the super-resolution net (32x32, the sample images): the graph is fp16 end to end and only the
-# input and outputs are cast (exact for 0-255 pixels; widening at the end), so the error is the kernels'. On a
-# CPU with fp16 arithmetic (AVX512-FP16 here, ARMv8.2 on phones) XNNPACK's fp16 convolutions accumulate in fp16:
-# its first 5x5 convolution alone is 9.1e-4 of range off, exactly what summing its 25 taps in fp16 gives (torch's
-# half sums in float32: 2.3e-4), and depth compounds it.
-FP16_NOTE = ("fp16: XNNPACK computes in half precision and, on a CPU with fp16 arithmetic (phones since ARMv8.2; "
-             "AVX512-FP16), accumulates its sums in half precision too: 2.7e-2 of range on the super-resolution "
-             "net where torch's half (float32 sums) is 2.8e-3 and the portable kernels 5e-2. A limit of fp16 "
-             "sums, not of the lowering (only the input and outputs are cast); expect it above the 1e-2 fp16 "
-             "tolerance on deep nets; fp32 for parity")
+HERE = Path(__file__).resolve().parent  # the tools-env scripts beside this file
 
-
-@contextlib.contextmanager
-def saved_program(program):
-    """`program` saved to a temporary .pt2, for a converter in the tools env to load; removed after."""
-    import torch
-
-    with tempfile.TemporaryDirectory(prefix="workbench-program-") as tmp:
-        saved = Path(tmp) / "program.pt2"
-        torch.export.save(program, saved)
-        yield saved
-
-
-def export_program(module, x, *, what: str, source: str = ""):
-    """`module` captured by torch.export on example input `x` (a WorkbenchError naming the op if not)."""
-    import torch
-
-    try:
-        with warnings.catch_warnings(), quiet("torch.fx.experimental.symbolic_shapes", "torch._dynamo",
-                                              "torch.export"):
-            warnings.simplefilter("ignore")
-            return torch.export.export(module, (x,))
-    except Exception as exc:
-        raise conversion_error(what, exc, module=source) from exc
+# The graph is fp16 end to end and only the input and outputs are cast (exact for 0-255 pixels; widening at the
+# end), so the error is the kernels': on a CPU with fp16 arithmetic (AVX512-FP16, ARMv8.2 on phones) XNNPACK's
+# fp16 convolutions accumulate in fp16, where torch's half sums in float32 (docs/formats.md has the figures).
+FP16_NOTE = ("fp16: the model runs in half precision (only the input and outputs are cast). On a CPU with fp16 "
+             "arithmetic (phones since ARMv8.2; AVX512-FP16) XNNPACK also sums in half precision, which can put deep "
+             "nets beyond the 1e-2 fp16 tolerance, a limit of fp16 sums rather than of the lowering; what this "
+             "machine gives is in the parity figures. fp32 for parity")
 
 
 def half(module):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..base import Runner
-from .tools import HERE, Worker
+from ..common.tools_env import Worker
+
+HERE = Path(__file__).resolve().parent  # the tools-env scripts beside this file
 
 
 class ExecuTorchRunner(Runner):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from ...errors import WorkbenchError
 
+HERE = Path(__file__).resolve().parent  # the tools-env scripts beside this file
+
 
 def check_header(path: Path) -> None:
     """A .pte is a flatbuffer with file identifier 'ET' + version at bytes 4-8."""
@@ -18,7 +20,7 @@ def check_header(path: Path) -> None:
 
 def check_pte(path: Path) -> str:
     """Load `path` with ExecuTorch's runtime; a WorkbenchError naming the file if it cannot."""
-    from .tools import HERE, Worker
+    from ..common.tools_env import Worker
 
     check_header(path)
     worker = Worker(HERE / "_serve.py", [str(path)], what="ExecuTorch", packages="executorch")

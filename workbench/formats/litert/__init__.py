@@ -10,10 +10,10 @@ from .. import Format, Option, register
 FORMAT = register(Format(
     name="litert", title="LiteRT", runtime="LiteRT", suffixes=(".tflite",), package=__name__,
     exporter=".export:export_litert", runner=".runner:LiteRTRunner", validator=".validate:check_tflite",
-    precisions=("fp32", "fp16"),
+    floor=".floor:floor", precisions=("fp32", "fp16"),
     export_options=(Option("precision", "fp32", "fp16 stores weights in half precision (labelled); fp32 for "
-                                                "parity", ("fp32", "fp16")),),
-    runtime_options=(Option("threads", 1, "LiteRT interpreter threads"),),
+                                                "parity", ("fp32", "fp16"), flag="--precision", panel=True),),
+    runtime_options=(Option("threads", 1, "LiteRT interpreter threads", flag="--threads"),),
     variants={"int8_dynamic": ".compress:int8_dynamic", "int8_weights": ".compress:int8_weights",
               "int8": ".compress:int8"},
     default=False, order=70,

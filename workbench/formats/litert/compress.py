@@ -20,7 +20,7 @@ from ...errors import WorkbenchError
 from ...files import atomic_output
 from .. import Calibration
 from ..base import Artifact
-from ..executorch.tools import convert
+from ..common.tools_env import convert
 
 HERE = Path(__file__).resolve().parent
 

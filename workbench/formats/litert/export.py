@@ -1,4 +1,4 @@
-"""LiteRT export: torch.export here, litert-torch in the Android tools env (see executorch/tools.py)."""
+"""LiteRT export: torch.export here, litert-torch in the Android tools env (see common/tools_env.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 from ...files import atomic_output
 from ..base import Artifact, ExportSpec
-from ..executorch.export import export_program, saved_program
-from ..executorch.tools import convert
+from ..common.pytorch import export_program, saved_program
+from ..common.tools_env import convert
 
 HERE = Path(__file__).resolve().parent
 

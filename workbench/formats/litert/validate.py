@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import WorkbenchError, first_line, require
+from ..base import native_quiet
 
 
 def load(path: Path, *, threads: int = 1):
@@ -18,8 +19,9 @@ def load(path: Path, *, threads: int = 1):
     from ai_edge_litert.interpreter import Interpreter
 
     try:
-        interp = Interpreter(model_path=str(path), num_threads=int(threads))
-        interp.allocate_tensors()
+        with native_quiet():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on stderr
+            interp = Interpreter(model_path=str(path), num_threads=int(threads))
+            interp.allocate_tensors()
     except Exception as exc:
         raise WorkbenchError(f"LiteRT cannot load {path} (truncated or corrupt?): {first_line(exc)}. "
                              "Export it again") from exc

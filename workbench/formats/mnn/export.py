@@ -12,9 +12,8 @@ from pathlib import Path
 
 from ...errors import WorkbenchError, first_line, require
 from ...files import atomic_output
-from ..base import Artifact, ExportSpec
-from ..ncnn.export import mean_norm_note, onnx_for
-from .validate import native_quiet
+from ..base import Artifact, ExportSpec, native_quiet
+from ..common.mean_norm import mean_norm_note, onnx_for
 
 
 def convert(source: Path, out: Path, *, fp16: bool = False, source_format: str = "ONNX",

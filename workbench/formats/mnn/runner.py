@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import WorkbenchError, first_line
-from ..ncnn.runner import NativeRunner
+from ..common.mean_norm import MeanNormRunner
 
 WINOGRAD_MEMORY_LEVEL = 3  # MNN::Interpreter::HintMode
 
 
-class MnnRunner(NativeRunner):
+class MnnRunner(MeanNormRunner):
     name = "mnn"
     label = "MNN"
 

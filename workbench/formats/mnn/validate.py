@@ -2,32 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 from pathlib import Path
 
 from ...errors import WorkbenchError, first_line, require
-
-
-@contextlib.contextmanager
-def native_quiet():
-    """MNN prints from C++ to the process's stdout ("The device supports: ...", "MNN use high precision"),
-    which would land inside `workbench check --json`: file descriptors 1 and 2 go to /dev/null meanwhile."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    saved = [os.dup(1), os.dup(2)]
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 1)
-        os.dup2(null, 2)
-        yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved + [null]:
-            os.close(fd)
+from ..base import native_quiet
 
 
 def load(path: Path):

@@ -6,15 +6,16 @@ two files, NAME.ncnn.param (the graph; the artifact's path) and NAME.ncnn.bin (t
 """
 
 from .. import Format, Option, register
+from ..common.mean_norm import MeanNorm
 
 FORMAT = register(Format(
     name="ncnn", title="ncnn", runtime="ncnn", suffixes=(".ncnn.param", ".param"), package=__name__,
     exporter=".export:export_ncnn", runner=".runner:NcnnRunner", validator=".validate:check_ncnn",
-    native="mean_norm", precisions=("fp32", "fp16"),
+    files=".files:files", floor=".floor:floor", native=MeanNorm(), precisions=("fp32", "fp16"),
     export_options=(Option("precision", "fp32", "fp16 stores weights in half precision and lets ncnn compute "
-                                                "in it (errors up to ~3e-3 of range); fp32 for parity",
-                           ("fp32", "fp16")),),
-    runtime_options=(Option("threads", 1, "ncnn threads"),),
+                                                "in it; fp32 for parity", ("fp32", "fp16"), flag="--precision",
+                           panel=True),),
+    runtime_options=(Option("threads", 1, "ncnn threads", flag="--threads"),),
     default=False, order=50,
     notes="pnnx converts the ONNX export; pip install pnnx ncnn. No compressed variant: ncnn's int8 needs its "
           "ncnn2table (calibration) and ncnn2int8 tools, which the pip ncnn and pnnx wheels do not ship (they are "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import tempfile
 from pathlib import Path
@@ -10,33 +9,8 @@ from pathlib import Path
 from ...errors import WorkbenchError, require
 from ...files import atomic_output
 from ..base import Artifact, ExportSpec
-
-
-def bin_path(param: Path) -> Path:
-    """NAME.ncnn.param's weights: NAME.ncnn.bin beside it."""
-    return param.with_name(param.name[:-len(".param")] + ".bin" if param.name.endswith(".param")
-                           else param.name + ".bin")
-
-
-def onnx_for(spec: ExportSpec, folder: Path) -> Path:
-    """The model alone (the runtime applies the preprocessing) as a self-contained ONNX file in `folder`:
-    weights inline, since pnnx cannot read an external .onnx.data file."""
-    from ..onnx.export import export_onnx
-
-    path = folder / "model.onnx"
-    export_onnx(dataclasses.replace(spec, preprocess=None), path)
-    return path
-
-
-def mean_norm_note(runtime: str, spec: ExportSpec, call: str, norm: str = "norm") -> str | None:
-    """What the app gives the runtime: the exact per-channel mean and norm of the exported preprocessing."""
-    if spec.preprocess is None:
-        return None
-    mn = spec.preprocess.mean_norm()
-    fmt = lambda v: "[" + ", ".join(f"{x + 0.0:.6g}" for x in v) + "]"  # noqa: E731  (+ 0.0: no "-0")
-    order = "grayscale" if spec.preprocess.grayscale else ("BGR" if spec.preprocess.bgr else "RGB")
-    return (f"{runtime} applies the preprocessing, exact per channel: {call}(mean={fmt(mn['mean'])}, "
-            f"{norm}={fmt(mn['norm'])}) on 0-255 {order} pixels")
+from ..common.mean_norm import mean_norm_note, onnx_for
+from .files import bin_path
 
 
 def export_ncnn(spec: ExportSpec, path: Path, *, precision: str = "fp32", overwrite: bool = False) -> Artifact:

@@ -5,51 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import WorkbenchError, first_line
-from ...preprocess import Preprocess, to_channels
-from ..base import Runner, same_preprocess
+from ..common.mean_norm import MeanNormRunner
 
 
-def eight_bit(pixels: np.ndarray, pre: Preprocess) -> np.ndarray | None:
-    """(N, H, W, C) uint8 images as a phone's camera hands them to the runtime: RGB, or the 8-bit luma for a
-    grayscale model (PIL's conversion, as the reference makes it). None when the pixels are not whole
-    numbers in 0-255 (the runtime's 8-bit entry point cannot take them)."""
-    x = np.asarray(pixels, np.float32)
-    if pre.grayscale:
-        x = to_channels(x, pre)
-    elif x.shape[1] == 1:
-        x = np.repeat(x, 3, axis=1)
-    if x.min() < 0 or x.max() > 255 or not np.array_equal(x, np.round(x)):
-        return None
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1).astype(np.uint8))
-
-
-class NativeRunner(Runner):
-    """A runner whose runtime applies the preprocessing itself, with its own per-channel mean/norm.
-
-    An artifact exported with preprocessing (artifact.preprocess) gets it from the runtime's image API
-    (`_run_native`) and refuses a different one; one exported without takes the model's tensor, computed
-    in numpy from the preprocessing given to `run` (the widget's live artifacts).
-    """
-
-    def run(self, pixels, preprocess=None):
-        self.activate()
-        inside = self.preprocess
-        if inside is None:
-            return self._run(self.inputs(pixels, preprocess))
-        if preprocess is not None and not same_preprocess(preprocess, inside):
-            raise WorkbenchError(
-                f"{self.label} applies the preprocessing it was exported with ({inside.describe()}); export "
-                f"again to use {preprocess.describe()}")
-        images = eight_bit(pixels, inside)
-        if images is None:  # not 8-bit pixels: the same arithmetic in numpy, then the tensor
-            return self._run(self.inputs(pixels, None))
-        return self._run_native(images, inside)
-
-    def _run_native(self, images: np.ndarray, pre: Preprocess) -> dict[str, np.ndarray]:
-        raise NotImplementedError
-
-
-class NcnnRunner(NativeRunner):
+class NcnnRunner(MeanNormRunner):
     name = "ncnn"
     label = "ncnn"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import WorkbenchError, require
-from .export import bin_path
+from .files import bin_path
 
 MAGIC = "7767517"
 

@@ -7,7 +7,8 @@ FORMAT = register(Format(
     exporter=".export:export_onnx", runner=".runner:OnnxRunner", validator=".validate:check_onnx",
     export_options=(Option("opset", None, "ONNX opset version (default: the exporter's)"),
                     Option("legacy", False, "use the legacy TorchScript-based exporter")),
-    runtime_options=(Option("threads", None, "ONNX Runtime intra-op threads (default: all cores)"),),
+    floor=".floor:floor",
+    runtime_options=(Option("threads", None, "ONNX Runtime intra-op threads (default: all cores)", flag="--threads"),),
     variants={"int8_dynamic": ".compress:int8_dynamic", "int8": ".compress:int8", "fp16": ".compress:fp16"},
     default=True, order=10,
 ))

@@ -3,7 +3,9 @@
 Each variant is a function ``(artifact, path, *, calibration, overwrite) -> Artifact`` (see
 `workbench.formats.Format.variants`). `int8` is static QDQ quantization calibrated on the sample images,
 fed to the artifact as its own input (0-255 pixels in its channel order when the preprocessing is inside).
-The calibration (images, preprocessing) is written into the file's metadata_props.
+The calibration (images, preprocessing) is written into the file's metadata_props. The int8 files hold
+full 8-bit weights (no `reduce_range`): phones' int8 kernels do not saturate; the x86 CPUs whose kernels do
+(no VNNI) are run exactly by the runner (`session.x64quantprecision`, see runner.py).
 """
 
 from __future__ import annotations

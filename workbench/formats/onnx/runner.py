@@ -24,6 +24,11 @@ class OnnxRunner(Runner):
         # ORT's idle workers busy-wait by default; beside torch on few cores that spinning slows the next
         # runtime's run (bench/refresh.py). Block instead.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # On x86 CPUs without VNNI (AVX2, AVX-512 without VNNI: this machine) ONNX Runtime's fused int8 kernels
+        # multiply u8 by s8 in pairs into int16, which saturates: notebook 08's static int8 digits net lost 2 of
+        # 6 digits (max abs 3.4) where its QDQ graph, computed exactly, loses none (0.34). This option takes
+        # the exact u8u8 kernels there (slower, int8 models only), so the figures are the file's, not the CPU's.
+        options.add_session_config_entry("session.x64quantprecision", "1")
         if self.threads:
             options.intra_op_num_threads = self.threads
         try:

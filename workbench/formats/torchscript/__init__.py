@@ -9,7 +9,8 @@ from .. import Format, Option, register
 FORMAT = register(Format(
     name="torchscript", title="TorchScript", runtime="TorchScript", suffixes=(".pt",), package=__name__,
     exporter=".export:export_torchscript", runner=".runner:TorchScriptRunner", validator=".validate:check_torchscript",
-    export_options=(Option("optimize", False, "torch's mobile optimizer (needs XNNPACK)"),
+    floor=".floor:floor",
+    export_options=(Option("optimize", False, "torch's mobile optimizer (needs XNNPACK)", panel=True),
                     Option("check_trace", True, "torch's own check of the trace")),
     live_options={"check_trace": False},
     default=True, order=30,

@@ -1,4 +1,4 @@
-"""Tools env: the worker side of tools.Worker (length-prefixed pickles over stdin/stdout).
+"""Tools env: the worker side of tools_env.Worker (length-prefixed pickles over stdin/stdout).
 
 `serve(handle, first, idle)` sends `first`, then answers each request with `handle(request)` (an exception
 becomes {"error": its first line}), until stdin closes or, with `idle`, no request came for `idle` seconds.
@@ -13,24 +13,6 @@ import struct
 
 def first_line(exc):
     return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
-
-
-def load_method(path):
-    """ExecuTorch's `forward` of the .pte at `path` on one thread, with its metadata: (method, meta), or
-    (None, {"error": ...}) saying it cannot be loaded. Only the runtime's extension is imported:
-    `executorch.runtime` imports the whole exir compiler for one warning class (2 s to start a worker
-    instead of 12 on two busy cores)."""
-    import torch  # first: the extension links against libtorch
-    from executorch.extension.pybindings import _C
-
-    torch.set_num_threads(1)
-    try:
-        program = _C._load_program(path, enable_etdump=False, debug_buffer_size=0,
-                                   program_verification=_C.Verification.InternalConsistency)
-        return program.load_method("forward"), program.method_meta("forward")
-    except Exception as exc:
-        return None, {"error": f"ExecuTorch cannot load {path} (truncated or corrupt?): {first_line(exc)}. "
-                               "Export it again"}
 
 
 def serve(handle, first, idle=None):

@@ -28,7 +28,8 @@ def _audit(event, args):
 
 
 sys.addaudithook(_audit)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _channel.py
 script = sys.argv[1]
+# as `python SCRIPT` would: the script's folder first (its format's own helpers), then this one (_channel.py)
+sys.path[:0] = [os.path.dirname(os.path.abspath(script)), os.path.dirname(os.path.abspath(__file__))]
 sys.argv = sys.argv[1:]
 runpy.run_path(script, init_globals={"network": network, "spawned": spawned}, run_name="__main__")

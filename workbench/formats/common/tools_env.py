@@ -1,5 +1,7 @@
 """The Android tools env (`.venv/android`): ExecuTorch and LiteRT's converter, run as subprocesses.
 
+Shared by the formats that convert or run there (ExecuTorch, LiteRT); a format's own scripts live in its folder.
+
 In the workbench's own env they would disturb others: coremltools imports executorch, torchao and
 scikit-learn whenever they are installed (`import coremltools` went from 0.6 s to 12 s), and litert-torch
 pins typing_extensions below what Jupyter needs. So `make` installs them in an env of their own that sees

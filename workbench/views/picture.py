@@ -1,6 +1,7 @@
-"""Pictures: per sample image, the input, the PyTorch output and each converted output, drawn as the task
-needs (top-5 bars, colour masks with a class legend, output images), plus the difference of the first
-format (a heatmap with its colour bar, or bars per class). Returns PNG or JPEG bytes.
+"""The comparison picture: per sample image, the input, the PyTorch output and each converted output, drawn
+as the task needs (top-5 bars, colour masks with a class legend, output images), plus the difference of the
+format that differs most on that image (a heatmap with its colour bar, or bars per class). Returns PNG or
+JPEG bytes.
 
 Drawn with PIL, not matplotlib: the widget redraws on every slider move, and a grid of matplotlib axes
 costs about a second to lay out where these tiles cost milliseconds. Text is the costly part of a PIL
@@ -17,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .compare import Comparison
-from .tasks import Classification, ImageToImage, Segmentation, Task
+from ..compare import Comparison
+from ..tasks import Classification, ImageToImage, Segmentation, Task
 
 # Pascal VOC colours, with the seed's colour coding: person red, dog green, sheep blue.
 _VOC = np.array([[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], [128, 0, 128], [0, 128, 128],
@@ -64,7 +65,8 @@ def side_by_side(pixels: np.ndarray, names: Sequence[str], reference: Mapping[st
                  comparisons: Mapping[str, Comparison] | None = None, *, start: int = 0, count: int | None = 4,
                  max_images: int | None = None, tile: int = 160, image_format: str = "png",
                  cache: dict | None = None) -> bytes:
-    """A picture of rows (images) by columns (input, PyTorch, each format, |difference| of the first format).
+    """A picture of rows (images) by columns (input, PyTorch, each format, and the |difference| of the format
+    that differs most from PyTorch on that image, named in its caption when there are several).
 
     pixels: (N, 3, H, W) 0-255; reference/outputs: {output name: (N, ...)}; outputs keyed by column label;
     comparisons: keyed like outputs, for each tile's PASS/FAIL line. start, count: the images drawn,
@@ -106,7 +108,7 @@ class _Row:
     picture_top: int = 0
     footer_top: int = 0
     bottom: int = 0
-    max_abs: float | None = None  # the difference column's figures (first format against PyTorch)
+    max_abs: float | None = None  # the difference column's figures (the format that differs most, against PyTorch)
     scale: float | None = None
     heatmap: bool = False  # the difference is a heatmap: a colour bar goes under it
     legend: list[tuple[str, tuple[int, int, int] | None]] = field(default_factory=list)  # (name, colour)
@@ -149,7 +151,9 @@ def _plan(pixels, names, reference, outputs, task, comparisons, *, start=0, coun
     shown = "input" if (start, stop) == (0, total) else f"input, images {start + 1}-{stop} of {total}"
     titles = [_wrap(shown, tile)] + [_wrap(label, w) for (label, _), w in zip(columns_out, widths[1:])]
     if outputs:
-        titles.append(_wrap(f"|{next(iter(outputs))} - PyTorch|", widths[-1]))
+        # one format alone: its name; several: each row shows the one that differs most on that image
+        titles.append(_wrap(f"|{next(iter(outputs))} - PyTorch|" if len(outputs) == 1
+                            else "|d| of the format that differs most", widths[-1]))
     lh = _line_height()
     head = max(t.count("\n") + 1 for t in titles) * lh + 6
 
@@ -175,16 +179,9 @@ def _plan(pixels, names, reference, outputs, task, comparisons, *, start=0, coun
                 draw = functools.partial(_draw, task, img, value, tile, w)
             row.tiles.append(kept(("PyTorch", i, task, tile, w), draw) if k == 0 else draw())
         if outputs:
-            ref = np.asarray(values[0])
-            dtype = np.result_type(ref, values[1], np.float32)  # as compare: the outputs' own precision
-            ref = ref.astype(dtype, copy=False)
-            with np.errstate(all="ignore"):
-                diff = np.abs(np.asarray(values[1]).astype(dtype, copy=False).reshape(ref.shape) - ref)
-            row.scale = _scale(ref)
-            finite = np.isfinite(diff)
-            row.max_abs = float(diff.max()) if finite.all() else math.inf
-            fraction = row.max_abs / row.scale if row.scale > 0 else (0.0 if row.max_abs == 0 else math.inf)
-            row.captions.append((f"max |d| {row.max_abs:.2g}\n= {fraction:.2g} of scale {row.scale:.3g}", TEXT))
+            label, diff, row.max_abs, row.scale, fraction = _most_different(values, [n for n, _ in columns_out])
+            who = _wrap(f"{label}:", widths[-1]) + "\n" if len(outputs) > 1 else ""
+            row.captions.append((f"{who}max |d| {row.max_abs:.2g}\n= {fraction:.2g} of scale {row.scale:.3g}", TEXT))
             row.heatmap = diff.ndim == 3 and not classifier  # (K, 1, 1) scores are still classes
             if row.heatmap:
                 row.tiles.append(_heatmap(diff, tile))
@@ -251,6 +248,25 @@ def _paint(plan: _Plan):
         if hidden:
             _text(canvas, (x, row.footer_top + 3 + (len(row.legend_lines) - 1) * lh), f"+{hidden} more", AXIS)
     return canvas
+
+
+def _most_different(values: list, labels: list[str]):
+    """Of the formats' outputs (values[1:], PyTorch's is values[0]), the one that differs most from PyTorch
+    as a fraction of compare's scale: (its label, |difference|, its max, the scale, the fraction). A
+    non-finite difference is the largest."""
+    ref = np.asarray(values[0])
+    scale = _scale(ref)
+    found = None
+    for label, value in zip(labels[1:], values[1:]):
+        dtype = np.result_type(ref, value, np.float32)  # as compare: the outputs' own precision
+        with np.errstate(all="ignore"):
+            diff = np.abs(np.asarray(value).astype(dtype, copy=False).reshape(ref.shape)
+                          - ref.astype(dtype, copy=False))
+        largest = float(diff.max()) if np.isfinite(diff).all() else math.inf
+        fraction = largest / scale if scale > 0 else (0.0 if largest == 0 else math.inf)
+        if found is None or fraction > found[4]:
+            found = (label, diff, largest, scale, fraction)
+    return found
 
 
 def _scale(ref: np.ndarray) -> float:
@@ -484,7 +500,8 @@ def _colour_bar(width: int):
 
 def _difference_bars(values: np.ndarray, width: int, tile: int, labels, axis: str = "class"):
     """|difference| per class as bars (x: class, y: |d| from 0 to its largest value), with the names and
-    values of the classes that differ most listed above the chart and their bars drawn darker."""
+    values of the classes that differ most listed above the chart, each behind a swatch of the darker
+    colour their bars are drawn in (the legend: dark bars are the classes named, light ones the rest)."""
     from PIL import Image, ImageDraw
 
     lh = _line_height()
@@ -492,11 +509,14 @@ def _difference_bars(values: np.ndarray, width: int, tile: int, labels, axis: st
     named = max(0, min(3, (tile - 3 * lh - 24) // lh, len(values)))
     worst = np.argsort(-values, kind="stable")[:named]
     square = Image.new("RGB", (width, tile), "white")
+    swatches = ImageDraw.Draw(square)
     for k, c in enumerate(worst):
         value = f"{values[c]:.2g}"
         name = labels[c] if labels else f"{axis} {c}"
-        _text(square, (3, 2 + k * lh), _fit(name, width - _text_mask(value).width - 12), TOP_DIFF)
-        _text(square, (width - 4, 2 + k * lh), value, TOP_DIFF, align="right")
+        y = 2 + k * lh
+        swatches.rectangle((3, y + 2, 10, y + 9), fill=TOP_DIFF)
+        _text(square, (14, y), _fit(name, width - _text_mask(value).width - 23), TOP_DIFF)
+        _text(square, (width - 4, y), value, TOP_DIFF, align="right")
     # the chart: y axis label and top value on one line, bars, then the x axis line with its labels
     y_label = 4 + named * lh
     top = float(values[np.isfinite(values)].max()) if np.isfinite(values).any() else 0.0
@@ -530,374 +550,3 @@ def _difference_bars(values: np.ndarray, width: int, tile: int, labels, axis: st
 def _normalize(value: np.ndarray) -> np.ndarray:
     lo, hi = float(value.min()), float(value.max())
     return ((value - lo) / ((hi - lo) or 1.0) * 255).astype(np.uint8)
-
-
-# -- compression: size against fidelity ----------------------------------------------------------------------
-
-# The fidelity figure a chart plots, by key: its axis label, and whether it is a fraction shown in percent.
-FIDELITY = {"top1_agreement": ("top-1 agreement with PyTorch (% of images)", True),
-            "miou": ("mIoU with PyTorch's masks, worst image (%)", True),
-            "psnr": ("PSNR against PyTorch, worst image (dB)", False),
-            "cosine": ("cosine similarity with PyTorch, worst image", False)}
-PSNR_CAP = 100.0  # dB: above it the difference is float rounding; such points are drawn at the cap, marked ^
-_FORMAT_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
-
-
-@dataclass(frozen=True)
-class CompressionPoint:
-    """One file on the compression chart: a format's uncompressed artifact (`base`) or one of its variants."""
-
-    format: str
-    variant: str  # the variant's name; the artifact's precision ("fp32") for the uncompressed file
-    size_bytes: int
-    ratio: float  # size against the format's uncompressed file (1.0 for that file)
-    figure: float  # the chosen fidelity figure (`Comparison.worst()[key]`)
-    base: bool = False
-    miscalibrated: bool = False  # calibrated with another preprocessing than the file takes
-
-    @property
-    def label(self) -> str:
-        return f"{self.format} {self.variant}"
-
-
-def fidelity_figure(task: Task, figures: Sequence[Mapping[str, float]] = ()) -> str:
-    """The figure a compression chart plots for `task`: top-1 agreement for a classifier, mIoU for a
-    segmentation, PSNR for an image (and any other output); the first of these that `figures` (each a
-    `Comparison.worst()`) has when the task's own is missing from all of them."""
-    wanted = ("top1_agreement" if isinstance(task, Classification) else "miou" if isinstance(task, Segmentation)
-              else "psnr")
-    present = {k for f in figures for k in f}
-    if not present or wanted in present:
-        return wanted
-    return next((k for k in ("top1_agreement", "miou", "psnr", "cosine") if k in present), wanted)
-
-
-def compression_points(results: Mapping, task: Task, figure: str | None = None
-                       ) -> tuple[str, list[CompressionPoint], list[str]]:
-    """What `compression_chart` draws: (figure key, points, not drawn).
-
-    results: `Report.formats` ({format: FormatResult}) from `Session.check(..., compress=...)`; formats
-    without variants are left out. figure: a key of `FIDELITY` (default: `fidelity_figure`). Each format
-    gives its uncompressed artifact (when it was compared here) and each variant that ran; `not drawn`
-    has a line for every variant or artifact that has no figure, with the reason (its error)."""
-    with_variants = {name: r for name, r in results.items() if r.variants}
-    if figure is None:
-        worsts = [c.worst() for r in with_variants.values()
-                  for c in [r.comparison, *(v.comparison for v in r.variants.values())] if c is not None]
-        figure = fidelity_figure(task, worsts)
-    if figure not in FIDELITY:
-        raise ValueError(f"figure must be one of {', '.join(FIDELITY)}, not {figure!r}")
-    points: list[CompressionPoint] = []
-    missing: list[str] = []
-    for name, r in with_variants.items():
-        base_bytes = r.uncompressed_bytes
-        precision = getattr(r.artifact, "precision", None) or "uncompressed"
-        worst = r.comparison.worst() if r.comparison is not None else {}
-        if base_bytes and figure in worst:
-            points.append(CompressionPoint(name, precision, base_bytes, 1.0, float(worst[figure]), base=True))
-        else:
-            why = r.error or r.skipped or ("no " + figure if r.comparison is not None else "not compared here")
-            missing.append(f"{name} {precision}: {why}")
-        for variant, v in r.variants.items():
-            worst = v.comparison.worst() if v.comparison is not None else {}
-            if v.error or not v.size_bytes or figure not in worst:
-                missing.append(f"{name} {variant}: {v.error or 'no ' + figure}")
-                continue
-            ratio = v.size_ratio if v.size_ratio is not None else 1.0
-            points.append(CompressionPoint(name, variant, v.size_bytes, ratio, float(worst[figure]),
-                                           miscalibrated=bool((v.calibration or {}).get("warning"))))
-    return figure, points, missing
-
-
-def compression_table(results: Mapping) -> list[dict]:
-    """One row per format's uncompressed artifact and per compressed variant (`Report.formats` from
-    `Session.check(..., compress=...)`): format, variant, size_mb, ratio, the worst-case figures (max_abs,
-    psnr, cosine, and top1/top5 agreement or miou where the task has them), what (the file's first note: what
-    the variant is), calibration (what the variant
-    was calibrated with, and the warning when that is not what the file takes; None for weight-only
-    variants), passed (None: figures only), error. `table_html` renders it."""
-    rows = []
-    keys = ("max_abs", "psnr", "cosine", "top1_agreement", "top5_agreement", "miou")
-    for name, r in results.items():
-        if not r.variants:
-            continue
-        base_bytes = r.uncompressed_bytes
-        worst = r.comparison.worst() if r.comparison is not None else {}
-        rows.append({"format": name, "variant": f"{getattr(r.artifact, 'precision', None) or 'uncompressed'} "
-                                                "(uncompressed)",
-                     "size_mb": base_bytes / 1e6 if base_bytes else None, "ratio": 1.0 if base_bytes else None,
-                     **{k: worst[k] for k in keys if k in worst}, "what": "the file the variants are made from",
-                     "calibration": None, "passed": r.passed,
-                     "error": r.error or r.skipped})
-        for variant, v in r.variants.items():
-            worst = v.comparison.worst() if v.comparison is not None else {}
-            calibration = None
-            if v.calibration:
-                calibration = f"{len(v.calibration.get('images', ()))} images, {v.calibration.get('preprocess')}"
-                if v.calibration.get("warning"):
-                    calibration += f"; WARNING: {v.calibration['warning']}"
-            rows.append({"format": name, "variant": variant,
-                         "size_mb": v.size_bytes / 1e6 if v.size_bytes else None, "ratio": v.size_ratio,
-                         **{k: worst[k] for k in keys if k in worst},
-                         "what": v.artifact.notes[0] if v.artifact is not None and v.artifact.notes else None,
-                         "calibration": calibration,
-                         "passed": v.passed, "error": v.error})
-    return rows
-
-
-_COLUMN_TITLES = {"size_mb": "size MB", "ratio": "size / uncompressed", "max_abs": "max abs", "psnr": "PSNR dB",
-                  "top1_agreement": "top-1 agreement", "top5_agreement": "top-5 agreement", "miou": "mIoU"}
-
-
-def table_html(rows: Sequence[Mapping], columns: Sequence[str] | None = None) -> str:
-    """Rows of dicts (such as `compression_table`'s) as an HTML table: one column per key (the keys of
-    every row, in order of first appearance, or `columns`), numbers to 3-4 significant digits, None as "-"."""
-    import html
-
-    if columns is None:
-        columns = list(dict.fromkeys(k for row in rows for k in row))
-
-    def cell(key, value):
-        if value is None:
-            return "-"
-        if isinstance(value, bool):
-            return "PASS" if value else "FAIL"
-        if isinstance(value, float):
-            if key == "psnr":
-                return f"{value:.1f}" if math.isfinite(value) else "identical"
-            return f"{value:.3g}" if key in ("max_abs", "size_mb") else f"{value:.3f}"
-        return html.escape(str(value))
-
-    head = "".join(f"<th style='text-align:left;padding:2px 8px'>{html.escape(_COLUMN_TITLES.get(c, c))}</th>"
-                   for c in columns)
-    body = "".join("<tr>" + "".join(f"<td style='padding:2px 8px'>{cell(c, row.get(c))}</td>" for c in columns)
-                   + "</tr>" for row in rows)
-    return f"<table style='font-size:12px;border-collapse:collapse'><tr>{head}</tr>{body}</table>"
-
-
-def place_labels(anchors: Sequence[tuple[float, float]], sizes: Sequence[tuple[float, float]],
-                 bounds: tuple[float, float, float, float], markers: float = 5.0) -> list[tuple[float, float]]:
-    """Where to put each point's label so that no two labels overlap, nor a label cover a marker.
-
-    anchors: the points, in pixels (x right, y up); sizes: each label's (width, height) in pixels; bounds:
-    (x0, y0, x1, y1) the labels stay inside; markers: the half-width of a marker. Returns each label's
-    lower-left corner. Each label tries spots on rings around its point, nearest first; a spot costs the
-    area it covers of other labels and markers, the leader lines it crosses (its own from the point, and
-    theirs) and its distance. Labels are placed one by one, the most crowded points first, then each is
-    moved to its best spot given all the others, twice over."""
-    n = len(anchors)
-    dots = [(x - markers, y - markers, x + markers, y + markers) for x, y in anchors]
-    rings = (4, 10, 18, 28, 40, 54, 70, 90, 115, 145)
-    directions = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, 1), (1, -1), (-1, -1), (0.5, 1), (-0.5, 1),
-                  (0.5, -1), (-0.5, -1))
-
-    def spots(i):
-        """(how far, the label's box) for each spot around point i, nearest first."""
-        (x, y), (w, h) = anchors[i], sizes[i]
-        for r in rings:
-            for dx, dy in directions:
-                # the label's side or corner nearest the point sits r pixels away in direction (dx, dy)
-                cx = {1: x + markers + r, -1: x - markers - r - w, 0: x - w / 2, 0.5: x - 2, -0.5: x + 2 - w}[dx]
-                cy = {1: y + markers + r * 0.6, -1: y - markers - r * 0.6 - h, 0: y - h / 2}[dy]
-                yield r, (cx, cy, cx + w, cy + h)
-
-    def overlap(a, b):
-        return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-
-    def leader(i, box):
-        """The leader from point i to the nearest point of its label `box`."""
-        (x, y) = anchors[i]
-        return (x, y), (min(max(x, box[0]), box[2]), min(max(y, box[1]), box[3]))
-
-    def hits(segment, box):
-        """Whether `segment` passes through `box` (Liang-Barsky clipping)."""
-        (x0, y0), (x1, y1) = segment
-        t0, t1 = 0.0, 1.0
-        for p, q in ((x0 - x1, x0 - box[0]), (x1 - x0, box[2] - x0), (y0 - y1, y0 - box[1]), (y1 - y0, box[3] - y0)):
-            if p == 0:
-                if q < 0:
-                    return False
-                continue
-            t = q / p
-            if p < 0:
-                t0 = max(t0, t)
-            else:
-                t1 = min(t1, t)
-            if t0 > t1:
-                return False
-        return t1 - t0 > 0.05  # more than a touch at an end
-
-    def intersect(a, b):
-        def turn(p, q, r):
-            return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
-
-        (p1, p2), (p3, p4) = a, b
-        return (turn(p1, p2, p3) * turn(p1, p2, p4) < 0) and (turn(p3, p4, p1) * turn(p3, p4, p2) < 0)
-
-    def cost(i, r, box, boxes, limit=math.inf):
-        """What spot `box` at distance r costs label i (counted up to `limit`: a worse spot is not finished)."""
-        w, h = sizes[i]
-        outside = (max(0.0, bounds[0] - box[0]) + max(0.0, box[2] - bounds[2])
-                   + max(0.0, bounds[1] - box[1]) + max(0.0, box[3] - bounds[3]))
-        total = 0.4 * r + outside * h * 10 + sum(overlap(box, d) for d in dots)
-        mine = leader(i, box) if r > 4 else None
-        for j, other in boxes.items():
-            if total >= limit:
-                return total
-            if j == i:
-                continue
-            total += overlap(box, other)
-            theirs = leader(j, other)
-            total += 150 * hits(theirs, box)
-            if mine is not None:
-                total += 150 * hits(mine, other) + 400 * intersect(mine, theirs)
-        if mine is not None and total < limit:
-            total += 60 * sum(hits(mine, d) for j, d in enumerate(dots) if j != i)
-        return total  # with 0.4 * r: the nearer spot wins a tie
-
-    def crowding(i):
-        return sum(abs(anchors[i][0] - x) + abs(anchors[i][1] - y) < 40 for x, y in anchors)
-
-    boxes: dict[int, tuple[float, float, float, float]] = {}
-    clear: set[int] = set()  # labels with nothing in their way (a later label may still come in their way)
-    for sweep in range(3):
-        for i in sorted(range(n), key=lambda i: (-crowding(i), i)):
-            if sweep and i in clear and cost(i, 0, boxes[i], boxes) < 1:
-                continue
-            best, best_cost, best_far = boxes.get(i), math.inf, 0
-            for far, box in spots(i):
-                c = cost(i, far, box, boxes, best_cost)
-                if c < best_cost:
-                    best, best_cost, best_far = box, c, far
-                if c <= 0.4 * far and not sweep:  # nothing in the way: the nearest free spot
-                    break
-            boxes[i] = best
-            if best_cost <= 0.4 * best_far:
-                clear.add(i)
-    return [(boxes[i][0], boxes[i][1]) for i in range(n)]
-
-
-def compression_chart(results: Mapping, task: Task, *, image_format: str = "png", figure: str | None = None) -> bytes:
-    """A chart of size on disk against fidelity to PyTorch, for every compressed variant in `results`.
-
-    results: `Report.formats` ({format: FormatResult}) from `Session.check(..., compress=...)`. One colour
-    per format (the legend); a star for each format's uncompressed artifact, a dot for each variant, each
-    labelled "<format> <variant>" with the labels placed apart. x: size on disk (KB or MB, as the sizes
-    need); y: the task's fidelity figure (`fidelity_figure`; `figure` chooses another key of `FIDELITY`).
-    PSNR above `PSNR_CAP` is drawn at the cap with a ^ marker. Variants that failed or have no figure are
-    named under the title. image_format: "png" or "jpeg". Drawn with matplotlib's Agg canvas directly: the
-    notebook's pyplot backend is left alone. Raises ValueError for an unknown image_format or figure.
-    """
-    if image_format not in ("png", "jpeg"):
-        raise ValueError(f"image_format must be 'png' or 'jpeg', not {image_format!r}")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-
-    key, points, missing = compression_points(results, task, figure)
-    axis_label, percent = FIDELITY[key]
-    largest = max((p.size_bytes for p in points), default=0)
-    unit, div = ("MB", 1e6) if largest >= 1e6 else ("KB", 1e3)
-
-    def y_of(p):
-        v = p.figure * 100 if percent else p.figure
-        return min(v, PSNR_CAP) if key == "psnr" and not math.isnan(v) else v
-
-    crowd = max(0, len(points) - 12)  # more room for more labels
-    fig = Figure(figsize=(min(8.0 + 0.12 * crowd, 10.0), min(5.6 + 0.12 * crowd, 7.6)), dpi=100)
-    FigureCanvasAgg(fig)
-    capped = [key == "psnr" and not p.figure <= PSNR_CAP for p in points]  # inf and above the cap
-    top = 0.80 if missing else 0.845 if any(capped) else 0.87  # room for the notes under the title
-    ax = fig.add_axes((0.09, 0.10, 0.66, top - 0.10))
-    from . import formats as _formats
-
-    order = list(_formats.registry())  # a format keeps its colour from chart to chart
-    colours = {name: _FORMAT_COLOURS[(order.index(name) if name in order else len(order) + i) % len(_FORMAT_COLOURS)]
-               for i, name in enumerate(dict.fromkeys(p.format for p in points))}
-    xs = [p.size_bytes / div for p in points]
-    ys = [y_of(p) for p in points]
-    finite = [v for v in ys if math.isfinite(v)]
-    lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
-    if percent:
-        lo, hi = min(lo, 0.0), 100.0
-    elif key == "psnr":
-        lo, hi = min(lo, 0.0), hi
-    pad = (hi - lo) * 0.08 or 1.0
-    ax.set_ylim(lo - pad, hi + 2 * pad)  # room above the best points for their labels
-    if percent:
-        ax.set_yticks(range(0, 101, 20))
-    ax.set_xlim(0, (max(xs) if xs else 1.0) * 1.15)
-    ys = [v if math.isfinite(v) else hi for v in ys]  # inf PSNR (identical): at the top
-    for p, x, y, up in zip(points, xs, ys, capped):
-        ax.scatter([x], [y], s=150 if p.base else 40, marker="^" if up else "*" if p.base else "o",
-                   color=colours[p.format], edgecolors="black" if p.base else "none", linewidths=0.6, zorder=3)
-    ax.set_xlabel(f"size on disk ({unit}); in brackets: against the format's uncompressed file")
-    ax.set_ylabel(axis_label)
-    ax.grid(True, color="#dddddd", zorder=0)
-    notes = []
-    if any(capped):
-        ax.axhline(PSNR_CAP, color="#999999", linestyle=":", linewidth=1)
-        notes.append(f"^ PSNR above {PSNR_CAP:.0f} dB (float rounding), drawn at {PSNR_CAP:.0f}")
-
-    # labels: measured, then placed apart in pixels, then drawn with a leader line when far from the point
-    renderer = fig.canvas.get_renderer()
-    texts = [f"{p.label} ({'uncompressed' if p.base else f'{p.ratio:.2f}x'}"
-             + (", MISCALIBRATED" if p.miscalibrated else "")
-             + (f", {p.figure:.0f} dB)" if up and math.isfinite(p.figure) else ", identical)" if up else ")")
-             for p, up in zip(points, capped)]
-    sizes = []
-    for t in texts:
-        probe = ax.text(0, 0, t, fontsize=7)
-        box = probe.get_window_extent(renderer)
-        sizes.append((box.width + 2, box.height + 1))
-        probe.remove()
-    anchors = [tuple(ax.transData.transform((x, y))) for x, y in zip(xs, ys)]
-    frame = ax.get_window_extent(renderer)
-    corners = place_labels(anchors, sizes, (frame.x0 + 2, frame.y0 + 2, frame.x1 - 2, frame.y1 - 2), markers=6)
-    to_data = ax.transData.inverted()
-    for p, t, (ax_, ay), (cx, cy), (w, h) in zip(points, texts, anchors, corners, sizes):
-        tx, ty = to_data.transform((cx + 1, cy + h / 2))
-        # a leader line when the label does not touch its point's marker
-        gap = math.hypot(max(cx - ax_, 0, ax_ - cx - w), max(cy - ay, 0, ay - cy - h))
-        ax.annotate(t, xy=(ax_, ay), xycoords="figure pixels", xytext=(tx, ty), textcoords="data",
-                    fontsize=7, ha="left", va="center", color=_darker(colours[p.format]), zorder=4,
-                    arrowprops={"arrowstyle": "-", "color": colours[p.format], "linewidth": 0.6,
-                                "shrinkA": 0, "shrinkB": 4} if gap > 7 else None)
-
-    handles = [Line2D([], [], marker="o", linestyle="", color=c, label=name) for name, c in colours.items()]
-    handles.append(Line2D([], [], marker="*", linestyle="", markersize=11, color="#bbbbbb",
-                          markeredgecolor="black", label="uncompressed"))
-    handles.append(Line2D([], [], marker="o", linestyle="", color="#bbbbbb", label="variant (size ratio)"))
-    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.77, top), fontsize=8, frameon=False,
-               title="format", title_fontsize=8, alignment="left")
-    title = f"Compressed variants: size against {axis_label.split(' (')[0].split(',')[0]}"
-    fig.text(0.09, 0.965, title, fontsize=11, va="top")
-    if not points:
-        ax.text(0.5, 0.5, "no variant has a figure to draw", transform=ax.transAxes, ha="center")
-    if missing:
-        shown = "; ".join(missing[:3]) + (f"; +{len(missing) - 3} more" if len(missing) > 3 else "")
-        notes.append(_wrap_chars(f"not drawn: {shown}", 125))
-    if notes:
-        fig.text(0.09, 0.925, "\n".join(notes), fontsize=7, va="top", color="#cc2222" if missing else "#666666")
-    buf = io.BytesIO()
-    if image_format == "png":
-        fig.savefig(buf, format="png")
-    else:
-        fig.savefig(buf, format="jpeg", pil_kwargs={"quality": 92})
-    return buf.getvalue()
-
-
-def _darker(colour: str) -> str:
-    """A "#rrggbb" colour at two thirds of its brightness: label text in the format's colour, readable."""
-    return "#" + "".join(f"{int(colour[i:i + 2], 16) * 2 // 3:02x}" for i in (1, 3, 5))
-
-
-def _wrap_chars(text: str, width: int, lines: int = 2) -> str:
-    """`text` in at most `lines` lines of about `width` characters, cut with an ellipsis."""
-    import textwrap
-
-    wrapped = textwrap.wrap(text, width)
-    if len(wrapped) > lines:
-        wrapped = wrapped[:lines]
-        wrapped[-1] = wrapped[-1][: width - 1] + "…"
-    return "\n".join(wrapped)

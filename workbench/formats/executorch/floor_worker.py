@@ -1,4 +1,4 @@
-"""Tools env (run by bench/android.py through tools.Worker): ExecuTorch's bare runtime, for its floor.
+"""Tools env (run by floor.py through tools_env.Worker): ExecuTorch's bare runtime, for the bench's floor.
 
 Loads the .pte as the workbench's worker (`workbench/formats/executorch/_serve.py`) does. Requests:
 - ("input", x): keep the float32 (N, C, H, W) batch here; reply None.
@@ -11,7 +11,8 @@ Loads the .pte as the workbench's worker (`workbench/formats/executorch/_serve.p
 import sys
 import time
 
-from _channel import load_method, serve
+from _channel import serve
+from _program import load_method
 
 
 def main(path):
