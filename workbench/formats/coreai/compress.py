@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ...files import atomic_output
 from ..base import Artifact
-from ..executorch.tools import convert
+from ..common.tools_env import convert
 
 HERE = Path(__file__).resolve().parent
 

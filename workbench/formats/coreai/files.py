@@ -1,14 +1,14 @@
-"""What a Core AI artifact is made of on disk (for sizes and clash checks)."""
+"""What a Core AI artifact is made of on disk (for sizes and clash checks): its `.aimodel` folder."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 
-def files(path: str | Path) -> list[Path]:
-    """Every file and folder of the `.aimodel` at `path`: the folder itself first, then what it holds
-    (main.mlirb, main.hash, metadata.json, and any build Apple's tools left in it), sorted."""
-    path = Path(path)
-    if not path.is_dir():
-        return [path] if path.exists() else []
-    return [path, *sorted(p for p in path.rglob("*"))]
+def files(path: str | Path, options: dict | None = None) -> list[Path]:
+    """The `.aimodel` folder at `path`, which holds the whole asset (main.mlirb, main.hash, metadata.json).
+
+    The folder alone, not its contents as well: sizes sum a folder's files, so listing them too would count them
+    twice. Every export option writes the same folder at `path` (precision and compression change what is in it,
+    not where), so `options` change nothing."""
+    return [Path(path)]

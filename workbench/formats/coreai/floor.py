@@ -1,5 +1,5 @@
 """The bare Core AI runtime call, for the bench's refresh ratio: the asset compiled and its function loaded
-once, then only the runtime's calls on inputs already preprocessed."""
+once, then only the runtime's calls on inputs already preprocessed, on the runner's own event loop."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import numpy as np
 
 
 class Floor:
-    """`floor()` runs the runtime on every row of the inputs; `close()` frees the compiled model (also a
-    context manager)."""
+    """Calling it runs the runtime once per row of the inputs and returns the runtime's outputs (a dict of
+    NDArrays per row); `close()` frees the compiled model (also a context manager)."""
 
     def __init__(self, artifact, inputs: np.ndarray):
         from . import _packages
@@ -35,7 +35,11 @@ class Floor:
         self.close()
 
 
-def floor(artifact, inputs: np.ndarray) -> Floor:
-    """The bare runtime call on `inputs` ((N, C, H, W), what the artifact takes), compiled once: call it to
-    run, close it when done."""
-    return Floor(artifact, inputs)
+def floor(artifact, inputs: np.ndarray, pixels=None, stack=None) -> Floor:
+    """The bare runtime call on `inputs` ((N, C, H, W) float32, what the artifact takes: pixels for an asset with
+    the preprocessing inside), compiled once: call it to run. `pixels` is not used (Core AI applies no
+    preprocessing of its own); `stack` (an ExitStack), when given, closes it, else close it yourself."""
+    call = Floor(artifact, inputs)
+    if stack is not None:
+        stack.callback(call.close)
+    return call
