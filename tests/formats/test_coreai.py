@@ -315,6 +315,42 @@ def test_the_locator_needs_the_program_of_this_session(session, baked):
         formats.get("coreai").locate(loaded, session.runner("coreai"), session.pixels[:1])
 
 
+# -- the command line ----------------------------------------------------------------------------------------
+NET_PY = """
+import torch
+from torch import nn
+
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(8, 5))
+"""
+
+
+def test_check_from_the_shell_reports_core_ml_beside_core_ai(tmp_path):
+    """`workbench check ... --to coreml,coreai` as a user runs it: a real subprocess, both formats in its JSON,
+    --precision reaching both, the table naming Apple's runtime."""
+    import sys
+
+    (tmp_path / "net.py").write_text(NET_PY)
+    common = [sys.executable, "-m", "workbench", "check", f"{tmp_path / 'net.py'}:build", "--images", str(SAMPLES),
+              "--preset", "imagenet", "--size", "32", "32", "--to", "coreml,coreai", "--out", str(tmp_path / "out")]
+    proc = subprocess.run([*common, "--precision", "fp32", "--json"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["passed"] is True and list(doc["formats"]) == ["coreml", "coreai"]
+    coreai = doc["formats"]["coreai"]
+    assert coreai["passed"] is True and coreai["precision"] == doc["formats"]["coreml"]["precision"] == "fp32"
+    assert coreai["runtime"].startswith("Core AI 1.0.0b3 (Apple's runtime, Linux)"), coreai["runtime"]
+    assert coreai["path"].endswith("build.aimodel") and (Path(coreai["path"]) / PROGRAM).is_file()
+    assert coreai["top1_agreement"] == 1.0 and coreai["cosine"] > 0.999999, coreai
+    assert "ODIE" not in proc.stderr  # the runtime's own line stays out of the CLI's output
+    table = subprocess.run([*common, "--overwrite"], capture_output=True, text=True, timeout=600)
+    assert table.returncode == 0, table.stderr
+    row = next(line for line in table.stdout.splitlines() if line.startswith("coreai"))
+    assert row.split()[1] == "PASS" and "ran on: Core AI 1.0.0b3" in table.stdout
+
+
 # -- compressed variants -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory):
