@@ -8,6 +8,7 @@ half precision between a float32 input and float32 outputs (weights and compute 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import warnings
@@ -56,13 +57,28 @@ def exported_program(module, x, *, source: str = ""):
         raise conversion_error("Core AI (torch.export)", exc, module=source) from exc
 
 
+@contextlib.contextmanager
+def _rich_quiet():
+    """coreai-torch prints "coreai-torch 0.4.3: converting 1 program(s) to Core AI" through rich's global console,
+    which in a Jupyter kernel displays it as a notebook output rather than writing to stdout (so `quiet` misses
+    it): the console is quiet meanwhile (rich's own switch)."""
+    import rich
+
+    console = rich.get_console()
+    was, console.quiet = console.quiet, True
+    try:
+        yield
+    finally:
+        console.quiet = was
+
+
 def convert(program, input_name: str, output_names, *, debug: bool = False, source: str = ""):
     """An AIProgram of `program` (coreai-torch's TorchConverter). debug: Apple's DEBUG mode, which keeps the
     map from each Core AI op back to its PyTorch node (the locator needs it; a shipped asset does not)."""
     coreai_torch = _packages.converter()
     mode = coreai_torch.TorchConverter.Mode
     try:
-        with warnings.catch_warnings(), quiet("coreai_torch", "coreai"):
+        with warnings.catch_warnings(), quiet("coreai_torch", "coreai"), _rich_quiet():
             warnings.simplefilter("ignore")
             converter = coreai_torch.TorchConverter(mode=mode.DEBUG if debug else mode.RELEASE)
             converter.add_exported_program(program, input_names=[input_name], output_names=list(output_names))
