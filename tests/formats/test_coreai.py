@@ -138,6 +138,51 @@ def test_export_and_run_open_no_connection_and_start_no_process(session, baked):
     assert events == [], events
 
 
+OFFLINE_SCRIPT = """
+import sys
+from pathlib import Path
+
+import torch
+
+from workbench import Preprocess
+from workbench.session import Session
+from workbench.zoo import SmallCNN
+
+torch.manual_seed(0)
+s = Session(SmallCNN(num_classes=4, width=4).eval(), sys.argv[2], preprocess=Preprocess.preset("imagenet",
+            size=(24, 24)), task="classification")
+s.export("coreai", Path(sys.argv[1]) / "m.aimodel")
+print("parity", s.compare("coreai", s.run("coreai")).passed, "diverges", s.locate("coreai").first is not None)
+"""
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to see the native runtime's system calls")
+def test_conversion_runtime_and_comparator_send_nothing_off_the_machine_even_from_native_code(tmp_path):
+    """Apple's converter, runtime and comparator are native code (C++, Swift) that Python's audit hooks do not
+    see: the kernel's view instead. A fresh process exports, runs and locates under strace (every thread): no
+    connection but the C library's local name-service socket, no datagram to an address, no program started but
+    the C library's ldconfig (ctypes' library lookup)."""
+    import os
+    import sys
+
+    (tmp_path / "offline.py").write_text(OFFLINE_SCRIPT)
+    log = tmp_path / "strace.log"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run(["strace", "-f", "-qq", "-e", "trace=connect,sendto,sendmsg,execve", "-o", str(log),
+                           sys.executable, str(tmp_path / "offline.py"), str(tmp_path), str(SAMPLES)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "parity True diverges False" in proc.stdout, proc.stdout
+    calls = [line.split(None, 1)[1] for line in log.read_text().splitlines() if " " in line]
+    connects = [c for c in calls if c.startswith("connect(")]
+    assert all('sa_family=AF_UNIX, sun_path="/var/run/nscd/socket"' in c for c in connects), connects
+    sent = [c for c in calls if c.startswith(("sendto(", "sendmsg(")) and "resumed" not in c]
+    assert all(", NULL, 0)" in c for c in sent if c.startswith("sendto(")), sent  # on a connected local socket
+    assert not [c for c in sent if c.startswith("sendmsg(") and "msg_name=NULL" not in c and "msg_namelen=0" not in c]
+    started = [c.split('"')[1] for c in calls if c.startswith("execve(")]
+    assert started[0] == sys.executable and set(map(os.path.basename, started[1:])) <= {"ldconfig"}, started
+
+
 # -- files ------------------------------------------------------------------------------------------------
 def test_a_truncated_program_is_refused_when_loaded_and_when_run(session, baked, tmp_path):
     artifact, _ = baked
