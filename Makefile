@@ -16,7 +16,7 @@ PYTEST_ARGS ?= -n auto --dist loadfile
 $(STAMP): pyproject.toml Makefile constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt $(TORCH)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[lab,test,android,timm,ray,detect]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[lab,test,android,timm,ray,detect,coreai]'
 	@touch $(STAMP)
 
 # ExecuTorch (converter and runtime) and LiteRT's converter live in an env of their own inside .venv: in .venv,
@@ -26,11 +26,13 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 TOOLS := $(VENV)/android
 TOOLS_STAMP := $(TOOLS)/.installed
 ANDROID_TOOLS ?= executorch==1.5.* litert-torch==0.10.*
+# Apple's coreai-opt (Core AI's compressed variants) needs torchao, which coremltools would import in .venv
+COREAI_TOOLS ?= coreai-opt==0.3.0
 $(TOOLS_STAMP): Makefile | $(STAMP)
 	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
 	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > \
 		"$$($(TOOLS)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/workbench-main-venv.pth"
-	$(TOOLS)/bin/python -m pip install --quiet $(ANDROID_TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet $(ANDROID_TOOLS) $(COREAI_TOOLS)
 	@touch $(TOOLS_STAMP)
 
 lab: $(STAMP) $(TOOLS_STAMP)

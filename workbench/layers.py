@@ -53,6 +53,7 @@ class Layer:
     overflow: bool  # the PyTorch value passes fp16's largest finite number (65504)
     peak: float  # the PyTorch value's largest magnitude
     growth: float = 0.0
+    source: str = ""  # the user's source line that made it, where the format records it (Core AI)
 
     @property
     def diverges(self) -> bool:
@@ -68,7 +69,7 @@ class Layer:
                 "shape": list(self.shape), "error": _num(self.error), "limit": _num(self.limit),
                 "max_abs": _num(self.max_abs), "scale": _num(self.scale), "finite": self.finite,
                 "overflow": self.overflow, "peak": _num(self.peak), "growth": _num(self.growth),
-                "diverges": self.diverges}
+                "diverges": self.diverges, **({"source": self.source} if self.source else {})}
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,8 @@ class Layers:
             f = self.first
             lines.append(f"{head}; first divergence at {self.unit} {f.index + 1}: {f.op} {f.name!r} (PyTorch "
                          f"{f.torch!r}): error {f.error:.3g} of its scale > {f.limit:.3g} (max abs {f.max_abs:.3g})")
+            if f.source:
+                lines.append(f"  source: {f.source}")
             g = self.last_good
             if g is not None:
                 lines.append(f"  last layer that agreed: {g.op} {g.name!r} (PyTorch {g.torch!r}, error {g.error:.3g})")
