@@ -12,47 +12,14 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from tests.conftest import SAMPLES
+from tests.conftest import ROOT, SAMPLES
+from tests.layers_nets import residual_net
 from workbench import formats, layers
 from workbench.preprocess import Preprocess
 from workbench.session import Session
 
-
-class Block(nn.Module):
-    def __init__(self, width):
-        super().__init__()
-        self.c1 = nn.Conv2d(width, width, 3, padding=1)
-        self.relu = nn.ReLU(inplace=True)
-        self.c2 = nn.Conv2d(width, width, 3, padding=1)
-
-    def forward(self, x):
-        y = self.relu(self.c1(x))
-        y = self.c2(y)
-        y += x  # in place: the value c2 computed must be recorded before this changes it
-        return self.relu(y)
-
-
-class ResidualNet(nn.Module):
-    def __init__(self, width=4, classes=3):
-        super().__init__()
-        self.stem = nn.Conv2d(3, width, 3, padding=1)
-        self.act = nn.ReLU(inplace=True)
-        self.block = Block(width)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Linear(width, classes)
-
-    def forward(self, x):
-        return self.head(torch.flatten(self.pool(self.block(self.act(self.stem(x)))), 1))
-
-
-def residual_net(stem_gain: float = 1.0):
-    torch.manual_seed(0)
-    net = ResidualNet().eval()
-    with torch.no_grad():
-        net.stem.weight.mul_(stem_gain)
-    return net
+NETS = ROOT / "tests" / "layers_nets.py"  # a file the CLI loads as a user's would
 
 
 @pytest.fixture(scope="module")
@@ -154,52 +121,12 @@ def test_scope_outputs_gives_a_module_its_last_node_and_counts_calls():
     assert layers.scope_outputs(scopes) == ["a", "b.c1", "b.relu", None, "b.relu#2", "d"]
 
 
-NET_FILE = '''
-import torch
-from torch import nn
-
-
-class Block(nn.Module):
-    def __init__(self, width):
-        super().__init__()
-        self.c1 = nn.Conv2d(width, width, 3, padding=1)
-        self.relu = nn.ReLU(inplace=True)
-        self.c2 = nn.Conv2d(width, width, 3, padding=1)
-
-    def forward(self, x):
-        y = self.c2(self.relu(self.c1(x)))
-        y += x
-        return self.relu(y)
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Conv2d(3, 4, 3, padding=1)
-        self.act = nn.ReLU(inplace=True)
-        self.block = Block(4)
-        self.head = nn.Linear(4, 3)
-
-    def forward(self, x):
-        return self.head(self.block(self.act(self.stem(x))).mean((2, 3)))
-
-
-def net():
-    torch.manual_seed(0)
-    model = Net().eval()
-    with torch.no_grad():
-        model.stem.weight.mul_(1e5)  # its output passes fp16's 65504
-    return model
-'''
-
-
 def test_check_layers_names_the_first_overflowing_layer_of_a_variant_in_the_table_and_the_json(tmp_path, capsys):
     import json
 
     from workbench.cli import main
 
-    (tmp_path / "hot.py").write_text(NET_FILE)
-    argv = ["check", f"{tmp_path / 'hot.py'}:net", "--to", "onnx", "--compress", "onnx:fp16", "--preset", "unit",
+    argv = ["check", f"{NETS}:hot_net", "--to", "onnx", "--compress", "onnx:fp16", "--preset", "unit",
             "--size", "16", "16", "--task", "classification", "--images", str(SAMPLES), "--out", str(tmp_path / "out"),
             "--layers"]
     main(argv + ["--json"])

@@ -4,6 +4,7 @@ parity measure, sessions, and an export watched for the processes it spawns and 
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import ROOT, SAMPLES, tiny_classifier
@@ -88,3 +89,20 @@ def super_resolution_session(size=32):
                                      weights_only=True))
     return Session(model.eval(), SAMPLES, preprocess=Preprocess.preset("gray", size=(size, size)),
                    task=ImageToImage(output_range=(0.0, 1.0)))
+
+
+
+def session_fixture(runtime_options=None, *, export: tuple[str, str] | None = None):
+    """A module-scoped `session` fixture: the classifier session, closed after the module; with export
+    (format, file name), that file written first."""
+
+    @pytest.fixture(scope="module")
+    def session(tmp_path_factory):
+        s = classifier_session(runtime_options)
+        if export:
+            fmt, name = export
+            s.export(fmt, tmp_path_factory.mktemp(fmt) / name)
+        yield s
+        s.close()
+
+    return session

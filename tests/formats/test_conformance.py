@@ -11,6 +11,7 @@ from formatkit import (
     FP32,
     SAMPLES,
     classifier_session,
+    session_fixture,
     spread,
     super_resolution_session,
     tiny_classifier,
@@ -27,11 +28,7 @@ FORMATS = {"executorch": (".pte", 32, 1e-2), "ncnn": (".ncnn.param", 32, 1e-2), 
            "litert": (".tflite", 32, 1e-2)}
 
 
-@pytest.fixture(scope="module")
-def session():
-    s = classifier_session()
-    yield s
-    s.close()
+session = session_fixture()
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ import torch
 from formatkit import (
     FP32,
     SAMPLES,
-    classifier_session,
     recording_convert,
+    session_fixture,
     spread,
     super_resolution_session,
     tiny_classifier,
@@ -38,11 +38,7 @@ FP16 = 1e-2  # of the reference's range
 VARIANTS = ["int8_weights", "int4_weights", "palettize8", "palettize4"]
 
 
-@pytest.fixture(scope="module")
-def session():
-    s = classifier_session()
-    yield s
-    s.close()
+session = session_fixture()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,16 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from formatkit import FP32, agreement, calibration, classifier_session, recording_convert, spread, watched
+from formatkit import (
+    FP32,
+    agreement,
+    calibration,
+    classifier_session,
+    recording_convert,
+    session_fixture,
+    spread,
+    watched,
+)
 
 from workbench import WorkbenchError, formats, load_model
 from workbench.formats.common import tools_env as tools
@@ -15,12 +24,7 @@ from workbench.preprocess import Preprocess
 FMT = "executorch"
 
 
-@pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    s = classifier_session()
-    s.export(FMT, tmp_path_factory.mktemp(FMT) / "m.pte")
-    yield s
-    s.close()
+session = session_fixture(export=(FMT, "m.pte"))
 
 
 def test_the_tools_env_refuses_the_network():

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from formatkit import FP32, agreement, calibration, classifier_session, recording_convert, spread, watched
+from formatkit import (
+    FP32,
+    agreement,
+    calibration,
+    recording_convert,
+    session_fixture,
+    spread,
+    watched,
+)
 
 from workbench import WorkbenchError, formats, load_model
 from workbench.formats.common import tools_env as tools
@@ -16,12 +24,7 @@ FMT = "litert"
 VARIANTS = ("int8_dynamic", "int8_weights", "int8")
 
 
-@pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    s = classifier_session()
-    s.export(FMT, tmp_path_factory.mktemp(FMT) / "m.tflite")
-    yield s
-    s.close()
+session = session_fixture(export=(FMT, "m.tflite"))
 
 
 @pytest.fixture(scope="module")

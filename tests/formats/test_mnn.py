@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from formatkit import FP32, agreement, classifier_session, spread, watched, watched_export
+from formatkit import FP32, agreement, classifier_session, session_fixture, spread, watched, watched_export
 from torch import nn
 
 from conftest import SAMPLES
@@ -15,12 +15,7 @@ from workbench import Preprocess, WorkbenchError, formats, load_model
 from workbench.session import Session
 from workbench.tasks import ImageToImage
 
-
-@pytest.fixture(scope="module")
-def session():
-    s = classifier_session({"mnn": {"threads": 1}})
-    yield s
-    s.close()
+session = session_fixture({"mnn": {"threads": 1}})
 
 
 @pytest.fixture(scope="module")

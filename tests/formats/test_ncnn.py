@@ -5,16 +5,11 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from formatkit import FP32, classifier_session, spread, watched_export
+from formatkit import FP32, classifier_session, session_fixture, spread, watched_export
 
 from workbench import WorkbenchError, formats, load_model
 
-
-@pytest.fixture(scope="module")
-def session():
-    s = classifier_session({"ncnn": {"threads": 1}})
-    yield s
-    s.close()
+session = session_fixture({"ncnn": {"threads": 1}})
 
 
 @pytest.fixture(scope="module")

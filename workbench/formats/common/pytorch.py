@@ -47,6 +47,24 @@ def _trace_note(message: str) -> str:
     return f"trace warning: {message} ({why})"
 
 
+def half(module):
+    """`module` computing in float16 between a float32 input and float32 outputs (fp16 precision), as
+    ExecuTorch and Core AI lower it."""
+    import copy
+
+    import torch
+
+    class Half(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = copy.deepcopy(inner).half()
+
+        def forward(self, x):
+            return tuple(o.float() for o in self.inner(x.half()))
+
+    return Half(module).eval()
+
+
 @contextlib.contextmanager
 def saved_program(program):
     """`program` saved to a temporary .pt2, for a converter in the tools env to load; removed after."""

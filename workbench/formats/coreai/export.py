@@ -9,7 +9,6 @@ half precision between a float32 input and float32 outputs (weights and compute 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import warnings
 from pathlib import Path
@@ -18,6 +17,7 @@ from ...diagnose import conversion_error
 from ...errors import WorkbenchError
 from ...files import atomic_output
 from ..base import Artifact, ExportSpec, quiet
+from ..common.pytorch import half
 from . import _packages
 
 # what the asset's metadata.json carries, under these custom keys
@@ -26,20 +26,6 @@ META = {"version": "workbench.version", "source": "workbench.source", "preproces
         "outputs": "workbench.outputs", "compression": "workbench.compression"}
 FP16_NOTE = "fp16: weights and compute in Float16, float32 input and outputs; fp32 for parity"
 
-
-def half(module):
-    """`module` computing in float16 between a float32 input and float32 outputs."""
-    import torch
-
-    class Half(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = copy.deepcopy(inner).half()
-
-        def forward(self, x):
-            return tuple(o.float() for o in self.inner(x.half()))
-
-    return Half(module).eval()
 
 
 def exported_program(module, x, *, source: str = ""):

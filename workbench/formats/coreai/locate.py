@@ -26,7 +26,7 @@ from ...layers import Layer, Layers
 from ._loop import Loop, native_quiet
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)')
-_WRAPPERS = ("inner.", "model.")  # export.half's and Exportable's attributes around the user's model
+_WRAPPERS = ("inner.", "model.")  # common.pytorch.half's and Exportable's attributes around the user's model
 
 
 def module_of(node) -> tuple[str, str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ...files import atomic_output
 from ..base import Artifact, ExportSpec
-from ..common.pytorch import export_program, saved_program
+from ..common.pytorch import export_program, half, saved_program
 from ..common.tools_env import convert
 
 HERE = Path(__file__).resolve().parent  # the tools-env scripts beside this file
@@ -19,22 +19,6 @@ FP16_NOTE = ("fp16: the model runs in half precision (only the input and outputs
              "nets beyond the 1e-2 fp16 tolerance, a limit of fp16 sums rather than of the lowering; what this "
              "machine gives is in the parity figures. fp32 for parity")
 
-
-def half(module):
-    """`module` computing in float16 between a float32 input and float32 outputs (fp16 precision)."""
-    import copy
-
-    import torch
-
-    class Half(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = copy.deepcopy(inner).half()
-
-        def forward(self, x):
-            return tuple(o.float() for o in self.inner(x.half()))
-
-    return Half(module).eval()
 
 
 def export_executorch(spec: ExportSpec, path: Path, *, precision: str = "fp32", delegate: str = "xnnpack",
