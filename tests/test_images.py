@@ -167,6 +167,19 @@ def test_text_file_named_jpg_is_refused_as_not_an_image(tmp_path):
         load_image(path)
 
 
+def test_an_unreadable_image_is_refused_the_same_after_ultralytics_is_imported(tmp_path):
+    """ultralytics patches PIL.Image.open at import to install pi-heif on the first file Pillow cannot read: the
+    user got ModuleNotFoundError: No module named 'pi_heif' once a detector had been loaded."""
+    pytest.importorskip("ultralytics")
+    from workbench.models import quiet_ultralytics
+
+    quiet_ultralytics()
+    path = tmp_path / "notes.jpg"
+    path.write_text("label,score\ncat,0.9\n")
+    with pytest.raises(WorkbenchError, match=r"notes\.jpg is not an image Pillow can read"):
+        load_image(path)
+
+
 def test_missing_image_is_named(tmp_path):
     with pytest.raises(WorkbenchError, match=r"nowhere\.jpg does not exist"):
         load_image(tmp_path / "nowhere.jpg")

@@ -233,8 +233,13 @@ def quiet_ultralytics():
     from .errors import require
 
     require("ultralytics", "ultralytics (or: pip install -e '.[detect]')")
-    from ultralytics.utils import SETTINGS
+    from PIL import Image
+    from ultralytics.utils import SETTINGS, patches
 
+    # Importing ultralytics replaces PIL.Image.open process-wide with one that, on a file Pillow cannot read, tries
+    # to install and import pi-heif: every later unreadable image raised ModuleNotFoundError instead of Pillow's
+    # error (which the workbench turns into "not an image Pillow can read"). Pillow's own goes back.
+    Image.open = getattr(patches, "_image_open", Image.open)
     if SETTINGS.get("sync"):
         SETTINGS.update({"sync": False})  # no analytics events or crash reports, even if it were online
     return SETTINGS
