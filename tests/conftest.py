@@ -51,13 +51,37 @@ def seed():
     np.random.seed(0)
 
 
+# The heavy end-to-end runs, longest first: under `--dist loadfile` a worker takes a whole file, so a file that runs
+# for minutes must start first or it finishes alone at the end; each notebook is a unit of its own.
+HEAVY = ["tests/test_notebooks.py::", "tests/test_browser.py", "tests/test_browser_dataset.py",
+         "tests/test_graph_browser.py"]
+
+
+def _heavy_rank(nodeid: str) -> int:
+    return next((i for i, prefix in enumerate(HEAVY) if nodeid.startswith(prefix)), len(HEAVY))
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: _heavy_rank(item.nodeid))  # stable: each file keeps its own order
     if platform.system() == "Darwin":
         return
     skip = pytest.mark.skip(reason="Core ML's own predict runs only on macOS")
     for item in items:
         if "macos" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadFileScheduling
+
+    class HeavyFirst(LoadFileScheduling):
+        """Files as units in collection order (heavy first, as sorted above), each notebook a unit of its own."""
+
+        def _split_scope(self, nodeid):
+            return nodeid if nodeid.startswith(HEAVY[0]) else super()._split_scope(nodeid)
+
+    config.option.loadscopereorder = False
+    return HeavyFirst(config, log)
 
 
 def tiny_classifier(num_classes=4, in_channels=3):
