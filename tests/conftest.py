@@ -4,9 +4,16 @@ import platform
 import warnings
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
+# Each xdist worker computes on its share of the cores, and so do the processes it starts (notebook kernels, the
+# tools env): two workers on this 2-core machine each ran torch's OpenMP pool at 2 threads, and four spinning
+# threads on two cores made notebook 04's widget build 80 s instead of 21. Set before torch is imported.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_images"
