@@ -5,6 +5,7 @@ Needs Debian's chromium (.ci/run installs it); skipped with the reason when it i
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -285,6 +286,20 @@ def test_widget_shows_what_it_computed_in_a_real_browser(lab):
         if shot:
             page.locator(".jp-OutputArea-output:has(.widget-button)").first.screenshot(
                 path=str(Path(shot).with_name("workbench_compression.png")))
+        # Issue 22.1: Export with a compressed variant ticked writes it beside its format's file, and the bar ends full
+        page.get_by_role("tab", name="Model").click()
+        page.get_by_role("checkbox", name="overwrite existing files").check()
+        export.click()
+        page.get_by_role("button", name="Export anyway").click()
+        expect(page.locator("text=SmallCNN.int8.onnx")).to_be_visible()
+        assert {"SmallCNN.onnx", "SmallCNN.int8.onnx", "parity_report.json"} <= {f.name for f in out.iterdir()}
+        bar = page.locator(".widget-hbox:has(button .fa-download) .widget-hprogress .progress-bar").first
+        expect(bar).to_have_attribute("style", re.compile(r"width: 100%"))
+        if shot:
+            panel = page.locator(".widget-hbox:has(button .fa-download)").first.locator("xpath=..")
+            panel.scroll_into_view_if_needed()
+            panel.screenshot(path=str(Path(shot).with_name("workbench_export_variants.png")))
+        page.get_by_role("tab", name="Compression").click()
         preset.select_option(label="caffe")  # the variant reruns; its calibration no longer fits
         expect(table).to_contain_text("not the preprocessing in force")
         if shot:
