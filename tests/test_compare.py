@@ -286,3 +286,16 @@ def test_finite_float64_values_whose_squares_overflow_are_finite():
     cand = ref * (1 + 1e-9)
     row = compare({"y": ref}, {"y": cand}, tolerance=Tolerance(rel=1e-6)).rows[0]
     assert row.passed and math.isfinite(row.max_abs)
+
+
+def test_a_classifiers_probabilities_keep_pytorchs_top_class_when_its_scores_nearly_tie():
+    """A format that adds the softmax is compared with softmax(PyTorch's logits): in float32 that rounds scores
+    2e-9 apart to one value, so PyTorch's top class became class 0 and a format answering class 0 on every
+    image showed top-1 agreement 1 (a random-weight mobilenet_v2's logits span about 1e-9)."""
+    from workbench.formats.base import ClassProbabilities
+
+    logits = np.full((1, 1000), 0.01, np.float32)
+    logits[0, 417] += 2e-9
+    assert logits.argmax() == 417
+    expected = ClassProbabilities("output", softmax=True).expected(logits)
+    assert expected.argmax() == 417 and abs(expected.sum() - 1) < 1e-12

@@ -45,7 +45,7 @@ class ClassProbabilities(OutputMapping):
     softmax: bool = False
 
     def expected(self, reference):
-        return softmax(reference).astype(np.float32) if self.softmax else reference
+        return softmax(reference) if self.softmax else reference  # float64: a float32 softmax ties near-equal scores
 
 
 @dataclass(frozen=True)
