@@ -5,11 +5,11 @@ that is not live by default converted live (the model's tensor in, the preproces
 - the widget (`wb.preprocess = p`) timed in turns with the live runtimes' bare calls back to back;
 - refresh per format: what the widget does per format (`run` with a new preprocessing, `compare`);
 - floor per format: the bare runtime on the same, already preprocessed, inputs, built once, as each format
-  declares it (`Format.floor`, in its folder's floor.py: e.g. ncnn's extractor on a Mat of each image's tensor,
-  ExecuTorch's `method.call` in a process of the Android tools env);
-- a worker's IPC on its own, where a format's runtime runs in one (ExecuTorch): the runner's payload through
+  declares it (`Format.floor`, in its folder's floor.py: e.g. an extractor on each image's tensor, or a
+  method call in a process of the Android tools env);
+- a worker's IPC on its own, where a format's runtime runs in one (`BareCall.round_trip`): the runner's payload through
   the same channel with nothing run;
-- formats whose runtime applies the preprocessing itself (ncnn's and MNN's mean/norm) exported with it inside:
+- formats whose runtime applies the preprocessing itself (`Format.native`, e.g. a mean/norm) exported with it inside:
   the runtime given the 8-bit pixels, the exported file's run beside that native floor.
 """
 
@@ -58,7 +58,7 @@ def run(settings) -> tuple[list[dict], list[dict]]:
                 rows.append(row(SECTION, case, f"{fmt}: not live: {wb.controller.status.get(fmt, 'not converted')}",
                                 None))
         x = np.ascontiguousarray(wb.preprocess.apply(s.pixels), np.float32)
-        with contextlib.ExitStack() as stack:  # the floors' runtimes (ExecuTorch's worker) closed after
+        with contextlib.ExitStack() as stack:  # the floors' runtimes (a worker process) closed after
             calls = {fmt: get(fmt).bare_call(live.artifacts[fmt], x, s.pixels, stack) for fmt in wb.comparison}
 
             def back_to_back():
@@ -101,7 +101,7 @@ def run(settings) -> tuple[list[dict], list[dict]]:
             rows.append(row(SECTION, case, what, widget))
         rows += fmt_rows
 
-        # Exported with the preprocessing inside: a runtime with its own preprocessing (ncnn's and MNN's mean/norm)
+        # Exported with the preprocessing inside: a runtime with its own preprocessing (a mean/norm)
         # applies it to the 8-bit pixels itself.
         for fmt in (f for f in chosen if get(f).native is not None):
             try:

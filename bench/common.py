@@ -15,8 +15,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-PACKAGES = ("torch", "torchvision", "coremltools", "onnxruntime", "onnx", "onnxscript", "numpy", "pillow",
-            "ipywidgets", "ipykernel")
+# The workbench's own packages; each format's (`Format.modules`) follow them in the results.
+PACKAGES = ("torch", "torchvision", "numpy", "pillow", "ipywidgets", "ipykernel")
 
 
 @dataclass
@@ -107,10 +107,15 @@ def machine() -> dict:
 
 
 def versions() -> dict:
+    """Version of each of PACKAGES and of every format's modules (None: not installed in this environment,
+    e.g. a format whose runtime lives in the Android tools env)."""
+    from workbench import formats
+
+    dists = metadata.packages_distributions()
     found = {}
-    for name in PACKAGES:
+    for name in PACKAGES + formats.modules():
         try:
-            found[name] = metadata.version(name)
+            found[name] = metadata.version(dists.get(name, [name])[0])
         except metadata.PackageNotFoundError:
             found[name] = None
     return found

@@ -1,10 +1,10 @@
 """(h) Dataset check: peak memory against the number of images, throughput against the bare pipeline, and
 --workers 2 against 1.
 
-DeepLabV3 (mobilenet_v3_large, random weights) at 256x256 through ONNX, on a generated ImageFolder (crops of
-the sample photos). Each run is `workbench check ... --images DIR` in a subprocess, whose peak memory (max
-RSS, from wait4) and JSON rate (images per second of the dataset phase) are recorded. The bare pipeline is
-decode + PyTorch + ONNX Runtime's own call, back to back on the same images, in one process.
+DeepLabV3 (mobilenet_v3_large, random weights) at 256x256 through the first of the default formats, on a generated
+ImageFolder (crops of the sample photos). Each run is `workbench check ... --images DIR` in a subprocess, whose
+peak memory (max RSS, from wait4) and JSON rate (images per second of the dataset phase) are recorded. The bare
+pipeline is decode + PyTorch + the format's bare runtime call (`Format.floor`) on the same images, in one process.
 """
 
 from __future__ import annotations
@@ -20,6 +20,13 @@ from .common import ROOT, row, target
 
 SECTION = "h"
 MODEL = "torchvision:deeplabv3_mobilenet_v3_large"
+
+
+def timed_format() -> str:
+    """The format timed: the first of the default set (`workbench check`'s first)."""
+    from workbench import formats
+
+    return formats.defaults()[0]
 
 
 def _folder(root: Path, n: int) -> Path:
@@ -40,7 +47,7 @@ def _folder(root: Path, n: int) -> Path:
 def _check(images: Path, out: Path, limit: int, workers: int = 1) -> tuple[float, dict]:
     """(max RSS in MB, the JSON summary) of one streamed check."""
     cmd = [sys.executable, "-m", "workbench", "check", MODEL, "--weights", "none", "--preset", "imagenet",
-           "--size", "256", "256", "--to", "onnx", "--images", str(images), "--limit", str(limit),
+           "--size", "256", "256", "--to", timed_format(), "--images", str(images), "--limit", str(limit),
            "--workers", str(workers), "--out", str(out), "--overwrite", "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -53,30 +60,35 @@ def _check(images: Path, out: Path, limit: int, workers: int = 1) -> tuple[float
 
 
 def _bare(images: Path, n: int, out: Path) -> float:
-    """Images per second of decode + PyTorch + ONNX Runtime, one image at a time, back to back."""
+    """Images per second of decode + PyTorch + the format's bare runtime call (`Format.floor`), on the same
+    images: decode and PyTorch one image at a time, then the runtime over the decoded images, back to back."""
     import numpy as np
-    import onnxruntime as ort
     import torch
 
+    from workbench.formats import get
     from workbench.images import fit_image, load_image
-    from workbench.preprocess import Preprocess
-
-    onnx = next(out.glob("*.onnx"))
-    torch.manual_seed(0)
     from workbench.models import load_model
+    from workbench.preprocess import Preprocess
+    from workbench.session import Session
 
+    torch.manual_seed(0)
     module = load_model(MODEL, weights=None).module
-    pre = Preprocess.preset("imagenet")
-    sess = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
+    pre = Preprocess.preset("imagenet", size=(256, 256))
     paths = sorted(images.rglob("*.jpg"))[:n]
+    fmt = get(timed_format())
+    artifact = Session(module, paths[:1], preprocess=pre).export(fmt.name, out / f"bare{fmt.suffix}", overwrite=True)
     start = time.perf_counter()
+    decoded = []
     with torch.inference_mode():
         for p in paths:
             px = fit_image(load_image(p), (256, 256)).transpose(2, 0, 1)[None].astype(np.float32)
             module(torch.from_numpy(pre.apply(px)))
-            sess.run(None, {name: px})
-    return len(paths) / (time.perf_counter() - start)
+            decoded.append(px)
+    first = time.perf_counter() - start
+    call = fmt.bare_call(artifact, np.ascontiguousarray(np.concatenate(decoded)))
+    start = time.perf_counter()
+    call()
+    return len(paths) / (first + time.perf_counter() - start)
 
 
 def run(settings) -> tuple[list[dict], list[dict]]:
@@ -105,9 +117,37 @@ def run(settings) -> tuple[list[dict], list[dict]]:
     return rows, targets
 
 
+# The sample photos that show an ImageNet class, by that class's name: an ImageFolder of their variations.
+CLASSES = {"tabby": "cat_chelsea.jpg", "espresso": "coffee.jpg", "daisy": "flower.jpg", "palace": "china_palace.jpg",
+           "missile": "rocket.jpg"}
+
+
+def imagenet_folder(root: Path, n: int) -> Path:
+    """An ImageFolder of `n` photos under ImageNet class names: crops, mirror images and exposure changes of the
+    sample photo that shows each class (deterministic), for checking an ImageNet classifier on a whole set."""
+    from PIL import Image, ImageEnhance, ImageOps
+
+    photos = {c: Image.open(ROOT / "sample_images" / f).convert("RGB") for c, f in CLASSES.items()}
+    for i in range(n):
+        cls = list(CLASSES)[i % len(CLASSES)]
+        img = photos[cls]
+        w, h = img.size
+        s = int(min(w, h) * (0.55 + 0.45 * ((i * 7) % 10) / 9))
+        x, y = (i * 37) % max(1, w - s + 1), (i * 53) % max(1, h - s + 1)
+        img = img.crop((x, y, x + s, y + s)).resize((256, 256))
+        img = ImageOps.mirror(img) if i % 2 else img
+        img = ImageEnhance.Brightness(img).enhance(0.3 + 1.2 * ((i * 13) % 11) / 10)
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        img.save(root / cls / f"{cls}_{i:05d}.jpg", quality=90)
+    return root
+
+
 if __name__ == "__main__":
     from .common import Settings
 
+    if sys.argv[1:2] == ["--imagenet-folder"]:  # python -m bench.dataset --imagenet-folder DIR N
+        print(imagenet_folder(Path(sys.argv[2]), int(sys.argv[3])))
+        sys.exit(0)
     s = Settings.make("--quick" in sys.argv, Path("/tmp"))
     r, t = run(s)
     print(json.dumps({"rows": r, "targets": t}, indent=2, default=str))

@@ -2,7 +2,7 @@
 
 Notebook 05's mobilenet_v2 (random weights, 224x224, ImageNet normalization baked in, as the widget's
 Export button writes it), for each default format that declares its bare converter calls
-(`Format.bare_export`, in its floor.py: e.g. `torch.onnx.export(..., dynamo=True)` and a save): the same
+(`Format.bare_export`, in its floor.py: e.g. the exporter's own call and a save): the same
 module (the model with its normalization in front) and the same example input, a file written too. Each
 pair alternates, after one untimed warm-up of each (first-use imports).
 """

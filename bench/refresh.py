@@ -4,7 +4,7 @@ For notebook 01's super-resolution model and notebook 05's mobilenet_v2, on the 
 - widget: `wb.preprocess = p` on a built `Workbench` (every live runtime, the comparison, metrics, picture);
 - refresh per format: what the widget does per format (`Session.run` with the new preprocessing, `compare`);
 - floor per format: the bare runtime on the same, already preprocessed, inputs, as the format declares it
-  (`Format.floor`: e.g. an ONNX Runtime session built once and run as the runner runs it);
+  (`Format.floor`: e.g. a runtime session built once and run as the runner runs it);
 - the widget against its floor, the live runtimes' floors called back to back: timed in turns with the
   widget, 30 pairs, the median of each pair's ratio (this VM's speed drifts within seconds); and against
   the sum of the per-format floors' medians, taken apart from the widget;

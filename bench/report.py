@@ -54,8 +54,7 @@ def markdown(results: dict) -> str:
     start, end = m["load_average_at_start"][0], m.get("load_average_at_end", ["?"])[0]
     load = f"load average {start:.1f} at start, {end:.1f} at end"
     lines = [f"Measured {results['started']} on {m['cpu']}, {m['cores']} cores, {m['os']}, Python {m['python']} "
-             f"({load}); torch {p['torch']}, coremltools {p['coremltools']}, onnxruntime {p['onnxruntime']}, "
-             f"onnx {p['onnx']}, numpy {p['numpy']}. Medians of `runs` runs; `make bench` took "
+             f"({load}); {', '.join(f'{k} {v}' for k, v in p.items() if v)}. Medians of `runs` runs; `make bench` took "
              f"{results['duration_s']:.0f} s.", ""]
     lines += ["| section | case | what | median | runs | |", "| --- | --- | --- | --- | --- | --- |"]
     for key, section in results["sections"].items():

@@ -20,12 +20,14 @@ import traceback
 import warnings
 from pathlib import Path
 
+from workbench import formats
+
 from .common import ROOT, Settings, machine, row, versions
 from .report import markdown, text
 
-SECTIONS = {"a": "refresh", "b": "interpreter", "c": "export", "d": "first_render", "e": "startup", "f": "android",
+SECTIONS = {"a": "refresh", "b": "formats", "c": "export", "d": "first_render", "e": "startup", "f": "android",
             "g": "variants", "h": "dataset"}
-TITLES = {"a": "(a) refresh vs floor vs full reconversion", "b": "(b) Core ML interpreter per image",
+TITLES = {"a": "(a) refresh vs floor vs full reconversion", "b": "(b) each format's own figures (Format.bench)",
           "c": "(c) export vs the bare converter calls", "d": "(d) first render of notebook 05's workbench",
           "e": "(e) import time and peak memory",
           "f": "(f) Android runtimes: refresh vs floor", "g": "(g) compressed variants: refresh vs floor",
@@ -44,7 +46,8 @@ def main(argv=None) -> int:
         return 0
 
     warnings.filterwarnings("ignore")
-    logging.getLogger("coremltools").setLevel(logging.ERROR)  # "torch > 2.7 untested", "no Core ML runtime"
+    for module in formats.modules():  # converters' notices ("torch > 2.7 untested") would bury the tables
+        logging.getLogger(module).setLevel(logging.ERROR)
     chosen = [s for s in args.sections.replace(",", "") if s in SECTIONS]
     started = time.perf_counter()
     results = {"started": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine(),

@@ -15,10 +15,13 @@ import sys
 import time
 from pathlib import Path
 
+from workbench import formats
+
 from .common import ROOT, row, summary, target
 
 SECTION = "e"
-HEAVY = ("coremltools", "onnxruntime", "onnx", "netron", "matplotlib", "ipywidgets", "onnxscript")
+# What must load only when first used: the widget's own heavy packages, and every format's converter and runtime.
+HEAVY = ("netron", "matplotlib", "ipywidgets") + formats.modules()
 PROBE = """
 import json, sys, time
 t0 = time.perf_counter()
@@ -66,10 +69,10 @@ def run(settings) -> tuple[list[dict], list[dict]]:
             note = f"heavy packages loaded by then: {', '.join(loaded) or 'none'}"
         rows.append(row(SECTION, "fresh interpreter", what, stats, note=note))
     beyond = summary([f["workbench"] * 1000 for f in found])["median_ms"]
-    eager = [m for m in ("coremltools", "onnxruntime", "netron", "matplotlib") if m in loaded]
+    eager = [m for m in HEAVY if m != "ipywidgets" and m in loaded]
     targets.append(target("import workbench <= 1.0 s beyond torch", beyond / 1000, 1.0, "s",
                           f"imported eagerly: {', '.join(eager)}" if eager else
-                          "coremltools, onnxruntime, netron, matplotlib load when first used"))
+                          "the formats' converters and runtimes, netron and matplotlib load when first used"))
 
     checks = [check_peak(settings.workdir / "check") for _ in range(1 if settings.quick else 2)]
     walls = summary([c[0] * 1000 for c in checks])

@@ -1,7 +1,7 @@
 """(g) Compressed variants: refresh beside the floor, for every variant the registered formats declare.
 
-For notebook 01's super-resolution model on the sample images (not mobilenet_v2: eight Core ML variants in the
-interpreter at 224x224 would take most of the bench). Each format that declares variants
+For notebook 01's super-resolution model on the sample images (not mobilenet_v2: the interpreted variants at
+224x224 would take most of the bench). Each format that declares variants
 (`workbench.formats.get(name).variants`) is exported as the widget's live artifact (the model's tensor in), and
 each variant compressed from it as the widget's Compression tab does (one that calibrates reads the sample
 images through the preprocessing in force). Then per variant:

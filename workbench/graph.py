@@ -108,7 +108,7 @@ _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=
 
 
 def model_file(path: str | Path) -> Path:
-    """The file Netron opens for an artifact: what its format says (`Format.netron`: inside an .mlpackage
+    """The file Netron opens for an artifact: what its format says (`Format.netron`: a file inside a package folder
     folder, its model.mlmodel), else the file itself."""
     from . import formats
 
@@ -175,8 +175,8 @@ class _Model:
 
     def __init__(self, path: Path):
         file = model_file(path).resolve()
-        # A folder artifact (an .mlpackage) is served whole (Netron reads its manifest and weights); a file gets
-        # its own folder, where its companions live (ncnn's .bin, ONNX external data, TF variables).
+        # A folder artifact (a package) is served whole (Netron reads its manifest and weights); a file gets
+        # its own folder, where its companions live (weights beside a graph, external data: `Format.files`).
         self.root = Path(path).resolve() if Path(path).is_dir() else file.parent
         self.file = file
         self.relative = file.relative_to(self.root).as_posix()
@@ -308,8 +308,8 @@ class GraphServer:
         return self.address[1]
 
     def page(self, path: str | Path) -> str:
-        """Register an artifact (a model file, or a folder such as an .mlpackage) and return its page's path relative
-        to the server's root, e.g. ``?url=data/TOKEN/tiny.onnx``. Registering the same file again returns
+        """Register an artifact (a model file, or a package folder) and return its page's path relative
+        to the server's root, e.g. ``?url=data/TOKEN/tiny.pt``. Registering the same file again returns
         the same page. Raises WorkbenchError when the artifact does not exist."""
         model = _Model(Path(path))
         token = self._tokens.get(model.file)

@@ -388,7 +388,7 @@ class Reference:
         return other
 
     def set_labels(self, labels: Sequence[str]) -> None:
-        """Class names for the main output (a Core ML classifier's labels); one per class, or WorkbenchError."""
+        """Class names for the main output (a converted classifier's labels); one per class, or WorkbenchError."""
         main_name = self.task.main_output(self.outputs)
         main = self.outputs[main_name]
         n = main.shape[1] if main.ndim >= 2 else 1

@@ -54,6 +54,10 @@ class Format:
       preprocessed inputs, built once (bench/refresh.py times the widget against it);
     - bare_export: ``(spec, path) -> None``, the converter's own calls writing the model `export` writes
       (bench/export.py times the exporter against it);
+    - bench: ``(settings) -> (rows, targets)``, figures only this format has (Core ML: its interpreter per
+      image), as a section of bench/ takes them (bench/formats.py runs every format's);
+    modules: the Python packages its exporter and runtime import (their versions head the bench's results; none
+    may load at ``import workbench``);
     native: the preprocessing the runtime applies itself (a `Native`: Core ML's ImageType, ncnn's and MNN's
     mean/norm); None puts it in the graph. live_options: what the widget's live conversion passes to the
     exporter (it compares on the sample images right after, so e.g. torch's own trace check can be skipped).
@@ -72,6 +76,8 @@ class Format:
     netron: str | None = None
     floor: str | None = None
     bare_export: str | None = None
+    bench: str | None = None
+    modules: tuple[str, ...] = ()
     native: Native | None = None
     precisions: tuple[str, ...] = ("fp32",)
     default_precision: str = "fp32"
@@ -184,6 +190,10 @@ class Format:
         if self.bare_export is None:
             raise WorkbenchError(f"{self.title} declares no bare converter call (Format.bare_export) for the bench")
         return self._load(self.bare_export)
+
+    def own_bench(self) -> Callable | None:
+        """`(settings) -> (rows, targets)`: the figures only this format has, or None when it declares none."""
+        return self._load(self.bench) if self.bench else None
 
     def options_with_flags(self) -> list[tuple[str, Option]]:
         """(kind, option) of every option with a command-line flag; kind "export" or "runtime"."""
@@ -321,6 +331,11 @@ def get(name: str) -> Format:
 def defaults() -> tuple[str, ...]:
     """The formats `workbench check` and the widget use when none are named."""
     return tuple(n for n, f in registry().items() if f.default)
+
+
+def modules() -> tuple[str, ...]:
+    """Every registered format's Python packages (`Format.modules`), each once, in the registry's order."""
+    return tuple(dict.fromkeys(m for f in registry().values() for m in f.modules))
 
 
 def for_file(path: str | Path) -> Format | None:

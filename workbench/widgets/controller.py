@@ -162,8 +162,9 @@ class Controller:
 
     # -- live formats -------------------------------------------------------------------------------------
     def _convert(self, fmt: str, progress=None) -> None:
-        """Export `fmt` once, taking the model tensor: the preprocessing applies in front of it, as Core ML's
-        ImageType would. Live artifacts give the model's own outputs (no classifier labels: Export adds them)."""
+        """Export `fmt` once, taking the model tensor: the preprocessing applies in front of it, as a
+        runtime's image input would. Live artifacts give the model's own outputs (no classifier labels: Export adds
+        them)."""
         if progress:
             progress(f"converting to {_formats.get(fmt).title}")
         self._adopt(fmt, self.convert(fmt))
@@ -534,7 +535,7 @@ class Controller:
         return CUSTOM
 
     def choose_preset(self, name: str) -> None:
-        """Apply preset `name` exactly (MODEL: the model's own, as Core ML's ImageType can carry it)."""
+        """Apply preset `name` exactly (MODEL: the model's own, as one scale and a bias per channel carry it)."""
         if name == CUSTOM:
             return
         if name not in dict((v, v) for _, v in self.presets()):
@@ -547,7 +548,8 @@ class Controller:
             raise
 
     def match(self) -> None:
-        """The values derived from the model's training normalization (Core ML's best scalar scale)."""
+        """The values derived from the model's training normalization (its best single scale,
+        `Preprocess.imagetype_fit`)."""
         self.choose_preset(MODEL)
 
     def set_bake(self, on: bool) -> None:
@@ -664,7 +666,7 @@ class Controller:
         self._tell("result")
 
     def title(self, fmt: str) -> str:
-        """A column's name: the runtime that really ran (e.g. "Core ML interpreter (ML program, fp16)")."""
+        """A column's name: the runtime that really ran (the runner's label, which says which engine and precision)."""
         return self.live.runner(fmt).label if fmt in self.live.artifacts else _formats.get(fmt).runtime
 
     def tolerance(self, fmt: str) -> str:
@@ -727,8 +729,8 @@ class Controller:
 
     def export_paths(self, folder: str | Path, formats: Sequence[str], options: dict[str, dict] | None = None,
                      variants: bool = True) -> tuple[list[Path], dict[str, list[str]]]:
-        """Every file an Export of `formats` into `folder` writes (each format's own files: ncnn's .param and
-        .bin; a Core ML neural network's .mlmodel), the reports last; and the variants it writes."""
+        """Every file an Export of `formats` into `folder` writes (each format's own files, `Format.files`: a
+        graph and its weights, or the file an export option chooses), the reports last; and the variants it writes."""
         out = Path(folder).expanduser()
         paths: list[Path] = []
         compress: dict[str, list[str]] = {}

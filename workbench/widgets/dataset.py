@@ -74,7 +74,7 @@ class DatasetRun:
     def start(self, folder: str | Path, candidates: Sequence[str] | None = None, *, out: str | Path | None = None,
               limit: int | None = None, every: int | None = None, batch_size: int = 16) -> None:
         """Check every image of `folder` (flat, a tree, or an ImageFolder whose subfolders are classes) with
-        `candidates` ("onnx", "coreml linear8"...; default: every one of `choices()`), in the background."""
+        `candidates` (format names, or "FORMAT VARIANT"; default: every one of `choices()`), in the background."""
         from ..dataset import open_source
 
         if self.running:

@@ -299,8 +299,9 @@ class Workbench(W.VBox):
             box.observe(lambda ch, name=name: self._on_live(name, ch["new"]), names="value")
         rows = [W.HBox([self._scale, self._scale_text, self._beside("scale")])]
         rows += [W.HBox([s, t, self._beside(f"bias{i}")]) for i, (s, t) in enumerate(zip(self._bias, self._bias_text))]
-        return W.VBox([W.HTML("<b>Preprocessing of the converted side</b> (x * scale + bias on 0-255 pixels, "
-                              "as Core ML's ImageType applies it)"),
+        natives = [f"{f.title}'s {f.native.how}" for f in _formats.registry().values() if f.native is not None]
+        how = f", as {', '.join(natives)} apply it" if natives else ""
+        return W.VBox([W.HTML(f"<b>Preprocessing of the converted side</b> (x * scale + bias on 0-255 pixels{how})"),
                        W.HBox([self._preset, self._match, self._beside("preset"), self._beside("match")]), *rows,
                        W.HBox([self._bgr, self._bake, self._beside("bgr"), self._beside("bake")]),
                        self._reasons, self._exactness,
@@ -462,8 +463,8 @@ class Workbench(W.VBox):
                 raise
 
     def _on_live(self, name: str, on: bool) -> None:
-        """Tick a format to run it live. In a kernel it converts in a worker thread (ExecuTorch takes a minute)
-        while every other control keeps working; with no event loop it converts at once."""
+        """Tick a format to run it live. In a kernel it converts in a worker thread (the slowest converters take a
+        minute) while every other control keeps working; with no event loop it converts at once."""
         if self._syncing:
             return
         c = self.controller

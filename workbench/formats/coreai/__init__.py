@@ -14,6 +14,7 @@ from .. import Format, Option, register
 
 FORMAT = register(Format(
     name="coreai", title="Core AI", runtime="Core AI", suffixes=(".aimodel",), package=__name__,
+    modules=("coreai_torch", "coreai"),
     exporter=".export:export_coreai", runner=".runner:CoreAIRunner", validator=".validate:check_aimodel",
     locator=".locate:locate", files=".files:files", netron=".graph:netron_file", floor=".floor:floor",
     native=None, precisions=("fp32", "fp16"),

@@ -8,9 +8,10 @@ TARGETS = ("iOS13", "iOS14", "iOS15", "iOS16", "iOS17", "iOS18")
 
 FORMAT = register(Format(
     name="coreml", title="Core ML", runtime="Core ML", suffixes=(".mlpackage", ".mlmodel"), package=__name__,
+    modules=("coremltools",),
     exporter=".export:export_coreml", runner=".runner:CoreMLRunner", validator=".validate:check_coreml",
     locator=".locate:locate", files=".files:files", netron=".files:netron_file", floor=".floor:floor",
-    bare_export=".floor:bare_export",
+    bare_export=".floor:bare_export", bench=".bench:run",
     native=ImageType(), precisions=("fp16", "fp32"), default_precision="fp16",
     export_options=(
         Option("target", "iOS16", "minimum deployment target (iOS13/iOS14: the legacy neural network)",

@@ -9,6 +9,7 @@ from .. import Format, Option, register
 
 FORMAT = register(Format(
     name="executorch", title="ExecuTorch", runtime="ExecuTorch", suffixes=(".pte",), package=__name__,
+    modules=("executorch",),
     exporter=".export:export_executorch", runner=".runner:ExecuTorchRunner", validator=".validate:check_pte",
     floor=".floor:floor", precisions=("fp32", "fp16"),
     export_options=(

@@ -10,6 +10,7 @@ from ..common.mean_norm import MeanNorm
 
 FORMAT = register(Format(
     name="mnn", title="MNN", runtime="MNN", suffixes=(".mnn",), package=__name__,
+    modules=("MNN",),
     exporter=".export:export_mnn", runner=".runner:MnnRunner", validator=".validate:check_mnn",
     locator=".locate:locate",
     floor=".floor:floor", native=MeanNorm(), precisions=("fp32", "fp16"),

@@ -4,6 +4,7 @@ from .. import Format, Option, register
 
 FORMAT = register(Format(
     name="onnx", title="ONNX", runtime="ONNX Runtime", suffixes=(".onnx",), package=__name__,
+    modules=("onnx", "onnxscript", "onnxruntime"),
     exporter=".export:export_onnx", runner=".runner:OnnxRunner", validator=".validate:check_onnx",
     locator=".locate:locate",
     export_options=(Option("opset", None, "ONNX opset version (default: the exporter's)"),

@@ -1,12 +1,13 @@
-"""(b) The Core ML interpreter per image, at fp32 and as declared (fp16), against PyTorch eager and ONNX
-Runtime, on mobilenet_v2, resnet18 and deeplabv3_mobilenet_v3_large (random weights) and notebook 01's
-super-resolution model (its trained weights).
+"""Core ML's own figures for the bench (`Format.bench`, section (b) of bench/): the Core ML interpreter per image,
+at fp32 and as declared (fp16), against PyTorch eager and ONNX Runtime, on mobilenet_v2, resnet18 and
+deeplabv3_mobilenet_v3_large (random weights) and notebook 01's super-resolution model (its trained weights).
 
 Each model is exported once with the workbench (ONNX; Core ML as an ML program declared fp16, the
 preprocessing inside). Per image: `workbench.CoreMLInterpreter(path, compute_precision=...).predict({input:
 PIL image})`, the PyTorch module on one preprocessed image (inference mode), and the ONNX Runtime runner on
 one image. The interpreter's plan is built once per precision, before timing. `max |d|` is the interpreter's
-worst difference from PyTorch on the timed images, relative to the output's range.
+worst difference from PyTorch on the timed images, relative to the output's range. Run from the repository
+(`python -m bench.run --sections b`): it uses bench/'s timing helpers.
 """
 
 from __future__ import annotations
@@ -15,25 +16,14 @@ import warnings
 
 import numpy as np
 
-from .common import NOTEBOOKS, measure, row, target
-
 SECTION = "b"
 SIZE = (224, 224)
-
-
-def interpreter_class():
-    """`workbench.CoreMLInterpreter`, or None while it does not exist yet."""
-    try:
-        import workbench
-
-        return workbench.CoreMLInterpreter
-    except (ImportError, AttributeError):
-        return None
 
 
 def models(quick: bool):
     import torch
 
+    from bench.common import NOTEBOOKS
     from workbench import ImageToImage, Preprocess, load_model
     from workbench.zoo import SuperResolutionNet
 
@@ -64,11 +54,12 @@ def feed(pixels: np.ndarray, pre):
 def run(settings) -> tuple[list[dict], list[dict]]:
     import torch
 
+    from bench.common import measure, row, target
+    from workbench import CoreMLInterpreter as interpreter
     from workbench.formats import runner_for
     from workbench.images import SAMPLE_IMAGES
     from workbench.session import Session
 
-    interpreter = interpreter_class()
     rows, targets = [], []
     count = 1 if settings.quick else 2  # images per model; each timed `runs` times
     for name, options in models(settings.quick):
@@ -95,12 +86,6 @@ def run(settings) -> tuple[list[dict], list[dict]]:
         rows.append(row(SECTION, case, "ONNX Runtime, per image",
                         _per(per_image(lambda i: onnx.run(pixels[i:i + 1])), count)))
         onnx.deactivate()
-        if interpreter is None:
-            rows.append(row(SECTION, case, "Core ML interpreter", None,
-                            note="interpreter not available (workbench.CoreMLInterpreter does not exist yet)"))
-            targets.append(target(f"interpreter fp32 <= 1.5x PyTorch eager per image: {name}", None, 1.5, "x",
-                                  "interpreter not available"))
-            continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             coreml = s.export("coreml", settings.workdir / f"{name}.mlpackage", overwrite=True, precision="fp16")
