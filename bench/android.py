@@ -1,4 +1,5 @@
-"""(f) The formats outside the widget's default set (the Android runtimes) live in a Workbench, beside their floors.
+"""(f) The formats outside the widget's default set (the Android runtimes, Apple's newer one) live in a Workbench,
+beside their floors.
 
 For notebook 01's super-resolution model and notebook 05's mobilenet_v2, on the sample images, with every format
 that is not live by default converted live (the model's tensor in, the preprocessing computed in front of it):

@@ -1,4 +1,4 @@
-"""Run the benchmarks: `python -m bench.run [--quick] [--sections a,b,c,d,e,f,g] [--out bench/results.json]`.
+"""Run the benchmarks: `python -m bench.run [--quick] [--sections abcdefghi] [--out bench/results.json]`.
 
 Prints one table per section and the targets, and writes every figure (medians, run counts, the machine,
 package versions, the load average before and after) to the results file. `--markdown` prints the tables
@@ -26,18 +26,20 @@ from .common import ROOT, Settings, machine, row, versions
 from .report import markdown, text
 
 SECTIONS = {"a": "refresh", "b": "formats", "c": "export", "d": "first_render", "e": "startup", "f": "android",
-            "g": "variants", "h": "dataset"}
+            "g": "variants", "h": "dataset", "i": "dataset_widget"}
 TITLES = {"a": "(a) refresh vs floor vs full reconversion", "b": "(b) each format's own figures (Format.bench)",
           "c": "(c) export vs the bare converter calls", "d": "(d) first render of notebook 05's workbench",
           "e": "(e) import time and peak memory",
-          "f": "(f) Android runtimes: refresh vs floor", "g": "(g) compressed variants: refresh vs floor",
-          "h": "(h) dataset check: memory, throughput, workers"}
+          "f": "(f) formats outside the default set: refresh vs floor",
+          "g": "(g) compressed variants: refresh vs floor",
+          "h": "(h) dataset check: memory, throughput, workers",
+          "i": "(i) the widget while a dataset runs"}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs and models: for developing the bench")
-    parser.add_argument("--sections", default="abcdefgh", help="which sections, e.g. 'ae' (default: all)")
+    parser.add_argument("--sections", default="abcdefghi", help="which sections, e.g. 'ae' (default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--markdown", action="store_true", help="print the README tables of --out and exit")
     args = parser.parse_args(argv)
