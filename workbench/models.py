@@ -55,6 +55,13 @@ class LoadedModel:
         return sum(p.numel() for p in self.module.parameters())
 
 
+# Said of every model built with random weights: what its figures mean. Such a net's scores are often nearly
+# equal (a torchvision classifier's logits span about 1e-9), so its top class is rounding, and an fp16 format
+# (Core ML's default) answers another: top-1 and PSNR there say nothing about the conversion.
+RANDOM_WEIGHTS = ("random weights (weights='none'): outputs are meaningless, but conversion parity still holds; "
+                  "near-equal scores make top-1 and PSNR rounding, so read max abs against the tolerance")
+
+
 def load_model(source, *, weights: str | Path | None = "DEFAULT", factory: str | Callable | None = None,
                trust: bool = False) -> LoadedModel:
     """Load `source` (see the module docstring) and put torch models in eval mode.
@@ -144,9 +151,7 @@ def _torchvision(name: str, weights) -> LoadedModel:
         if "weights_backbone" in inspect.signature(builder).parameters:
             kwargs["weights_backbone"] = None  # random means random: no backbone download either
         loaded.module = builder(weights=None, **kwargs)
-        loaded.notes.append(
-            "random weights (weights='none'): outputs are meaningless, but conversion parity still holds"
-        )
+        loaded.notes.append(RANDOM_WEIGHTS)
         return loaded
     try:
         loaded.module = builder(weights=chosen)
@@ -185,8 +190,7 @@ def _timm(name: str, weights) -> LoadedModel:
             loaded.module = timm.create_model(full, pretrained=False)
         except Exception as exc:  # an unknown tag
             raise WorkbenchError(f"timm could not build {full}: {type(exc).__name__}: {first_line(exc)}") from exc
-        loaded.notes.append(
-            "random weights (weights='none'): outputs are meaningless, but conversion parity still holds")
+        loaded.notes.append(RANDOM_WEIGHTS)
     else:
         loaded.module = _timm_pretrained(timm, full)
     if any(callable(getattr(m, "reparameterize", None)) for m in loaded.module.modules()):
