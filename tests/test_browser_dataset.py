@@ -72,6 +72,7 @@ def test_a_dataset_run_fills_the_tab_and_its_worst_images_go_into_the_comparison
         shot = os.environ.get("WORKBENCH_SHOTS")
         if shot:
             page.screenshot(path=f"{shot}/dataset_tab.png", full_page=True)
+            page.locator(".workbench-dataset-tab").screenshot(path=f"{shot}/dataset_tab_panel.png")  # the README's
         # the comparison's own table names them: its columns were computed on those images
         expect(page.locator(".workbench-comparison").first).to_be_visible()
         page.get_by_role("button", name="Back to the sample images").click()

@@ -268,6 +268,7 @@ class DatasetPanel:
             W.HBox([self.status, self.again_button]), self.table, self.histogram,
             W.HBox([self.count, self.which, self.show_button, self.back_button]), beside("dataset_show"),
             self.worst])
+        self.box.add_class("workbench-dataset-tab")  # what a page (and the browser test's screenshot) finds it by
         run.listen(lambda what: self.render(final=what == "done"))
 
     def _act(self, action, beside: str) -> None:
@@ -332,32 +333,73 @@ class DatasetPanel:
     def _draw_result(self, result) -> None:
         from ..views.tables import table_html
 
-        self.table.value = f"<div class='workbench-dataset'>{table_html(result.table())}</div>"
+        rows, columns = by_candidate(result.table())
+        wide = "overflow-x:auto; max-width:100%"  # a table still wider than the panel scrolls, not cut off
+        self.table.value = f"<div class='workbench-dataset' style='{wide}'>{table_html(rows, columns)}</div>"
         self.which.options = [("of all formats", ""), *[(f"of {c}", c) for c in result.candidates]]
         self.histogram.value = histogram(result)
         self.worst.value = worst_html(result)
 
 
+def by_candidate(table: list[dict]) -> tuple[list[dict], list[str]]:
+    """`DatasetResult.table()` turned: a row per figure and a column per candidate, so a dozen figures stay
+    within the panel's width (a column per figure was cut off at the panel's edge)."""
+    def cell(value):
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return "-" if value is None else str(value)
+
+    candidates = [r["candidate"] for r in table]
+    figures = [k for k in dict.fromkeys(k for r in table for k in r) if k != "candidate"]
+    rows = [{"figure": k, **{c: cell(r.get(k)) for c, r in zip(candidates, table)}} for k in figures]
+    return rows, ["figure", *candidates]
+
+
 def histogram(result) -> bytes:
-    """PNG: the per-image figure of each candidate, one histogram each, on one axis."""
+    """PNG: how the per-image figure is spread for each candidate. A classifier's (top-1 agrees or not) is one bar
+    per candidate, its flips in red and counted; a continuous figure (PSNR, mIoU) is a histogram per candidate on
+    shared bins, each in its own line style, so candidates that coincide stay distinguishable."""
     import numpy as np
     from matplotlib.figure import Figure
 
     from ..dataset.result import FIGURE_NAMES
 
-    fig = Figure(figsize=(6.4, 2.2), dpi=100)
-    ax = fig.subplots()
+    data = {}
     for cand in result.candidates:
         values = np.asarray([r["figure"] for r in result.rows[cand] if r["status"] == "ok" and r["figure"] is not None],
                             np.float64)
-        values = values[np.isfinite(values)]
-        if values.size:
-            ax.hist(values, bins=30, histtype="step", linewidth=1.4, label=cand)
-    ax.set_xlabel(f"{FIGURE_NAMES[result.figure]} per image", fontsize=8)
-    ax.set_ylabel("images", fontsize=8)
+        if (values := values[np.isfinite(values)]).size:
+            data[cand] = values
+    name = FIGURE_NAMES[result.figure]
+    if result.figure == "top1_agreement":
+        fig = Figure(figsize=(6.4, 0.8 + 0.32 * max(1, len(data))), dpi=100)
+        ax = fig.subplots()
+        y = np.arange(len(data))
+        agree = np.asarray([int((v >= 1).sum()) for v in data.values()])
+        flips = np.asarray([int((v < 1).sum()) for v in data.values()])
+        ax.barh(y, agree, color="#6aa87f")
+        ax.barh(y, flips, left=agree, color="#d62728")
+        for k, (a, f) in enumerate(zip(agree, flips)):
+            ax.text(a + f, k, f"  {f} flipped of {a + f}", va="center", fontsize=7)
+        ax.set_yticks(y, list(data))
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1.3 * max(1, int((agree + flips).max(initial=1))))
+        ax.set_xlabel("images: green, PyTorch's top-1 class; red, another (a flip)", fontsize=8)
+    else:
+        fig = Figure(figsize=(6.4, 2.2), dpi=100)
+        ax = fig.subplots()
+        if data:
+            everything = np.concatenate(list(data.values()))
+            lo, hi = float(everything.min()), float(everything.max())
+            pad = 0.5 if hi - lo < 1e-9 else 0.0
+            bins = np.linspace(lo - pad, hi + pad, 31)
+            for k, (cand, values) in enumerate(data.items()):
+                ax.hist(values, bins=bins, histtype="step", linewidth=1.6, linestyle=("-", "--", ":", "-.")[k % 4],
+                        label=f"{cand} (worst {values.min():.3g})")
+            ax.legend(fontsize=7, frameon=False)
+        ax.set_xlabel(f"{name} per image", fontsize=8)
+        ax.set_ylabel("images", fontsize=8)
     ax.tick_params(labelsize=7)
-    if result.candidates:
-        ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
