@@ -124,3 +124,31 @@ def test_bad_folders_are_said_beside_run_and_lose_nothing(wb, tmp_path):
     assert wb.control("dataset_show").disabled
     with pytest.raises(WorkbenchError, match="run the dataset first"):
         wb.controller.dataset.show_worst()
+
+
+def test_the_tabs_table_has_a_column_per_format_so_a_dozen_figures_fit_the_panel():
+    from workbench.widgets.dataset import by_candidate
+
+    rows, columns = by_candidate([{"candidate": "onnx", "checked": 3, "max abs": 0.00123456, "flips": None},
+                                  {"candidate": "onnx int8", "checked": 3, "max abs": 0.5, "flips": 2}])
+    assert columns == ["figure", "onnx", "onnx int8"]
+    assert [r["figure"] for r in rows] == ["checked", "max abs", "flips"]
+    assert rows[1] == {"figure": "max abs", "onnx": "0.001235", "onnx int8": "0.5"}
+    assert rows[2] == {"figure": "flips", "onnx": "-", "onnx int8": "2"}
+
+
+def test_a_classifiers_spread_shows_each_formats_flips_in_red():
+    """One bar per format: a format that flips no image draws no red, one that flips half draws a red half."""
+    import io
+    from types import SimpleNamespace
+
+    from workbench.widgets.dataset import histogram
+
+    def red_pixels(figures):
+        rows = {c: [{"status": "ok", "figure": f} for f in values] for c, values in figures.items()}
+        png = histogram(SimpleNamespace(figure="top1_agreement", candidates=list(figures), rows=rows))
+        px = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+        return int(((abs(px[..., 0] - 0xD6) < 8) & (abs(px[..., 1] - 0x27) < 8) & (abs(px[..., 2] - 0x28) < 8)).sum())
+
+    assert red_pixels({"onnx": [1.0] * 10, "torchscript": [1.0] * 10}) == 0
+    assert red_pixels({"onnx": [1.0] * 10, "onnx int8": [1.0] * 5 + [0.0] * 5}) > 1000
