@@ -155,6 +155,12 @@ def test_a_borderline_box_is_neither_lost_nor_extra():
     task = Detection(score_threshold=0.5)
     m = match(ref.above(0.5), below.above(0.5), ref, below.above(0.5 * (1 - task.score_margin)))
     assert m["lost"] == [] and m["extra"] == []
+    # and the report says so: "0 boxes for PyTorch's 1" alone read as a lost box beside recall 1.000
+    from workbench.cli import _detection_lines
+    from workbench.tasks.detection import summary
+
+    line = _detection_lines(summary([m]))[0]
+    assert "0 boxes for PyTorch's 1 (and 1 just under the score threshold, matched there: borderline" in line
 
 
 @pytest.fixture(scope="module")

@@ -460,7 +460,13 @@ def _detection_lines(w: dict) -> list[str]:
     return [f"{'':<12}boxes: precision {w['det_precision']:.3f}, recall {w['det_recall']:.3f} (IoU 0.5), "
             f"mAP@0.5:0.95 {w['det_map']:.3f}, class flips {w['det_class_flips']:.0f}, largest box diff "
             f"{w['det_box_diff']:.3g} px, score diff {w['det_score_diff']:.3g}; {w['det_boxes']:.0f} boxes for "
-            f"PyTorch's {w['det_reference_boxes']:.0f}"]
+            f"PyTorch's {w['det_reference_boxes']:.0f}" + _borderline(w)]
+
+
+def _borderline(w: dict) -> str:
+    n = w.get("det_borderline", 0)
+    return (f" (and {n:.0f} just under the score threshold, matched there: borderline, neither lost nor extra)"
+            if n else "")
 
 
 def _variant_lines(r) -> list[str]:

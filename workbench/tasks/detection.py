@@ -214,7 +214,7 @@ def match(ref: Detections, cand: Detections, ref_low: Detections | None = None,
             "recall": 1 - len(lost) / len(ref) if len(ref) else 1.0,
             "map": mean_ap(ref, cand_low), "class_flips": flips, "box_diff": box_diff, "score_diff": score_diff,
             "lost": lost, "extra": extra, "lost_classes": [int(ref.classes[i]) for i in lost],
-            "reference_boxes": len(ref), "boxes": len(cand)}
+            "reference_boxes": len(ref), "boxes": len(cand), "borderline": len(cand_low) - len(cand)}
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -287,7 +287,7 @@ def summary(per_image: Sequence[dict]) -> dict[str, float]:
             "det_box_diff": max((d["box_diff"] for d in per_image), default=0.0),
             "det_score_diff": max((d["score_diff"] for d in per_image), default=0.0),
             "det_lost": float(lost), "det_extra": float(extra), "det_reference_boxes": float(ref),
-            "det_boxes": float(cand)}
+            "det_boxes": float(cand), "det_borderline": float(sum(d.get("borderline", 0) for d in per_image))}
 
 
 def judge(task: Detection, expected: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray], comparison,
