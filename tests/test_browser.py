@@ -310,6 +310,12 @@ def test_widget_shows_what_it_computed_in_a_real_browser(lab):
         expect(page.locator("text=run ExecuTorch live first").first).to_be_visible()
         charts = page.locator(".jp-OutputArea-output .widget-tab-contents .widget-image:visible")
         expect(charts).to_have_count(2)  # the chart, and the picture of the images it differs most on
+        # Issue 22.6: both are shown at their own size: neither shrunk (labels unreadable) nor blown up (blurred)
+        for picture in (page.locator("img.workbench-chart"), page.locator("img.workbench-variant-picture")):
+            expect(picture).to_be_visible()
+            page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=picture.element_handle())
+            natural, shown = picture.evaluate("i => [i.naturalWidth, i.getBoundingClientRect().width]")
+            assert abs(natural - shown) <= 1, f"a {natural} px picture shown {shown:.0f} px wide"
         shot = os.environ.get("WORKBENCH_SCREENSHOT")
         if shot:
             page.locator(".jp-OutputArea-output:has(.widget-button)").first.screenshot(
