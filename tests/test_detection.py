@@ -218,3 +218,28 @@ def test_ultralytics_sends_nothing_and_writes_no_settings_in_home(tmp_path):
     assert [e for e in doc["events"] if "ldconfig" not in e[1]] == [] and doc["sync"] is False
     assert not (tmp_path / "home").exists(), "Ultralytics wrote its settings in the user's home"
     assert proc.stdout == ""  # no model summary
+
+
+def test_core_ml_with_nms_inside_finds_pytorchs_boxes_in_the_interpreter(yolo, tmp_path):
+    """Issue 26.4: the pipeline apps ship for Vision (the model, then Core ML's NonMaximumSuppression), run off
+    macOS by the interpreter (NMS included), gives the boxes PyTorch's outputs give after the same NMS."""
+    import coremltools as ct
+    from PIL import Image
+
+    from workbench import CoreMLInterpreter
+    from workbench.formats.coreml.nms import detections as nms_detections
+    from workbench.formats.coreml.nms import export_with_nms
+
+    artifact = export_with_nms(yolo.spec(), tmp_path / "yolo_nms.mlpackage", kind="yolov8", classes=3,
+                               score_threshold=yolo.task.threshold, iou_threshold=yolo.task.iou_threshold,
+                               labels=yolo.labels, precision="fp32")
+    models = ct.models.MLModel(str(artifact.path), skip_model_load=True).get_spec().pipeline.models
+    assert [m.WhichOneof("Type") for m in models] == ["mlProgram", "nonMaximumSuppression"]
+    assert list(models[1].nonMaximumSuppression.stringClassLabels.vector) == ["cat", "dog", "bird"]
+    interp = CoreMLInterpreter(str(artifact.path))
+    for i, ref in enumerate(yolo.task.detect(yolo.outputs)):
+        px = np.clip(yolo.pixels[i], 0, 255).round().astype(np.uint8).transpose(1, 2, 0)
+        boxes, scores, classes = nms_detections(interp.predict({artifact.input_name: Image.fromarray(px, "RGB")}))
+        m = match(ref, Detections(boxes, scores, classes))
+        assert len(ref) > 0 and m["lost"] == [] and m["extra"] == [], (i, m)
+        assert m["box_diff"] < 1e-3 and m["class_flips"] == 0
