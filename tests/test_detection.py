@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,9 +231,7 @@ def test_core_ml_with_nms_inside_finds_pytorchs_boxes_in_the_interpreter(yolo, t
     from workbench.formats.coreml.nms import detections as nms_detections
     from workbench.formats.coreml.nms import export_with_nms
 
-    artifact = export_with_nms(yolo.spec(), tmp_path / "yolo_nms.mlpackage", kind="yolov8", classes=3,
-                               score_threshold=yolo.task.threshold, iou_threshold=yolo.task.iou_threshold,
-                               labels=yolo.labels, precision="fp32")
+    artifact = export_with_nms(yolo.spec(), tmp_path / "yolo_nms.mlpackage", precision="fp32")
     models = ct.models.MLModel(str(artifact.path), skip_model_load=True).get_spec().pipeline.models
     assert [m.WhichOneof("Type") for m in models] == ["mlProgram", "nonMaximumSuppression"]
     assert list(models[1].nonMaximumSuppression.stringClassLabels.vector) == ["cat", "dog", "bird"]
@@ -243,3 +242,30 @@ def test_core_ml_with_nms_inside_finds_pytorchs_boxes_in_the_interpreter(yolo, t
         m = match(ref, Detections(boxes, scores, classes))
         assert len(ref) > 0 and m["lost"] == [] and m["extra"] == [], (i, m)
         assert m["box_diff"] < 1e-3 and m["class_flips"] == 0
+
+
+def test_the_check_runs_core_ml_with_nms_inside_and_compares_its_boxes(samples, tmp_path, capsys):
+    """`--nms True`: Core ML's file is the pipeline with NonMaximumSuppression, and the check judges its boxes
+    (PyTorch's after the same threshold and NMS) as a detector's: the same objects, at fp16."""
+    from workbench.cli import main
+
+    path = tmp_path / "yolo.py"
+    path.write_text(f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+                    "from test_detection import YoloHead\n\n\ndef build():\n    return YoloHead()\n")
+    code = main(["check", f"{path}:build", "--images", str(samples), "--to", "coreml", "--size", str(SIZE),
+                 str(SIZE), "--task", "detection", "--score-threshold", "0.5", "--nms", "True", "--json",
+                 "--out", str(tmp_path / "out")])
+    doc = json.loads(capsys.readouterr().out)
+    coreml = doc["formats"]["coreml"]
+    assert code == 0 and coreml["passed"] is True, coreml
+    assert coreml["det_recall"] == 1.0 and coreml["det_precision"] == 1.0 and coreml["det_reference_boxes"] > 0
+    assert any(n.startswith("NMS inside (Core ML NonMaximumSuppression") for n in coreml["notes"]), coreml["notes"]
+
+
+def test_a_box_only_under_the_threshold_on_both_sides_costs_no_map():
+    """yolov8n's ONNX file once showed precision and recall 1.000 beside mAP 0.000: on an image where PyTorch's
+    one box scored just under the threshold, the format's borderline box counted against an empty ground truth."""
+    ref_low = Detections(np.array([[0, 0, 10, 10]], np.float32), np.array([0.49], np.float32), np.array([0]))
+    none = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+    m = match(none, none, ref_low, ref_low)
+    assert m["lost"] == [] and m["extra"] == [] and m["map"] == 1.0

@@ -48,6 +48,20 @@ class Detections:
         return Detections(self.boxes[keep], self.scores[keep], self.classes[keep])
 
 
+def padded(found: Sequence[Detections], limit: int = 300) -> dict[str, np.ndarray]:
+    """Per-image detections as fixed-size arrays, the plain "boxes" decoder's outputs: `boxes` (N, limit, 4),
+    `scores` (N, limit), `classes` (N, limit), best first; rows past an image's detections are zero (a score
+    of 0 is below any threshold)."""
+    n = len(found)
+    boxes, scores, classes = np.zeros((n, limit, 4), np.float32), np.zeros((n, limit), np.float32), \
+        np.zeros((n, limit), np.float32)
+    for i, d in enumerate(found):
+        order = np.argsort(-d.scores, kind="stable")[:limit]
+        k = len(order)
+        boxes[i, :k], scores[i, :k], classes[i, :k] = d.boxes[order], d.scores[order], d.classes[order]
+    return {"boxes": boxes, "scores": scores, "classes": classes}
+
+
 @dataclass(frozen=True)
 class Detection(Task):
     """Detector outputs decoded into boxes (see the module docstring for the decoders and what PASS means).
@@ -197,9 +211,10 @@ def match(ref: Detections, cand: Detections, ref_low: Detections | None = None,
 
     ref_low/cand_low: the same sides at a slightly lower threshold; a box of one side found by the other
     only there is borderline, neither lost nor extra. Returns precision and recall at IoU 0.5 (same class),
-    map (mAP@0.5:0.95 of cand against ref), class_flips (boxes found with another class), box_diff (largest
-    coordinate difference of matched boxes, pixels), score_diff, lost and extra (indices into ref and cand),
-    and the box counts."""
+    map (mAP@0.5:0.95 of cand against ref, both sides with their borderline boxes, so that a box found just
+    under the threshold is no miss there either), class_flips (boxes found with another class), box_diff
+    (largest coordinate difference of matched boxes, pixels), score_diff, lost and extra (indices into ref and
+    cand), and the box counts."""
     ref_low = ref if ref_low is None else ref_low
     cand_low = cand if cand_low is None else cand_low
     found = _greedy(ref, cand_low, IOU_MATCH, same_class=True)  # ref index -> cand_low index
@@ -212,7 +227,7 @@ def match(ref: Detections, cand: Detections, ref_low: Detections | None = None,
     score_diff = max((abs(float(ref.scores[i] - cand_low.scores[j])) for i, j in any_class.items()), default=0.0)
     return {"precision": 1 - len(extra) / len(cand) if len(cand) else 1.0,
             "recall": 1 - len(lost) / len(ref) if len(ref) else 1.0,
-            "map": mean_ap(ref, cand_low), "class_flips": flips, "box_diff": box_diff, "score_diff": score_diff,
+            "map": mean_ap(ref_low, cand_low), "class_flips": flips, "box_diff": box_diff, "score_diff": score_diff,
             "lost": lost, "extra": extra, "lost_classes": [int(ref.classes[i]) for i in lost],
             "reference_boxes": len(ref), "boxes": len(cand), "borderline": len(cand_low) - len(cand)}
 

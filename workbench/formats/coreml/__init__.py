@@ -23,6 +23,9 @@ FORMAT = register(Format(
         Option("method", "trace", "how the graph is captured: torch.jit.trace or torch.export", ("trace", "export"),
                flag="--method"),
         Option("check_trace", True, "torch's own check of the trace"),
+        Option("nms", False, "detectors: Core ML's NonMaximumSuppression appended in a pipeline (as apps read "
+               "boxes through Vision), at the task's score and IoU thresholds; the check compares its boxes",
+               (False, True), flag="--nms"),
         Option("author", ""), Option("description", "")),
     runtime_options=(
         Option("engine", None, "'predict' (coremltools, macOS only) or 'interpreter' (any OS)",

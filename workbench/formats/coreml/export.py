@@ -30,17 +30,25 @@ def export_coreml(spec: ExportSpec, path: Path, *, target: str = "iOS16",
                   precision: Literal["fp16", "fp32"] = "fp16",
                   normalization: Literal["auto", "imagetype", "bake"] = "auto",
                   method: Literal["trace", "export"] = "trace", check_trace: bool = True, author: str = "",
-                  description: str = "", overwrite: bool = False) -> Artifact:
+                  description: str = "", nms: bool = False, overwrite: bool = False) -> Artifact:
     """Convert `spec` with coremltools and save it (.mlpackage, or .mlmodel for a neural network).
 
     target: the minimum deployment target (iOS13/iOS14 give the legacy neural network format).
     precision: compute precision of an ML program. normalization: "auto" uses ImageType's scale/bias
     when exact and bakes the normalization into the graph otherwise; "imagetype" forces the scalar
     approximation; "bake" always bakes. method: how the graph is captured (trace or torch.export).
-    check_trace: torch's check of the trace (see `common.pytorch.trace`).
+    check_trace: torch's check of the trace (see `common.pytorch.trace`). nms: a detector's pipeline with Core
+    ML's NonMaximumSuppression after the model (`nms.export_with_nms`), as apps read boxes through Vision.
     Raises ConversionError naming the failing op and the known fixes.
     """
     import torch
+
+    if nms:
+        from .nms import export_with_nms
+
+        return export_with_nms(spec, path, target=target, precision=precision, normalization=normalization,
+                               method=method, check_trace=check_trace, author=author, description=description,
+                               overwrite=overwrite)
 
     ct = require("coremltools", "coremltools")
     if not hasattr(ct.target, target):

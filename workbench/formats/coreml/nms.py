@@ -43,30 +43,54 @@ def _candidates(module, kind: str):
     return Candidates().eval()
 
 
-def export_with_nms(spec: ExportSpec, path: str | Path, *, kind: str, classes: int, iou_threshold: float = 0.45,
-                    score_threshold: float = 0.25, labels=None, overwrite: bool = False, **options) -> Artifact:
-    """Export the detector `spec` (a YOLO head of `kind`, `classes` classes) to a Core ML pipeline at `path` whose
-    last model is NonMaximumSuppression (class-aware, at `iou_threshold`, keeping boxes whose best class scores
-    `score_threshold` or more). Its outputs: `confidence` (K, C) and `coordinates` (K, 4, centre and size in
-    input pixels), best first. `options` go to the Core ML exporter (precision, target, normalization)."""
+def export_with_nms(spec: ExportSpec, path: str | Path, *, overwrite: bool = False, **options) -> Artifact:
+    """Export the detector `spec` (a YOLO head; its task a `Detection`) to a Core ML pipeline at `path` whose last
+    model is NonMaximumSuppression, class-aware at the task's IoU and score thresholds. The pipeline's outputs:
+    `confidence` (K, C) and `coordinates` (K, 4, centre and size in input pixels), best first; the artifact is
+    compared through `DetectedBoxes` (PyTorch's boxes after the same threshold and NMS). `options` go to the
+    Core ML exporter (precision, target, normalization)."""
     import coremltools as ct
+    import torch
 
+    from ...tasks.detection import Detection
+    from ..base import DetectedBoxes
     from .export import export_coreml
 
+    task = spec.task
+    if not isinstance(task, Detection):
+        raise WorkbenchError("nms=True is for detectors: check with --task detection (Core ML's NonMaximumSuppression "
+                             "needs a detector's boxes)")
+    with torch.no_grad():
+        head = spec.wrapped()(spec.example_input(pixels=False))
+    head = head[0] if isinstance(head, (tuple, list)) else head
+    main = spec.output_names[0]
+    kind = task.decoder_for({main: head.numpy()})
     if kind not in KINDS:
-        raise WorkbenchError(f"Core ML with NMS inside takes a YOLO head ({', '.join(KINDS)}); this one is {kind!r}")
+        raise WorkbenchError(f"Core ML with NMS inside takes a YOLO head ({', '.join(KINDS)}); this one decodes as "
+                             f"{kind!r}: export without nms and apply NMS in the app")
+    classes = head.shape[1] - 4 if kind == "yolov8" else head.shape[2] - 5
     path = Path(path)
     inner = dataclasses.replace(spec, module=_candidates(spec.module, kind), task=None, labels=None,
                                 output_names=(f"raw_{CONFIDENCE}", f"raw_{COORDINATES}"))
     with tempfile.TemporaryDirectory(prefix="workbench-nms-") as tmp:
         part = export_coreml(inner, Path(tmp) / "model.mlpackage", **options)
         model = ct.models.MLModel(str(part.path), skip_model_load=True)
-        pipeline = _pipeline(ct, model, classes, iou_threshold, score_threshold, labels)
+        pipeline = _pipeline(ct, model, classes, task.iou_threshold, task.threshold, spec.labels or task.labels)
         with atomic_output(path, overwrite=overwrite) as out:
             pipeline.save(str(out))
-    return dataclasses.replace(part, path=path, output_names=(CONFIDENCE, COORDINATES), traced=None,
-                               notes=part.notes + (f"NMS inside (Core ML NonMaximumSuppression, IoU {iou_threshold}, "
-                                                   f"score {score_threshold}, per class)",))
+    return dataclasses.replace(
+        part, path=path, output_names=(CONFIDENCE, COORDINATES), traced=None,
+        mappings=(DetectedBoxes(main, task, task.max_detections),),
+        notes=part.notes + (f"NMS inside (Core ML NonMaximumSuppression, per class, IoU {task.iou_threshold:g}, "
+                            f"score {task.threshold:.3g})",))
+
+
+def pipeline_outputs(results: list[dict], limit: int) -> dict[str, np.ndarray]:
+    """The pipeline's per-image outputs (`confidence`, `coordinates`, any number of rows) as the plain boxes
+    outputs `DetectedBoxes` compares (`tasks.detection.padded`)."""
+    from ...tasks.detection import Detections, padded
+
+    return padded([Detections(*detections(r)) for r in results], limit)
 
 
 def _pipeline(ct, model, classes: int, iou_threshold: float, score_threshold: float, labels):

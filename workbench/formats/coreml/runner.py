@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ...errors import RuntimeUnavailable, WorkbenchError, require
-from ..base import ClassProbabilities, ImagePixels, Runner
+from ..base import ClassProbabilities, DetectedBoxes, ImagePixels, Runner
 
 ENGINES = ("predict", "interpreter")
 
@@ -74,6 +74,11 @@ class CoreMLRunner(Runner):
             except Exception as exc:
                 raise WorkbenchError(f"Core ML predict failed on {self.artifact.path}: {exc}") from exc
             outputs.append(result)
+        boxes = next((m for m in self.artifact.mappings if isinstance(m, DetectedBoxes)), None)
+        if boxes is not None:  # NMS inside: each image has its own number of boxes
+            from .nms import pipeline_outputs
+
+            return pipeline_outputs(outputs, boxes.limit)
         result = {}
         for name in self.artifact.output_names:
             values = [o[name] for o in outputs]
