@@ -34,6 +34,10 @@ def _color(name: str) -> int:
     return FeatureTypes_pb2.ImageFeatureType.ColorSpace.Value(name)
 
 
+_KINDS = {"mlProgram": "ML program", "neuralNetwork": "neural network", "neuralNetworkClassifier": "neural network",
+          "neuralNetworkRegressor": "neural network", "nonMaximumSuppression": "NMS", "pipeline": "pipeline"}
+
+
 class CoreMLInterpreter:
     """Executes a Core ML model (ML program or neural network) with torch kernels.
 
@@ -95,11 +99,15 @@ class CoreMLInterpreter:
     @property
     def declared_precision(self) -> str:
         """fp16 when the program computes in fp16 anywhere, else fp32."""
-        return "fp16" if any(h for s in self.program.steps for _, h in s.outputs) else "fp32"
+        return "fp16" if any(h or getattr(s.fn, "computes_fp16", False)  # a pipeline's models: their programs
+                             for s in self.program.steps for _, h in s.outputs) else "fp32"
 
     @property
     def label(self) -> str:
         used = self.declared_precision if self.fp16 else "fp32"
+        if self.kind.startswith("pipeline"):
+            parts = " + ".join(_KINDS.get(s.op_type, s.op_type) for s in self.program.steps)
+            return f"Core ML interpreter (pipeline: {parts}, {used})"
         return f"Core ML interpreter ({'ML program' if self.kind == 'mlProgram' else 'neural network'}, {used})"
 
     @property
