@@ -34,14 +34,20 @@ def draw(pixels: np.ndarray, detections, task, colour=FOUND, marked=(), lost=Non
     if scale != 1.0:
         picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.BILINEAR)
     pen = ImageDraw.Draw(picture)
+    w, h = picture.width - 1, picture.height - 1
+
+    def inside(box):  # a box reaching past the image is drawn along its edge, not out of sight
+        x1, y1, x2, y2 = (float(v) * scale for v in box)
+        return [min(max(x1, 0), w), min(max(y1, 0), h), min(max(x2, 0), w), min(max(y2, 0), h)]
+
     for k in range(len(detections)):
-        box = [float(v) * scale for v in detections.boxes[k]]
+        box = inside(detections.boxes[k])
         fill = EXTRA if k in marked else colour
         pen.rectangle(box, outline=fill, width=2)
-        pen.text((box[0] + 2, box[1] + 1), f"{task.label(int(detections.classes[k]))} {detections.scores[k]:.2f}",
+        pen.text((box[0] + 2, box[1] + 1), f"{task.label(int(detections.classes[k]))} {detections.scores[k]:.2g}",
                  fill=fill)
     for k in range(len(lost) if lost is not None else 0):
-        x1, y1, x2, y2 = (float(v) * scale for v in lost.boxes[k])
+        x1, y1, x2, y2 = inside(lost.boxes[k])
         for a, b in _dashes(x1, x2):
             pen.line([(a, y1), (b, y1)], fill=LOST, width=2)
             pen.line([(a, y2), (b, y2)], fill=LOST, width=2)
