@@ -260,6 +260,8 @@ def test_the_check_runs_core_ml_with_nms_inside_and_compares_its_boxes(samples, 
     assert code == 0 and coreml["passed"] is True, coreml
     assert coreml["det_recall"] == 1.0 and coreml["det_precision"] == 1.0 and coreml["det_reference_boxes"] > 0
     assert any(n.startswith("NMS inside (Core ML NonMaximumSuppression") for n in coreml["notes"]), coreml["notes"]
+    if sys.platform != "darwin":  # the interpreter says what it ran: both models, the program in fp16
+        assert coreml["runtime"] == "Core ML interpreter (pipeline: ML program + NMS, fp16)", coreml["runtime"]
 
 
 def test_a_box_only_under_the_threshold_on_both_sides_costs_no_map():

@@ -10,7 +10,7 @@ from nbclient import NotebookClient
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 EXPECTED = ["01_super_resolution", "02_unet_generator", "03_classifier_with_labels", "04_deeplabv3_segmentation",
             "05_imagenet_normalization", "06_conversion_pitfalls", "07_android_and_executorch", "08_compression",
-            "09_dataset", "11_core_ai"]
+            "09_dataset", "10_detection", "11_core_ai"]
 
 
 def test_one_notebook_per_seed_model():
