@@ -47,6 +47,16 @@ def test_setting_preprocess_recomputes_before_returning(wb):
     assert wb.converted_preprocess is wb.preprocess  # the unambiguous name of the same value
 
 
+def test_the_status_line_says_when_the_values_in_force_are_not_the_models_own(wb):
+    """Issue 22's second pass: after a drag to custom values every format FAILed beside a green "Every format
+    carries the training preprocessing exactly", a line about the training values, not the ones in force."""
+    base = wb.reference_preprocess.with_imagetype()
+    wb.preprocess = base.replace(scale=(base.scale[0] * 1.5,) * 3, name="custom")
+    assert "not the model's own" in wb.shown()["exactness"]
+    wb.controller.match()
+    assert "not the model's own" not in wb.shown()["exactness"] and "per-channel std" in wb.shown()["exactness"]
+
+
 def test_core_ml_follows_the_controls_and_locates_a_failure(wb):
     wb.preprocess = wb.reference_preprocess
     assert wb.comparison["coreml"].passed, wb.comparison["coreml"].failures

@@ -137,6 +137,8 @@ def test_export_writes_the_chosen_variants_with_the_report(wb, tmp_path):
         path, verdict = written[title]
         assert path.endswith(suffix) and (out / path.rsplit("/", 1)[1]).exists()
         assert "x the size" in verdict and "top-1" in verdict
+        # issue 22.3: the exported file's figures say what they are computed on (the tab's may be the logits')
+        assert verdict.endswith(", on the model's output"), verdict
     report = json.loads((out / "parity_report.json").read_text())
     int8 = report["formats"]["onnx"]["variants"]["int8"]
     assert int8["calibration"]["warning"] is None  # calibrated with what the file carries

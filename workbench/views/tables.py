@@ -164,7 +164,7 @@ def parity_table(results: Mapping, *, titles: Mapping[str, str] | None = None,
                *(Column(k, FIGURES[k][0], figure=True) for k in ("max_abs", "mean_abs", "psnr", "cosine")),
                *(Column(k, FIGURES[k][0], figure=True) for k in ("top1_agreement", "miou") if k in present)]
     if tolerances is not None:
-        columns.append(Column("tolerance", "tolerance (max abs <=)"))
+        columns.append(Column("tolerance", "tolerance (max abs <=)", width="260px"))  # its reason wraps
     rows = []
     for name, r in results.items():
         title = (titles or {}).get(name) or _title(_formats, name)
@@ -243,8 +243,8 @@ def compression_view(results: Mapping, *, titles: Mapping[str, str] | None = Non
                Column("ratio", "vs uncompressed", figure=True),
                *(Column(k, FIGURES[k][0], figure=True) for k in TASK_FIGURES if k in present),
                Column("psnr", "PSNR dB", figure=True), Column("max_abs", "max abs", figure=True),
-               Column("compared_on", "compared on"), Column("what", "what it is", width="320px"),
-               Column("note", "calibration", width="360px")]
+               Column("compared_on", "compared on", width="180px"), Column("what", "what it is", width="260px"),
+               Column("note", "calibration", width="260px")]
     table_rows = []
     for row in rows:
         fmt, variant = row["format"], row["variant"]

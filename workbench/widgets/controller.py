@@ -864,4 +864,8 @@ def _variant_figures(v: VariantResult) -> str:
     for key, label in (("top1_agreement", "top-1 {:.3f}"), ("miou", "mIoU {:.3f}"), ("psnr", "PSNR {:.1f} dB")):
         if key in figures:
             parts.append(label.format(figures[key]))
+    if parts and v.artifact is not None:  # the exported file's figures: the Compression tab's live ones may differ
+        from ..views.tables import measured_on
+
+        parts.append(f"on {measured_on(v.artifact)}")
     return ", ".join(parts)

@@ -28,6 +28,7 @@ import ipywidgets as W
 from .. import formats as _formats
 from ..compare import Comparison
 from ..errors import RuntimeUnavailable, WorkbenchError
+from ..formats.base import same_preprocess
 from ..graph import Graph
 from ..images import SAMPLE_IMAGES
 from ..preprocess import Preprocess
@@ -355,8 +356,10 @@ class Workbench(W.VBox):
         self._progress = W.IntProgress(value=0, min=0, max=1, description="", style={"description_width": "initial"},
                                        layout=W.Layout(width="40%"))
         self._confirm_text = W.HTML()
-        self._confirm = W.Button(description="Export anyway", button_style="warning", layout=W.Layout(width="auto"))
-        self._cancel = W.Button(description="Cancel", layout=W.Layout(width="auto"))
+        # the buttons keep their width beside a long reason ("Export anyway" was cut to "Export...")
+        self._confirm = W.Button(description="Export anyway", button_style="warning",
+                                 layout=W.Layout(width="auto", flex="0 0 auto"))
+        self._cancel = W.Button(description="Cancel", layout=W.Layout(width="auto", flex="0 0 auto"))
         self._confirm_row = W.HBox([self._confirm_text, self._confirm, self._cancel], layout=W.Layout(display="none"))
         self._written = W.HTML()
         self._export_button.on_click(lambda _: self._on_export(confirmed=False))
@@ -611,7 +614,12 @@ class Workbench(W.VBox):
         c = self.controller
         ref = c.reference_preprocess
         inexact = [f for f in _formats.registry().values() if f.native_exact(ref) is False]
-        if not inexact:
+        moved = not any(same_preprocess(c.preprocess, p) for p in (ref, ref.with_imagetype()))
+        if moved:  # the sliders left the model's own values: say so, not what the training values allow
+            head = (f"<span style='color:{AMBER}'>The values in force are not the model's own</span>: PyTorch's "
+                    "side keeps its training preprocessing, so the formats below differ by what these values change "
+                    "(Match PyTorch returns to the model's own)")
+        elif not inexact:
             head = (f"<span style='color:{GREEN}'>Every format carries the training preprocessing exactly</span> "
                     "(natively where its runtime applies it, else in the graph)")
         else:
@@ -706,7 +714,8 @@ class Workbench(W.VBox):
         if not c.variants:
             return (f"<div style='font-size:12px;color:{GREY}'>no variant ticked: tick one above to see its size "
                     "and its figures against PyTorch</div>")
-        return c.compression_view().html()
+        # wider than the panel (its text columns): it scrolls under itself, not at the bottom of the whole tab
+        return f"<div style='overflow-x:auto;max-width:100%'>{c.compression_view().html()}</div>"
 
     def _model_html(self) -> str:
         c = self.controller
