@@ -242,9 +242,7 @@ def compression_view(results: Mapping, *, titles: Mapping[str, str] | None = Non
     columns = [Column("name", "variant"), Column("size_mb", "size MB", figure=True),
                Column("ratio", "vs uncompressed", figure=True),
                *(Column(k, FIGURES[k][0], figure=True) for k in TASK_FIGURES if k in present),
-               Column("psnr", "PSNR dB", figure=True), Column("max_abs", "max abs", figure=True),
-               Column("compared_on", "compared on", width="180px"), Column("what", "what it is", width="260px"),
-               Column("note", "calibration", width="260px")]
+               Column("psnr", "PSNR dB", figure=True), Column("max_abs", "max abs", figure=True)]
     table_rows = []
     for row in rows:
         fmt, variant = row["format"], row["variant"]
@@ -258,11 +256,15 @@ def compression_view(results: Mapping, *, titles: Mapping[str, str] | None = Non
             table_rows.append(Row(values, sub, message=messages.get(key) or row["error"],
                                   tone="failed" if failed else ""))
             continue
-        values["note"] = notes.get(key, "" if base else row.get("calibration") or "weights only: reads no "
-                                   "calibration images")
+        note = notes.get(key, "" if base else row.get("calibration") or "weights only: reads no calibration images")
         old = key in stale
+        # what it is and how it was calibrated, under its row across the table: as columns they made the table
+        # wider than the panel
+        lines = tuple(f"{label}: {text}" for label, text in (("compared on", row.get("compared_on")),
+                                                               ("what it is", row.get("what")), ("calibration", note))
+                      if text)
         table_rows.append(Row(values, sub, tone="base" if base else "stale" if old else "",
-                              notes=("out of date: computed with another preprocessing",) if old else ()))
+                              notes=(("out of date: computed with another preprocessing",) if old else ()) + lines))
     return Table(columns, table_rows, name="workbench-compression")
 
 
