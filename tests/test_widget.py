@@ -51,10 +51,25 @@ def test_the_status_line_says_when_the_values_in_force_are_not_the_models_own(wb
     """Issue 22's second pass: after a drag to custom values every format FAILed beside a green "Every format
     carries the training preprocessing exactly", a line about the training values, not the ones in force."""
     base = wb.reference_preprocess.with_imagetype()
-    wb.preprocess = base.replace(scale=(base.scale[0] * 1.5,) * 3, name="custom")
+    wb.preprocess = base.replace(scale=(base.scale[0] * 1.37,) * 3, name="custom")  # not a value the tests after drag to
     assert "not the model's own" in wb.shown()["exactness"]
     wb.controller.match()
     assert "not the model's own" not in wb.shown()["exactness"] and "per-channel std" in wb.shown()["exactness"]
+
+
+def test_the_old_handle_sent_back_clamped_into_the_new_range_does_not_undo_match(wb):
+    """The browser test caught it one run in three: a scale typed beyond the slider's range (0.03), then Match,
+    and the front end sent the old handle back at the new range's end, which was taken as a drag."""
+    wb.control("scale_text").value = "0.03"
+    assert wb.preprocess.scale[0] == pytest.approx(0.03)
+    for _ in range(5):  # drags in between: the value the echo brings back was shown long ago
+        wb.control("scale").value = wb.control("scale").value * 1.01
+    wb.control("scale_text").value = "0.03"
+    wb.control("match").click()
+    matched = wb.preprocess
+    slider = wb.control("scale")
+    slider.value = slider.base ** slider.max  # what the front end sends: the old handle, clamped
+    assert wb.preprocess == matched and wb.control("preset").value == MODEL
 
 
 def test_core_ml_follows_the_controls_and_locates_a_failure(wb):

@@ -80,7 +80,7 @@ class Workbench(W.VBox):
             self._graph: Graph | None = None
             self._syncing = False
             self._said: dict[str, W.HTML] = {}  # per control, the message area beside it (see `_beside`)
-            self._recent = collections.defaultdict(lambda: collections.deque(maxlen=8))  # values shown lately
+            self._recent = collections.defaultdict(lambda: collections.deque(maxlen=16))  # values shown lately
             self._coalescer = _Coalescer(self._apply_edits)
             super().__init__(self._panels())
             self.controller.listen(self._render)
@@ -577,18 +577,25 @@ class Workbench(W.VBox):
             waiting = self._coalescer.waiting  # a drag not applied yet: its slider and box keep showing it
             scale = controls["scale"]
             exact = waiting.get("scale", scale.value if isinstance(scale.value, float) else scale.value[0])
-            self._shown("scale", self._scale.value)
+            before = self._scale.value
+            self._shown("scale", before)
             _move_log(self._scale, exact, *self._scale_range(exact))
             self._shown("scale", self._scale.value)
+            # the front end may send the old handle back clamped into the new range (a typed 0.03, then Match,
+            # came back as the range's end and undid the Match): that is an echo too
+            ends = (self._scale.base ** self._scale.min, self._scale.base ** self._scale.max)
+            self._shown("scale", min(max(before, ends[0]), ends[1]))
             self._scale.disabled = not scale.enabled
             self._scale_text.value = _numbers(waiting.get("scale", scale.value))
             self._scale_text.disabled = not scale.enabled
             for i, (slider, text) in enumerate(zip(self._bias, self._bias_text)):
                 control = controls[f"bias{i}"]
                 value = waiting.get(i, control.value)
-                self._shown(i, slider.value)
+                before = slider.value
+                self._shown(i, before)
                 _move(slider, value, min(-3.0, value - 1.0), max(3.0, value + 1.0))
                 self._shown(i, slider.value)
+                self._shown(i, min(max(before, slider.min), slider.max))  # its old handle, clamped: an echo
                 slider.disabled, slider.description = not control.enabled, control.label
                 text.value, text.disabled = _numbers(value), not control.enabled
             self._bgr.value, self._bgr.disabled = controls["bgr"].value, not controls["bgr"].enabled
