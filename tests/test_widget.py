@@ -51,7 +51,7 @@ def test_the_status_line_says_when_the_values_in_force_are_not_the_models_own(wb
     """Issue 22's second pass: after a drag to custom values every format FAILed beside a green "Every format
     carries the training preprocessing exactly", a line about the training values, not the ones in force."""
     base = wb.reference_preprocess.with_imagetype()
-    wb.preprocess = base.replace(scale=(base.scale[0] * 1.37,) * 3, name="custom")  # not a value the tests after drag to
+    wb.preprocess = base.replace(scale=(base.scale[0] * 1.37,) * 3, name="custom")  # no value a later test drags to
     assert "not the model's own" in wb.shown()["exactness"]
     wb.controller.match()
     assert "not the model's own" not in wb.shown()["exactness"] and "per-channel std" in wb.shown()["exactness"]
