@@ -131,7 +131,7 @@ def _pipeline(ct, model, classes: int, iou_threshold: float, score_threshold: fl
 
 def detections(outputs: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The pipeline's outputs as (boxes (K, 4) x1, y1, x2, y2, scores (K,), classes (K,))."""
+    from ...tasks.detection import _xyxy
+
     conf = np.asarray(outputs[CONFIDENCE], np.float32).reshape(-1, np.shape(outputs[CONFIDENCE])[-1])
-    xywh = np.asarray(outputs[COORDINATES], np.float32).reshape(-1, 4)
-    half = xywh[:, 2:] / 2
-    return np.concatenate([xywh[:, :2] - half, xywh[:, :2] + half], 1), conf.max(1), conf.argmax(1)
+    return _xyxy(np.asarray(outputs[COORDINATES], np.float32).reshape(-1, 4)), conf.max(1), conf.argmax(1)
