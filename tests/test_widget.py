@@ -89,6 +89,10 @@ def test_core_ml_follows_the_controls_and_locates_a_failure(wb):
         del wb.live.compare
     assert wb.divergence is not None and wb.divergence.matched > 0
     assert "op by op" in wb.shown()["metrics"]
+    # and the Layers tab draws it, until a comparison is asked for there
+    failing = {"coreml": "Core ML", "onnx": "ONNX", "torchscript": "TorchScript"}[wb.controller.divergence_format]
+    assert f"{failing} fails its tolerance" in wb.shown()["layers"], wb.shown()["layers"]
+    assert "class='workbench-layer'" in wb.shown()["layers_graph"]
 
 
 def test_moving_a_slider_degrades_the_converted_output(wb):

@@ -54,6 +54,7 @@ class Layer:
     peak: float  # the PyTorch value's largest magnitude
     growth: float = 0.0
     source: str = ""  # the user's source line that made it, where the format records it (Core AI)
+    inputs: tuple[str, ...] = ()  # the matched layers (their `torch` names) it is computed from: the graph's edges
 
     @property
     def diverges(self) -> bool:
@@ -69,7 +70,8 @@ class Layer:
                 "shape": list(self.shape), "error": _num(self.error), "limit": _num(self.limit),
                 "max_abs": _num(self.max_abs), "scale": _num(self.scale), "finite": self.finite,
                 "overflow": self.overflow, "peak": _num(self.peak), "growth": _num(self.growth),
-                "diverges": self.diverges, **({"source": self.source} if self.source else {})}
+                "diverges": self.diverges, "inputs": list(self.inputs),
+                **({"source": self.source} if self.source else {})}
 
 
 @dataclass(frozen=True)
@@ -288,6 +290,11 @@ def compare_layers(fmt: str, title: str, candidates: Sequence[Candidate], refere
     tol = tolerance or DEFAULT_TOLERANCES.get(precision, DEFAULT_TOLERANCES["fp32"])
     layers: list[Layer] = []
     errors: dict[str, float] = {}
+    keys: list[str] = []  # the matched layers' torch keys, in order
+
+    def short(key: str) -> str:
+        return key[len(strip):] if strip and key.startswith(strip) else key
+
     for c in candidates:
         ref = reference.get(c.torch)
         if ref is None or c.value is None:
@@ -301,15 +308,17 @@ def compare_layers(fmt: str, title: str, candidates: Sequence[Candidate], refere
         max_abs = float(np.abs(r - v).max()) if finite and r.size else (0.0 if finite else math.inf)
         unit_scale = scale if scale > 0 else 1.0
         error = max_abs / unit_scale
-        before = [errors[k] for k in (c.after or ()) if k in errors]
+        inputs = [k for k in (c.after or ()) if k in errors]
         if c.after is None and layers:
-            before = [layers[-1].error]
+            inputs = [keys[-1]]
+        before = [errors[k] for k in inputs]
         growth = error - max(before, default=0.0) if math.isfinite(error) else math.inf
         peak = float(np.abs(r).max()) if r.size else 0.0
-        name = c.torch[len(strip):] if strip and c.torch.startswith(strip) else c.torch
-        layer = Layer(c.index, c.name, c.op, c.output, name, tuple(ref.shape), error,
-                      tol.limit(scale) / unit_scale, max_abs, scale, finite, peak > FP16_MAX, peak, growth)
+        layer = Layer(c.index, c.name, c.op, c.output, short(c.torch), tuple(ref.shape), error,
+                      tol.limit(scale) / unit_scale, max_abs, scale, finite, peak > FP16_MAX, peak, growth,
+                      inputs=tuple(short(k) for k in inputs))
         errors[c.torch] = error
+        keys.append(c.torch)
         layers.append(layer)
     return Layers(fmt, title, tuple(layers), total, precision, unit, tuple(notes), hidden)
 

@@ -34,6 +34,7 @@ from ..session import ArtifactSet, FormatResult, Session, VariantResult, size_on
 from ..tasks import read_labels
 from ..views import Table, compression_view, parity_table, side_by_side
 from .dataset import DatasetRun
+from .layers import LayersRun
 
 MODEL = "__model__"  # the preset value that stands for the model's own (training) preprocessing
 CUSTOM = "__custom__"  # shown when the values match no preset
@@ -136,6 +137,7 @@ class Controller:
         self.warnings = self._reference_warnings()
         self._listeners: list[Callable[[str], None]] = []
         self.dataset = DatasetRun(self)  # the Dataset tab's run: a whole folder, in the background
+        self.layers = LayersRun(self)  # the Layers tab's: one format's per-layer comparison, on demand
         self._workdir = Path(tempfile.mkdtemp(prefix="workbench-live-"))
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
         for fmt in self.formats:
@@ -851,6 +853,7 @@ class Controller:
     def close(self) -> None:
         self.dataset.stop()
         self.dataset.wait(60)
+        self.layers.wait(60)
         for key in list(self.variants):
             self._drop_variant(key)
         self.live.close()

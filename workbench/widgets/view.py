@@ -35,6 +35,7 @@ from ..preprocess import Preprocess
 from ..session import Session
 from .controller import CUSTOM, Controller
 from .dataset import DatasetPanel
+from .layers import LayersPanel
 
 # How long a slider change waits for the ones queued behind it: messages that arrived during a recompute
 # are all read within this time, so one recompute serves them all, with the latest values.
@@ -141,7 +142,8 @@ class Workbench(W.VBox):
         "export:<format>", "previous", "next", "images", "load_images", "variant:<format>:<variant>",
         "variant_shown", "export_variants", "tabs", and the Dataset tab's "dataset_folder", "dataset_limit",
         "dataset:<format or variant>", "dataset_run", "dataset_stop", "dataset_count", "dataset_which",
-        "dataset_show", "dataset_back", "dataset_again"): what a user clicks or types into."""
+        "dataset_show", "dataset_back", "dataset_again"; the Layers tab's "layers_which", "layers_image",
+        "layers_run", "layers_order", "layers_table"): what a user clicks or types into."""
         named = {"scale": self._scale, "scale_text": self._scale_text, "bgr": self._bgr, "bake": self._bake,
                  "preset": self._preset, "match": self._match, "graph": self._graph_choice,
                  "export": self._export_button, "confirm": self._confirm, "folder": self._out,
@@ -155,6 +157,9 @@ class Workbench(W.VBox):
                       "dataset_stop": d.stop_button, "dataset_show": d.show_button, "dataset_count": d.count,
                       "dataset_which": d.which, "dataset_back": d.back_button, "dataset_again": d.again_button,
                       **{f"dataset:{n}": b for n, b in d.boxes.items()}})
+        lt = self._layers
+        named.update({"layers_which": lt.which, "layers_image": lt.image, "layers_run": lt.go,
+                      "layers_order": lt.order, "layers_table": lt.table})
         named.update({f"bias{i}": s for i, s in enumerate(self._bias)})
         named.update({f"bias{i}_text": t for i, t in enumerate(self._bias_text)})
         named.update({f"live:{n}": b for n, b in self._live_boxes.items()})
@@ -165,8 +170,9 @@ class Workbench(W.VBox):
 
     def shown(self) -> dict[str, str]:
         """The text of each area as the front end shows it: "errors", "warnings", "busy", "metrics", "page",
-        "exactness", "reasons", "written", "confirm", "model", "graph", "compression", and "beside:<control>" for
-        the message beside each control that has one ("beside:scale", "beside:preset", "beside:load_images"...)."""
+        "exactness", "reasons", "written", "confirm", "model", "graph", "compression", "dataset", "layers" (its
+        status and summary), "layers_picked" (the picked layer's figures), "layers_graph" (SVG), and
+        "beside:<control>" for the message beside each control that has one ("beside:scale", "beside:preset"...)."""
         return {"errors": self._errors.value, "warnings": self._warnings.value, "busy": self._busy.value,
                 "metrics": self._metrics.value, "page": self._page.value, "exactness": self._exactness.value,
                 "reasons": self._reasons.value, "written": self._written.value,
@@ -175,6 +181,8 @@ class Workbench(W.VBox):
                 "compression": "".join(h.value for h in self._variant_blocked.values()) + self._variant_table.value,
                 "dataset": " ".join(h.value for h in (self._dataset.progress, self._dataset.status, self._dataset.table,
                                                       self._dataset.worst)),
+                "layers": self._layers.status.value + self._layers.summary.value,
+                "layers_picked": self._layers.details.value, "layers_graph": self._layers.graph.value,
                 **{f"beside:{name}": area.value for name, area in self._said.items()}}
 
     @property
@@ -214,8 +222,10 @@ class Workbench(W.VBox):
         self._busy = W.HTML(layout=W.Layout(min_height="20px"))
         self._model = W.HTML()
         self._dataset = DatasetPanel(c.dataset, reporting=self._reporting, say=self._say, beside=self._beside)
-        self._tabs = W.Tab(children=[self._model, self._graph_panel(), self._compression_panel(), self._dataset.box],
-                           titles=("Model", "Graph", "Compression", "Dataset"))
+        self._layers = LayersPanel(c.layers, reporting=self._reporting, say=self._say, beside=self._beside)
+        self._tabs = W.Tab(children=[self._model, self._graph_panel(), self._compression_panel(), self._dataset.box,
+                                     self._layers.box],
+                           titles=("Model", "Graph", "Compression", "Dataset", "Layers"))
         # the chart and the variants' picture are drawn only while their tab is shown
         self._tabs.observe(lambda ch: self._render_compression_pictures(), names="selected_index")
         return [W.HTML(f"<h3 style='margin:4px 0'>Workbench: {html.escape(c.session.model.source)}</h3>"),
@@ -568,6 +578,8 @@ class Workbench(W.VBox):
             self._dataset.refresh_choices()
         if what in ("live", "variants", "controls"):
             self._dataset.render()  # whether its figures still hold for the preprocessing in force
+        if what in ("live", "variants", "controls", "result"):
+            self._layers.render()  # its choices, whether its figures still hold, a failing format's layers
 
     def _render_controls(self) -> None:
         c = self.controller
