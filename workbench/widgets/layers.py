@@ -16,6 +16,7 @@ from .. import formats as _formats
 from ..errors import WorkbenchError, first_line
 from ..preprocess import Preprocess
 
+GRAPH_SIZE = 30  # layers the graph draws at once, around the picked one
 FP16 = "at fp16"  # a choice's suffix: the live format converted at fp16 for the comparison
 
 
@@ -199,7 +200,9 @@ class LayersPanel:
                 self.which.value = keep
         names = [(f"{k + 1}: {i.name}", k) for k, i in enumerate(self.run.controller.session.images)]
         if list(self.image.options) != names:
+            keep = self.image.value
             self.image.options = names
+            self.image.value = keep if keep is not None and keep < len(names) else (0 if names else None)
         self.go.disabled = self.run.running or not choices
 
     def render(self) -> None:
@@ -229,7 +232,7 @@ class LayersPanel:
             self.summary.value = (f"<pre style='font-size:12px;white-space:pre-wrap;margin:2px 0'>"
                                   f"{html.escape(found.describe())}</pre>")
             self.legend.value = legend_html()
-            self._draw_table()
+            self._draw_table(fresh=True)
 
     def _status(self, found, what) -> str:
         run = self.run
@@ -241,13 +244,15 @@ class LayersPanel:
                     "located on the first image when the comparison ran</span>")
         image = run.controller.session.images[run.image].name
         text = (f"{html.escape(run.title(what))} on image {run.image + 1} ({html.escape(image)}), computed with "
-                f"{html.escape(run.preprocess.describe())} in {run.seconds:.1f} s")
+                f"{html.escape(run.preprocess.describe())} in {_seconds(run.seconds)}")
         if run.stale():
             return (f"<span style='color:#a60;font-size:12px'>these figures were {text}; the preprocessing now is "
                     f"{html.escape(run.controller.preprocess.describe())}: press Compare layers again</span>")
         return f"<span style='color:#555;font-size:12px'>{text}</span>"
 
-    def _draw_table(self) -> None:
+    def _draw_table(self, fresh: bool = False) -> None:
+        """The rows in the order chosen. The row picked stays picked; a new comparison that diverges picks its
+        first layer over tolerance (where to look first)."""
         from ..views.layers import RANKED_HEADER, ranked_rows
 
         found, _ = self.run.shown()
@@ -255,7 +260,7 @@ class LayersPanel:
             return
         self.header.value = f"<pre style='font-size:12px;margin:0'>{html.escape(RANKED_HEADER)}</pre>"
         rows = ranked_rows(found, self.order.value)
-        picked = self.table.value
+        picked = None if fresh and found.first is not None else self.table.value
         self.table.options = rows
         first = found.first or found.growth or (found.layers[0] if found.layers else None)
         if rows:
@@ -273,5 +278,10 @@ class LayersPanel:
             layer = found.layer(picked)
             self.details.value = (f"<pre style='font-size:12px;margin:2px 0;color:#1f4e9c'>"
                                   f"{html.escape(describe_layer(layer, found.unit))}</pre>")
-        self.strip.value = strip_svg(found, picked)
-        self.graph.value = graph_svg(found, picked)
+        # the strip says where the window is in a graph longer than it
+        self.strip.value = strip_svg(found, picked, GRAPH_SIZE) if found.matched > GRAPH_SIZE else ""
+        self.graph.value = graph_svg(found, picked, GRAPH_SIZE)
+
+
+def _seconds(s: float) -> str:
+    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.1f} s"
