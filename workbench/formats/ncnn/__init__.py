@@ -12,6 +12,7 @@ FORMAT = register(Format(
     name="ncnn", title="ncnn", runtime="ncnn", suffixes=(".ncnn.param", ".param"), package=__name__,
     modules=("ncnn", "pnnx"),
     exporter=".export:export_ncnn", runner=".runner:NcnnRunner", validator=".validate:check_ncnn",
+    locator=".locate:locate",
     files=".files:files", floor=".floor:floor", native=MeanNorm(), precisions=("fp32", "fp16"),
     export_options=(Option("precision", "fp32", "fp16 stores weights in half precision and lets ncnn compute "
                                                 "in it; fp32 for parity", ("fp32", "fp16"), flag="--precision",

@@ -8,6 +8,18 @@ from ...errors import WorkbenchError, first_line
 from ..common.mean_norm import MeanNormRunner
 
 
+def pixel_mat(ncnn, image: np.ndarray, pre):
+    """ncnn's Mat for one (H, W, C) uint8 image, preprocessed by ncnn itself: from_pixels, then
+    substract_mean_normalize with the preprocessing's exact per-channel mean and norm."""
+    mn = pre.mean_norm()
+    kind = (ncnn.Mat.PixelType.PIXEL_GRAY if pre.grayscale else
+            ncnn.Mat.PixelType.PIXEL_RGB2BGR if pre.bgr else ncnn.Mat.PixelType.PIXEL_RGB)
+    h, w = image.shape[:2]
+    mat = ncnn.Mat.from_pixels(image, kind, w, h)
+    mat.substract_mean_normalize(list(mn["mean"]), list(mn["norm"]))
+    return mat
+
+
 class NcnnRunner(MeanNormRunner):
     name = "ncnn"
     label = "ncnn"
@@ -59,14 +71,4 @@ class NcnnRunner(MeanNormRunner):
             raise WorkbenchError(f"ncnn failed on input {x.shape[1:]}: {first_line(exc)}") from exc
 
     def _run_native(self, images, pre):
-        ncnn = self.ncnn
-        mn = pre.mean_norm()
-        kind = (ncnn.Mat.PixelType.PIXEL_GRAY if pre.grayscale else
-                ncnn.Mat.PixelType.PIXEL_RGB2BGR if pre.bgr else ncnn.Mat.PixelType.PIXEL_RGB)
-        rows = []
-        for img in images:
-            h, w = img.shape[:2]
-            mat = ncnn.Mat.from_pixels(img, kind, w, h)
-            mat.substract_mean_normalize(list(mn["mean"]), list(mn["norm"]))
-            rows.append(self._extract(mat))
-        return self._collect(rows)
+        return self._collect([self._extract(pixel_mat(self.ncnn, img, pre)) for img in images])
