@@ -11,7 +11,7 @@ FORMAT = register(Format(
     name="litert", title="LiteRT", runtime="LiteRT", suffixes=(".tflite",), package=__name__,
     modules=("litert_torch", "ai_edge_litert"),
     exporter=".export:export_litert", runner=".runner:LiteRTRunner", validator=".validate:check_tflite",
-    floor=".floor:floor", precisions=("fp32", "fp16"),
+    locator=".locate:locate", floor=".floor:floor", precisions=("fp32", "fp16"),
     export_options=(Option("precision", "fp32", "fp16 stores weights in half precision (labelled); fp32 for "
                                                 "parity", ("fp32", "fp16"), flag="--precision", panel=True),),
     runtime_options=(Option("threads", 1, "LiteRT interpreter threads", flag="--threads"),),
