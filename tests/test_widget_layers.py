@@ -7,7 +7,7 @@ import pytest
 
 from conftest import SAMPLES
 from tests.layers_nets import hot_net
-from workbench import Preprocess, Workbench, WorkbenchError
+from workbench import Preprocess, Workbench, WorkbenchError, layers
 from workbench.layers import Layer, Layers
 from workbench.views import layers as view
 
@@ -18,7 +18,7 @@ PRE = Preprocess.preset("unit", size=(16, 16))
 def wb():
     """The net whose stem passes fp16's range, live in ONNX and MNN, with ONNX's fp16 variant ticked."""
     w = Workbench(hot_net(), images=SAMPLES, preprocess=PRE, task="classification", formats=("onnx", "mnn"),
-                  variants={"onnx": ["fp16"]})
+                  variants={"onnx": ["fp16", "int8_dynamic"]})
     yield w
     w.close()
 
@@ -33,8 +33,9 @@ def compare(wb, candidate, image=0):
 
 
 def test_the_choices_are_the_formats_with_a_locator_their_fp16_conversion_and_their_variants(wb):
-    assert [v for _, v in wb.control("layers_which").options] == ["onnx", "mnn", "mnn at fp16", "onnx fp16"]
-    assert [t for t, _ in wb.control("layers_which").options][2:] == ["MNN at fp16", "ONNX fp16"]
+    assert [v for _, v in wb.control("layers_which").options] == ["onnx", "mnn", "mnn at fp16", "onnx fp16",
+                                                                   "onnx int8_dynamic"]
+    assert [t for t, _ in wb.control("layers_which").options][2:4] == ["MNN at fp16", "ONNX fp16"]
     assert len(wb.control("layers_image").options) == len(wb.session.images)
 
 
@@ -83,6 +84,13 @@ def test_mnn_at_fp16_is_converted_once_beside_the_live_file_and_the_figures_say_
         assert "press Compare layers again" in wb.shown()["layers"]
     finally:
         wb.preprocess = PRE
+
+
+def test_an_8_bit_variant_is_judged_against_the_compressed_tolerance_not_fp32s(wb):
+    found = compare(wb, "onnx int8_dynamic")
+    assert found.matched >= 3  # the quantized graph's own nodes (QuantizeLinear, ConvInteger...) stand for no module
+    assert all(x.limit == pytest.approx(layers.COMPRESSED_TOLERANCE.rel) for x in found.layers if x.scale > 0)
+    assert found.ranked()[0].growth > 1e-4  # int8 rounding is there to rank: where it adds the most comes first
 
 
 def test_a_candidate_that_is_not_live_is_refused_with_the_choices(wb):

@@ -323,16 +323,27 @@ def compare_layers(fmt: str, title: str, candidates: Sequence[Candidate], refere
     return Layers(fmt, title, tuple(layers), total, precision, unit, tuple(notes), hidden)
 
 
-def locate(reference, artifact, runner, image: int = 0, tolerance=None, preprocess=None) -> Layers:
+# A compressed variant's layers (8-bit and fewer, pruned) are judged against this, not fp32's 1e-4: an 8-bit op
+# rounds to about 1/256 of its range, and that grows through a net to a few hundredths of a layer's scale (a
+# well-calibrated int8 classifier's worst layer here: 0.075), so a tenth marks a layer that loses far more than
+# rounding. The ranking by error added, which layers to keep in float, does not depend on it.
+COMPRESSED_TOLERANCE = Tolerance(rel=0.1)
+
+
+def locate(reference, artifact, runner, image: int = 0, tolerance=None, preprocess=None, *,
+           compressed: bool = False) -> Layers:
     """`artifact`'s per-layer comparison with `reference`'s model (a `session.Reference`) on its sample image
     `image`, through the artifact format's locator; `runner`: the artifact's runner (built, not yet active is
-    fine). Works for an exported artifact and a compressed variant alike."""
+    fine). Works for an exported artifact and a compressed variant alike; `compressed`: a variant that is not
+    fp16, judged against `COMPRESSED_TOLERANCE` unless `tolerance` is given."""
     from . import formats
     from .errors import WorkbenchError
 
     n = len(reference.images)
     if not 0 <= image < n:
         raise WorkbenchError(f"image {image} is out of range: there are {n} sample images")
+    if tolerance is None and compressed and precision_of(artifact) != "fp16":
+        tolerance = COMPRESSED_TOLERANCE
     return formats.get(artifact.format).locate(artifact, runner, reference.pixels[image:image + 1], preprocess,
                                                tolerance, module=reference.spec(bake=False).module)
 
@@ -383,11 +394,11 @@ def attach(session, report, tolerance=None, progress=None) -> dict[str, Layers]:
 
     found: dict[str, Layers] = {}
 
-    def run(key, artifact, runner):
+    def run(key, artifact, runner, compressed=False):
         if progress:
             progress(key, "locate")
         try:
-            found[key] = locate(session, artifact, runner, tolerance=tolerance)
+            found[key] = locate(session, artifact, runner, tolerance=tolerance, compressed=compressed)
             return found[key].describe()
         except WorkbenchError as exc:
             return f"no per-layer comparison: {exc}"
@@ -403,7 +414,7 @@ def attach(session, report, tolerance=None, progress=None) -> dict[str, Layers]:
                 continue
             runner = fmt.make_runner(v.artifact, **session.exported.runtime_options.get(name, {}))
             try:
-                v.divergence = run(f"{name} {variant}", v.artifact, runner)
+                v.divergence = run(f"{name} {variant}", v.artifact, runner, compressed=True)
             finally:
                 runner.deactivate()
     report.layers = found

@@ -89,18 +89,19 @@ class LayersRun:
         self._tell("start")
         # a runner of its own: the widget's keeps serving the sliders while this one runs
         self._thread = threading.Thread(target=self._run, name="workbench-layers", daemon=True,
-                                        args=(artifacts, fmt, variant == FP16))
+                                        args=(artifacts, fmt, variant))
         self._thread.start()
 
-    def _run(self, artifacts, fmt: str, fp16: bool) -> None:
+    def _run(self, artifacts, fmt: str, variant: str) -> None:
         from ..layers import locate
 
         start = time.perf_counter()
         runner = None
         try:
-            artifact = self._fp16(fmt) if fp16 else artifacts.artifacts[fmt]
+            artifact = self._fp16(fmt) if variant == FP16 else artifacts.artifacts[fmt]
             runner = _formats.get(fmt).make_runner(artifact, **artifacts.runtime_options.get(fmt, {}))
-            self.result = locate(artifacts.reference, artifact, runner, self.image, preprocess=self.preprocess)
+            self.result = locate(artifacts.reference, artifact, runner, self.image, preprocess=self.preprocess,
+                                 compressed=bool(variant) and variant != FP16)
         except WorkbenchError as exc:
             self.error = str(exc)
         except Exception as exc:  # a bug: said in the tab, not lost in a thread
