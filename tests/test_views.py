@@ -223,6 +223,22 @@ def test_the_difference_column_shows_the_format_that_differs_most_on_each_image(
     assert alone.titles[-1] == _wrap("|ONNX - PyTorch|", 64) and alone.rows[1].captions[-1][0].startswith("max |d|")
 
 
+def test_the_difference_is_measured_against_pytorchs_output_as_the_format_gives_it():
+    """Issue 22 (second pass): notebook 01's heatmap said max |d| 0.1 beside "PASS max|d| 0.0034": PyTorch's
+    output runs past 1 where the converted image output is clipped, and the picture took the difference before
+    clipping. With each format's expected output, it shows what `compare` measured."""
+    rng = np.random.default_rng(3)
+    ref = {"y": rng.uniform(-0.1, 1.1, (1, 1, 16, 16)).astype(np.float32)}
+    clipped = {"y": np.clip(ref["y"], 0, 1)}
+    out = {"y": clipped["y"] + 1e-3}
+    pixels = rng.uniform(0, 255, (1, 3, 16, 16)).astype(np.float32)
+    raw = _plan(pixels, ["a"], ref, {"Core ML": out}, ImageToImage(), None, count=None, tile=64)
+    assert raw.rows[0].max_abs > 0.05  # before: the clipping counted as the format's difference
+    plan = _plan(pixels, ["a"], ref, {"Core ML": out}, ImageToImage(), None, count=None, tile=64,
+                 expected={"Core ML": clipped})
+    assert plan.rows[0].max_abs == pytest.approx(1e-3, rel=1e-2)
+
+
 def _segmentation(k=21):
     scores = np.zeros((1, k, 24, 24), np.float32)
     scores[0, 0] = 1

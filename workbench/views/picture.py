@@ -64,7 +64,7 @@ def side_by_side(pixels: np.ndarray, names: Sequence[str], reference: Mapping[st
                  outputs: Mapping[str, Mapping[str, np.ndarray]], task: Task,
                  comparisons: Mapping[str, Comparison] | None = None, *, start: int = 0, count: int | None = 4,
                  max_images: int | None = None, tile: int = 160, image_format: str = "png",
-                 cache: dict | None = None) -> bytes:
+                 cache: dict | None = None, expected: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> bytes:
     """A picture of rows (images) by columns (input, PyTorch, each format, and the |difference| of the format
     that differs most from PyTorch on that image, named in its caption when there are several).
 
@@ -77,6 +77,8 @@ def side_by_side(pixels: np.ndarray, names: Sequence[str], reference: Mapping[st
     every slider move). Each row has its captions above its pictures: the image name, each
     format's PASS/FAIL and max |d|, and the difference's max as a fraction of the scale `compare` judges
     it by; under the pictures, the heatmap's colour bar and the classes of the masks.
+    expected: per column label, PyTorch's outputs as that format gives them (`Artifact.expected`: clipped where
+    its output became an image), what its difference is measured against, as `compare` measures it.
     cache: a dict kept by the caller between calls with the same pixels and reference (emptied when they
     change), where the input's and PyTorch's tiles are kept: the widget redraws on every slider move and
     only the formats' columns change.
@@ -85,7 +87,7 @@ def side_by_side(pixels: np.ndarray, names: Sequence[str], reference: Mapping[st
     if image_format not in ("png", "jpeg"):
         raise ValueError(f"image_format must be 'png' or 'jpeg', not {image_format!r}")
     plan = _plan(pixels, names, reference, outputs, task, comparisons, start=start,
-                 count=max_images if max_images is not None else count, tile=tile, cache=cache)
+                 count=max_images if max_images is not None else count, tile=tile, cache=cache, expected=expected)
     canvas = _paint(plan)
     buf = io.BytesIO()
     if image_format == "png":
@@ -126,7 +128,8 @@ class _Plan:
     legend_span: tuple[int, int] = (0, 0)  # x range of the legend (under the output columns)
 
 
-def _plan(pixels, names, reference, outputs, task, comparisons, *, start=0, count=4, tile=160, cache=None) -> _Plan:
+def _plan(pixels, names, reference, outputs, task, comparisons, *, start=0, count=4, tile=160, cache=None,
+          expected=None) -> _Plan:
     """What to draw and where: every tile, caption and box, with no pixel drawn on the canvas yet."""
     cache = {} if cache is None else cache
 
@@ -179,7 +182,10 @@ def _plan(pixels, names, reference, outputs, task, comparisons, *, start=0, coun
                 draw = functools.partial(_draw, task, img, value, tile, w)
             row.tiles.append(kept(("PyTorch", i, task, tile, w), draw) if k == 0 else draw())
         if outputs:
-            label, diff, row.max_abs, row.scale, fraction = _most_different(values, [n for n, _ in columns_out])
+            refs = [values[0]] + [_main(expected[label], main, reference)[i] if expected and label in expected
+                                  else values[0] for label, _ in columns_out[1:]]
+            label, diff, row.max_abs, row.scale, fraction = _most_different(values, [n for n, _ in columns_out],
+                                                                            refs)
             who = _wrap(f"{label}:", widths[-1]) + "\n" if len(outputs) > 1 else ""
             row.captions.append((f"{who}max |d| {row.max_abs:.2g}\n= {fraction:.2g} of scale {row.scale:.3g}", TEXT))
             row.heatmap = diff.ndim == 3 and not classifier  # (K, 1, 1) scores are still classes
@@ -250,14 +256,15 @@ def _paint(plan: _Plan):
     return canvas
 
 
-def _most_different(values: list, labels: list[str]):
+def _most_different(values: list, labels: list[str], refs: list | None = None):
     """Of the formats' outputs (values[1:], PyTorch's is values[0]), the one that differs most from PyTorch
-    as a fraction of compare's scale: (its label, |difference|, its max, the scale, the fraction). A
-    non-finite difference is the largest."""
-    ref = np.asarray(values[0])
-    scale = _scale(ref)
+    as a fraction of compare's scale: (its label, |difference|, its max, the scale, the fraction). refs: per
+    column, PyTorch's output as that format gives it (clipped where its output became an image), what `compare`
+    measured it against; default PyTorch's own. A non-finite difference is the largest."""
     found = None
-    for label, value in zip(labels[1:], values[1:]):
+    for k, (label, value) in enumerate(zip(labels[1:], values[1:]), start=1):
+        ref = np.asarray(refs[k] if refs is not None else values[0])
+        scale = _scale(ref)
         dtype = np.result_type(ref, value, np.float32)  # as compare: the outputs' own precision
         with np.errstate(all="ignore"):
             diff = np.abs(np.asarray(value).astype(dtype, copy=False).reshape(ref.shape)

@@ -653,7 +653,8 @@ class Controller:
                             {self.title(f): self.outputs[f] for f in shown}, s.task,
                             {self.title(f): self.comparison[f] for f in shown},
                             start=0 if every_image else self.page * PER_PAGE, count=None if every_image else PER_PAGE,
-                            image_format=image_format, cache=self._tiles)
+                            image_format=image_format, cache=self._tiles,
+                            expected={self.title(f): self.live.artifacts[f].expected(s.outputs) for f in shown})
 
     @property
     def pages(self) -> int:
