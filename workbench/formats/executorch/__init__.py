@@ -11,6 +11,7 @@ FORMAT = register(Format(
     name="executorch", title="ExecuTorch", runtime="ExecuTorch", suffixes=(".pte",), package=__name__,
     modules=("executorch",),
     exporter=".export:export_executorch", runner=".runner:ExecuTorchRunner", validator=".validate:check_pte",
+    locator=".locate:locate",
     floor=".floor:floor", precisions=("fp32", "fp16"),
     export_options=(
         Option("precision", "fp32", "fp16 runs the model in half precision, sums too where the CPU has fp16 "

@@ -31,25 +31,24 @@ def quantized(program, calibration: str):
     return torch.export.export(convert_pt2e(prepared), (inputs[:1],))
 
 
-def main(request: dict) -> dict:
-    import torch
+def lower(program, delegate: str, reload=None):
+    """`program` lowered as the exporter lowers it: (EdgeProgramManager, notes). delegate "xnnpack":
+    XnnpackPartitioner, and when it fails, the portable kernels on `reload()` (a fresh copy of the program; None:
+    the failure is raised); "portable": the portable kernels only."""
     from executorch.exir import to_edge, to_edge_transform_and_lower
 
-    program = torch.export.load(request["program"])
-    if request.get("calibration"):
-        program = quantized(program, request["calibration"])
     notes = []
-    if request["delegate"] == "xnnpack":
+    if delegate == "xnnpack":
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
         try:
             edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
         except Exception as exc:  # the portable kernels run any op ExecuTorch knows: fall back, say so
-            if request.get("calibration"):
-                raise  # the int8 kernels are XNNPACK's: a portable program would not be the variant asked for
+            if reload is None:
+                raise
             notes.append(f"XNNPACK lowering failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
                          "the portable kernels run the whole graph (slower)")
-            edge = to_edge(torch.export.load(request["program"]))
+            edge = to_edge(reload())
         else:
             graph = edge.exported_program().graph
             calls = [n for n in graph.nodes if n.op == "call_function"]
@@ -66,6 +65,18 @@ def main(request: dict) -> dict:
     else:
         edge = to_edge(program)
         notes.append("portable kernels only (no delegate): slower than XNNPACK, runs any op ExecuTorch knows")
+    return edge, notes
+
+
+def main(request: dict) -> dict:
+    import torch
+
+    program = torch.export.load(request["program"])
+    if request.get("calibration"):
+        program = quantized(program, request["calibration"])
+    # the int8 kernels are XNNPACK's: a portable program would not be the variant asked for
+    reload = None if request.get("calibration") else (lambda: torch.export.load(request["program"]))
+    edge, notes = lower(program, request["delegate"], reload)
     buffer = edge.to_executorch().buffer
     with open(request["out"], "wb") as f:
         f.write(buffer)
