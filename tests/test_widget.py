@@ -380,9 +380,11 @@ def test_adding_and_removing_a_live_format(samples):
         w.close()
 
 
-def test_closing_stops_the_graph_server_and_removes_live_files(samples):
+def test_closing_stops_the_graph_server_and_removes_live_files(samples, tmp_path):
     w = Workbench(tiny_classifier(), samples, preprocess=Preprocess.preset("unit", size=(16, 16)),
-                  task="classification", formats=("onnx",))
+                  task="classification", formats=("onnx",), export_folder=tmp_path / "mine")
+    # a notebook names its own export folder (07 and 01 export the same net: the default would clash)
+    assert w.control("folder").value == str(tmp_path / "mine")
     graph, artifact = w.graph, w.live.artifacts["onnx"]
     assert graph.alive and artifact.path.is_file()
     w.close()

@@ -59,14 +59,15 @@ class Workbench(W.VBox):
     model, images, preprocess (the training preprocessing), task, labels, size: as for `Session`.
     formats: the conversions run live (default: `workbench.formats.defaults()`); runtime_options: per format,
     what its runner takes. variants: per live format, the compressed variants the Compression tab starts with
-    ({"FORMAT": ["VARIANT"]}, from each format's `variants`; more are ticked there). `preprocess` (the converted side's,
+    ({"FORMAT": ["VARIANT"]}, from each format's `variants`; more are ticked there). export_folder: where Export
+    writes (default ``exports/<model name>`` under the working folder). `preprocess` (the converted side's,
     settable) and `comparison` ({format: Comparison}, the latest) are the contract with code.
     """
 
     def __init__(self, model, images=None, *, preprocess: Preprocess | None = None, task=None,
                  labels: Sequence[str] | None = None, formats: Sequence[str] | None = None, size=None,
                  runtime_options: dict[str, dict] | None = None, variants: dict[str, Sequence[str]] | None = None,
-                 **load_options):
+                 export_folder: str | Path | None = None, **load_options):
         steps = len(_formats.defaults() if formats is None else formats) + sum(map(len, (variants or {}).values())) + 2
         with _BuildProgress(steps) as building, _CollectorFrozen() as frozen:
             def step(what: str) -> None:
@@ -83,6 +84,7 @@ class Workbench(W.VBox):
             self._said: dict[str, W.HTML] = {}  # per control, the message area beside it (see `_beside`)
             self._recent = collections.defaultdict(lambda: collections.deque(maxlen=16))  # values shown lately
             self._coalescer = _Coalescer(self._apply_edits)
+            self._export_folder = Path(export_folder) if export_folder is not None else None
             super().__init__(self._panels())
             self.controller.listen(self._render)
             for what in ("controls", "live", "result", "busy", "variants"):
@@ -344,7 +346,9 @@ class Workbench(W.VBox):
 
     def _export_panel(self) -> W.Widget:
         c = self.controller
-        self._out = W.Text(value=str(Path.cwd() / "exports" / c.session.name), description="folder",
+        folder = (Path.cwd() / "exports" / c.session.name if self._export_folder is None
+                  else self._export_folder.expanduser().absolute())
+        self._out = W.Text(value=str(folder), description="folder",
                            layout=W.Layout(width="60%"))
         self._export_formats = {n: W.Checkbox(value=c.status.get(n) == "ok", description=f.title, indent=False,
                                               layout=W.Layout(width="auto"))
