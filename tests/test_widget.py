@@ -33,6 +33,9 @@ def test_builds_every_panel_and_conversion(wb):
     # off macOS Core ML's column is the interpreter's, and says so with its precision
     assert "Core ML interpreter (ML program, fp16)" in shown["metrics"]
     assert "per-channel std" in shown["exactness"]  # ImageNet's std cannot be one scalar
+    # the formats that carry it the same way are named together, each once (it listed all eight one by one)
+    carries = shown["exactness"].split("an export carries it: ", 1)[1]
+    assert "ncnn, MNN: exact, natively (mean/norm)" in carries and carries.count("ONNX") == 1, carries
     assert wb.control("export").description == "Export"
     assert all(f"converted in {wb.controller.seconds[f]:.1f} s" in shown["model"] for f in wb.formats)
 

@@ -116,6 +116,11 @@ def test_stop_ends_the_run_keeping_what_was_done(wb, photos):
     assert "stopped" in wb.shown()["dataset"] and not wb.control("dataset_run").disabled
 
 
+def test_the_export_panel_says_the_models_own_labels_go_into_the_files(wb):
+    """Second new-user pass (issue 22): notebook 08's labels box was empty though the widget had labels."""
+    assert wb.control("labels").placeholder == "its 4 labels (cat, dog, fish, …), or a labels.txt"
+
+
 def test_bad_folders_are_said_beside_run_and_lose_nothing(wb, tmp_path):
     wb.control("dataset_folder").value = str(tmp_path / "nowhere")
     wb.control("dataset_run").click()

@@ -362,7 +362,11 @@ class Workbench(W.VBox):
             for n, controls in self._export_option_controls.items() if controls}
         for box in self._export_formats.values():
             box.observe(lambda ch: self._render_export_options(), names="value")
-        self._labels_file = W.Text(placeholder="labels.txt (optional)", description="labels")
+        names = c.session.labels
+        # the model's own labels go into a classifier's files unless a file is named here
+        hint = (f"its {len(names)} labels ({', '.join(names[:3])}{', …' if len(names) > 3 else ''}), or a labels.txt"
+                if names else "labels.txt (optional)")
+        self._labels_file = W.Text(placeholder=hint, description="labels", layout=W.Layout(width="60%"))
         self._overwrite = W.Checkbox(value=False, description="overwrite existing files", indent=False)
         self._export_variants = W.Checkbox(value=True, indent=False, layout=W.Layout(width="auto"),
                                            description="with the compressed variants ticked in the Compression tab")
@@ -650,7 +654,11 @@ class Workbench(W.VBox):
             head = (f"<span style='color:{AMBER}'>Not every runtime's own preprocessing expresses the training "
                     f"preprocessing exactly (per-channel std)</span>: {html.escape(notes)}. Tick <i>bake</i> to put "
                     "the exact normalization in the model.")
-        per_format = "; ".join(f"{_formats.get(f).title}: {html.escape(note)}" for f, note in c.exactness().items())
+        grouped: dict[str, list[str]] = {}  # formats that carry it the same way, named together
+        for f, note in c.exactness().items():
+            grouped.setdefault(note, []).append(_formats.get(f).title)
+        per_format = "; ".join(f"{html.escape(', '.join(titles))}: {html.escape(note)}"
+                               for note, titles in grouped.items())
         self._exactness.value = (f"<div style='font-size:12px'>{head}<br>in force: "
                                  f"{html.escape(c.preprocess.describe())}<br>an export carries it: {per_format}</div>")
 
