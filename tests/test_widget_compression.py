@@ -225,6 +225,9 @@ def test_the_tab_shows_the_figures_the_notebooks_table_shows(samples, tmp_path):
             for key in ("psnr", "max_abs", "top1_agreement"):
                 assert mine[key] == pytest.approx(theirs[key], rel=1e-3, abs=1e-6), (fmt, name, key)
             assert theirs["compared_on"] == "the model's output"
+        # what ONNX int8 is, and apart from it how it was calibrated, each said once (LiteRT's and ExecuTorch's
+        # notes name their images and preprocessing, which the table's "what it is" repeated)
+        assert "calibrated" not in table["onnx", "int8"]["what"] and "8 images" in table["onnx", "int8"]["calibration"]
         shown = w.shown()["compression"]
         assert shown.count("compared on: the model&#x27;s output") >= 4  # under each row, across the table
         with_labels = {(r["format"], r["variant"]): r for r in compression_table(

@@ -218,8 +218,8 @@ def compression_table(results: Mapping) -> list[dict]:
                          "size_mb": v.size_bytes / 1e6 if v.size_bytes else None, "ratio": v.size_ratio,
                          **{k: worst[k] for k in keys if k in worst},
                          "compared_on": measured_on(v.artifact) if v.artifact is not None else None,
-                         "what": _what(variant, v.artifact.notes[0]) if v.artifact is not None and v.artifact.notes
-                         else None,
+                         "what": _what(variant, v.artifact.notes[0], calibrated=bool(calibration))
+                         if v.artifact is not None and v.artifact.notes else None,
                          "calibration": calibration, "passed": v.passed, "error": v.error})
     return rows
 
@@ -295,9 +295,13 @@ def measured_on(artifact) -> str:
     return "the model's output"
 
 
-def _what(variant: str, note: str) -> str:
-    """A variant's note without its own name in front ("int8_weights: 8-bit weights..." -> "8-bit weights...")."""
-    return re.sub(rf"^{re.escape(variant)}:\s*", "", note)
+def _what(variant: str, note: str, calibrated: bool = False) -> str:
+    """A variant's note without its own name in front ("int8_weights: 8-bit weights..." -> "8-bit weights..."),
+    and, `calibrated` (its calibration has a line of its own), without the images and preprocessing it names."""
+    note = re.sub(rf"^{re.escape(variant)}:\s*", "", note)
+    if calibrated:
+        note = re.sub(r"calibrated on (\d+) images \(.*$", r"calibrated on the \1 images below", note)
+    return note
 
 
 def _title(formats, name: str) -> str:
