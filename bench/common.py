@@ -1,14 +1,15 @@
-"""Timing, machine facts and table helpers shared by the sections."""
+"""Timing, the preprocessing sweep, machine facts and table helpers shared by the sections."""
 
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -73,6 +74,29 @@ def _in_turns(a, b, runs, warmup) -> tuple[list, list]:
             fn()
             out.append((time.perf_counter() - start) * 1000)
     return times
+
+
+def preprocess_values(wb) -> Iterator:
+    """Preprocessings for a built `Workbench` `wb`: its reference one with the scale nudged by up to 5%, a new
+    value each time, so nothing can be answered from a cache of the last one."""
+    base = wb.reference_preprocess.with_imagetype()
+    return (base.replace(scale=(base.scale[0] * (1 + 1e-3 * (k % 50)),) * base.channels, name="bench")
+            for k in itertools.count())
+
+
+def first_column_timer(wb, values: Iterator) -> Callable[[], float]:
+    """A call that sets `wb.preprocess` to the next of `values` and returns the ms until the widget's first
+    column (the fastest live runtime's) was updated. Listens to `wb.controller` from now on."""
+    first_at: list[float] = []
+    wb.controller.listen(lambda what: first_at.append(time.perf_counter()) if what == "column" else None)
+
+    def first_column() -> float:
+        first_at.clear()
+        start = time.perf_counter()
+        wb.preprocess = next(values)
+        return (first_at[0] - start) * 1000
+
+    return first_column
 
 
 def summary(times_ms: list[float]) -> dict:

@@ -14,14 +14,13 @@ memory from wait4. Target: within 1.5x.
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .common import ROOT, row, summary, target
+from .common import ROOT, first_column_timer, preprocess_values, row, summary, target
 from .dataset import _folder
 from .refresh import cases
 
@@ -62,18 +61,7 @@ def run(settings) -> tuple[list[dict], list[dict]]:
     images = _folder(settings.workdir / "bench_dataset_widget", 160 if settings.quick else 800)
     wb = Workbench(images=SAMPLE_IMAGES, **options)
     try:
-        base = wb.reference_preprocess.with_imagetype()
-        values = (base.replace(scale=(base.scale[0] * (1 + 1e-3 * (k % 50)),) * base.channels, name="bench")
-                  for k in itertools.count())
-        first_at: list[float] = []
-        wb.controller.listen(lambda what: first_at.append(time.perf_counter()) if what == "column" else None)
-
-        def first_column() -> float:
-            first_at.clear()
-            start = time.perf_counter()
-            wb.preprocess = next(values)
-            return (first_at[0] - start) * 1000
-
+        first_column = first_column_timer(wb, preprocess_values(wb))
         idle = summary([first_column() for _ in range(settings.runs)])
         run = wb.controller.dataset
         run.start(images, out=settings.workdir / "bench_dataset_widget_run", batch_size=BATCH)

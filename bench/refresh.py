@@ -14,13 +14,21 @@ For notebook 01's super-resolution model and notebook 05's mobilenet_v2, on the 
 
 from __future__ import annotations
 
-import itertools
 import math
-import time
 
 import numpy as np
 
-from .common import NOTEBOOKS, measure, measure_pair, measure_ratio, row, summary, target
+from .common import (
+    NOTEBOOKS,
+    first_column_timer,
+    measure,
+    measure_pair,
+    measure_ratio,
+    preprocess_values,
+    row,
+    summary,
+    target,
+)
 
 SECTION = "a"
 
@@ -51,10 +59,7 @@ def run(settings) -> tuple[list[dict], list[dict]]:
     for case, options in cases(settings.quick):
         wb = Workbench(images=SAMPLE_IMAGES, **options)
         s, live = wb.session, wb.live  # the reference, and the artifacts the widget runs as sliders move
-        base = wb.reference_preprocess.with_imagetype()
-        # A new value each call, so nothing can be answered from a cache of the last one.
-        values = (base.replace(scale=(base.scale[0] * (1 + 1e-3 * (k % 50)),) * base.channels, name="bench")
-                  for k in itertools.count())
+        values = preprocess_values(wb)
 
         def set_preprocess():
             wb.preprocess = next(values)
@@ -75,15 +80,7 @@ def run(settings) -> tuple[list[dict], list[dict]]:
         targets.append(target(f"widget refresh <= 1.3x the live runtimes' floors back to back: {case}", ratio, 1.3,
                               "x", "the widget also compares, draws the picture and the metrics table"))
         # The first column the user sees updated: the fastest live runtime's, shown before the others run.
-        first_at: list[float] = []
-        wb.controller.listen(lambda what: first_at.append(time.perf_counter()) if what == "column" else None)
-
-        def first_column():
-            first_at.clear()
-            start = time.perf_counter()
-            set_preprocess()
-            return (first_at[0] - start) * 1000
-
+        first_column = first_column_timer(wb, values)
         first = summary([first_column() for _ in range(settings.runs)])
         rows.append(row(SECTION, case, "  first column updated (the fastest live runtime, fastest first)", first))
         if case.startswith("01"):

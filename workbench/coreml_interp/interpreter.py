@@ -99,8 +99,7 @@ class CoreMLInterpreter:
     @property
     def declared_precision(self) -> str:
         """fp16 when the program computes in fp16 anywhere, else fp32."""
-        return "fp16" if any(h or getattr(s.fn, "computes_fp16", False)  # a pipeline's models: their programs
-                             for s in self.program.steps for _, h in s.outputs) else "fp32"
+        return "fp16" if self.program.computes_fp16 else "fp32"
 
     @property
     def label(self) -> str:

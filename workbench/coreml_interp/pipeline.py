@@ -64,7 +64,7 @@ def _sub_model_step(name: str, spec, weights_dir, model_name: str) -> Step:
         out = program.run({n: values[f"in:{n}"] for n in feeds}, fp16=fp16, observe=observe)
         return tuple(out.get(n) for n in produced)
 
-    run.computes_fp16 = any(h or getattr(s.fn, "computes_fp16", False) for s in program.steps for _, h in s.outputs)
+    run.computes_fp16 = program.computes_fp16  # read by the pipeline's own Program.computes_fp16
 
     return Step(kind, name, run, {}, [(f"in:{n}", n) for n in feeds], [(n, False) for n in produced])
 

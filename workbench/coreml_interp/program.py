@@ -57,6 +57,12 @@ class Program:
                 RUN.reset(token)
         return self._run(feeds, fp16, observe)
 
+    @property
+    def computes_fp16(self) -> bool:
+        """Whether running as declared rounds anything to fp16: an output declared fp16, or a step that runs a
+        program of its own (a pipeline's sub-model) that does."""
+        return any(half or getattr(s.fn, "computes_fp16", False) for s in self.steps for _, half in s.outputs)
+
     def _run(self, feeds: dict, fp16: bool, observe: Observer | None) -> dict:
         env = dict(self.constants)
         for name, dtype in self.inputs.items():

@@ -6,6 +6,8 @@
   `compression_points`, `place_labels`);
 - `tables`: one renderer per result table, as HTML or text (`parity_table`, `compression_view`,
   `compression_table`, `table_html`, `Table`).
+- `dataset`: a dataset check's results (matplotlib, PIL): the spread of the per-image figure and the worst
+  images with their thumbnails (`dataset.histogram`, `dataset.worst_html`; not re-exported here).
 
 Everything here imports with the core (no Jupyter); matplotlib only when a chart is drawn.
 """
