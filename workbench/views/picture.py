@@ -35,6 +35,7 @@ TEXT, BAR, DIFF, GRID = (0, 0, 0), (68, 170, 119), (204, 68, 68), (190, 190, 190
 PASS, FAIL, TOP_DIFF, AXIS, RULE = (34, 139, 34), (204, 34, 34), (120, 0, 0), (90, 90, 90), (225, 225, 225)
 GAP = 8  # between columns, and the canvas's margin
 COLOUR_BAR = 8  # the colour bar's height in pixels
+FONT_SIZE = 13  # pixels: the captions' text, DejaVu Sans, 13 px from ascender to descender, read at natural size
 
 
 def pages(n_images: int, per_page: int = 4) -> list[range]:
@@ -235,20 +236,24 @@ def _paint(plan: _Plan):
             x, w = plan.columns[-1]
             y = row.footer_top + 3
             canvas.paste(_colour_bar(w), (x, y))
-            fraction = row.max_abs / row.scale if row.scale else 0.0
+            fraction = f"{row.max_abs / row.scale if row.scale else 0.0:.2g}"
             _text(canvas, (x, y + COLOUR_BAR + 1), "0", TEXT)
-            _text(canvas, (x + w, y + COLOUR_BAR + 1), f"{fraction:.2g}", TEXT, align="right")
-            _text(canvas, (x + w // 2, y + COLOUR_BAR + 1), "|d| / scale", AXIS, align="centre")
+            _text(canvas, (x + w, y + COLOUR_BAR + 1), fraction, TEXT, align="right")
+            # what the bar measures, between its ends' values where it fits (else the caption above says it)
+            left, gap = _text_mask("0").width, w - _text_mask("0").width - _text_mask(fraction).width
+            if _text_mask("|d| / scale").width + 12 <= gap:
+                _text(canvas, (x + left + gap // 2, y + COLOUR_BAR + 1), "|d| / scale", AXIS, align="centre")
+        top, side = _swatch()
         for k, line in enumerate(row.legend_lines):
             x, y = plan.legend_span[0], row.footer_top + 3 + k * lh
             for entry in line:
                 name, colour = row.legend[entry]
-                box = (x, y + 1, x + 9, y + 10)
+                box = (x, y + top, x + side, y + top + side)
                 if colour is None:  # class 0: the overlay leaves it uncoloured
                     draw.rectangle(box, outline=AXIS)
                 else:
                     draw.rectangle(box, fill=colour, outline=AXIS)
-                _text(canvas, (x + 13, y), name, TEXT)
+                _text(canvas, (x + side + 4, y), name, TEXT)
                 x += _legend_width(name)
         hidden = len(row.legend) - sum(map(len, row.legend_lines))
         if hidden:
@@ -293,7 +298,7 @@ def _legend(masks: list[np.ndarray], k: int, labels) -> list[tuple[str, tuple[in
 
 
 def _legend_width(name: str) -> int:
-    return 13 + _text_mask(name).width + 12
+    return _swatch()[1] + 4 + _text_mask(name).width + 12
 
 
 def _flow(widths: list[int], room: int, max_lines: int = 3, reserve: int = 0) -> list[list[int]]:
@@ -348,15 +353,37 @@ def _fit(text: str, width: int) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _font():
+    """DejaVu Sans at `FONT_SIZE`: the system's, else the copy matplotlib ships (found without importing it),
+    else Pillow's own font at that size."""
+    import importlib.util
+    from pathlib import Path
+
     from PIL import ImageFont
 
-    return ImageFont.load_default(size=11)
+    spec = importlib.util.find_spec("matplotlib")
+    fonts = ["DejaVuSans.ttf"]
+    if spec is not None and spec.origin:
+        fonts.append(str(Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"))
+    for font in fonts:
+        try:
+            return ImageFont.truetype(font, FONT_SIZE)
+        except OSError:
+            continue
+    return ImageFont.load_default(size=FONT_SIZE)
 
 
 @functools.lru_cache(maxsize=1)
 def _line_height() -> int:
+    """A line of text's height in pixels: the font's, ascender to descender, and 2 pixels between lines."""
     box = _font().getbbox("Ag|")
     return int(box[3] - box[1]) + 2
+
+
+@functools.lru_cache(maxsize=1)
+def _swatch() -> tuple[int, int]:
+    """A legend swatch beside a line of text: (its top below the line's top, its side), as tall as a capital."""
+    box = _font().getbbox("H")
+    return int(box[1]), int(box[3] - box[1])
 
 
 @functools.lru_cache(maxsize=8192)
@@ -523,12 +550,13 @@ def _difference_bars(values: np.ndarray, width: int, tile: int, labels, axis: st
     worst = np.argsort(-values, kind="stable")[:named]
     square = Image.new("RGB", (width, tile), "white")
     swatches = ImageDraw.Draw(square)
+    top, side = _swatch()
     for k, c in enumerate(worst):
         value = f"{values[c]:.2g}"
         name = labels[c] if labels else f"{axis} {c}"
         y = 2 + k * lh
-        swatches.rectangle((3, y + 2, 10, y + 9), fill=TOP_DIFF)
-        _text(square, (14, y), _fit(name, width - _text_mask(value).width - 23), TOP_DIFF)
+        swatches.rectangle((3, y + top, 3 + side - 1, y + top + side - 1), fill=TOP_DIFF)
+        _text(square, (side + 7, y), _fit(name, width - _text_mask(value).width - side - 16), TOP_DIFF)
         _text(square, (width - 4, y), value, TOP_DIFF, align="right")
     # the chart: y axis label and top value on one line, bars, then the x axis line with its labels
     y_label = 4 + named * lh
