@@ -98,6 +98,17 @@ def test_a_candidate_that_is_not_live_is_refused_with_the_choices(wb):
         wb.controller.layers.start("coreml")
 
 
+def test_with_no_format_live_the_tab_names_the_formats_that_have_a_locator(wb):
+    from workbench.widgets.layers import LayersRun
+
+    class Idle:  # a controller with nothing live
+        running, variants = (), {}
+
+    with pytest.raises(WorkbenchError, match=r"none: turn on a format that has one \(.*ONNX.*ExecuTorch") as e:
+        LayersRun(Idle()).start("onnx")
+    assert "ncnn" in str(e.value) and "LiteRT" in str(e.value)
+
+
 def _layers(n, bad_at=None):
     out = []
     for k in range(n):

@@ -77,7 +77,7 @@ class LayersRun:
         if self.running:
             raise WorkbenchError("a per-layer comparison is running: wait for it to end")
         if candidate not in self.choices():
-            have = ", ".join(self.choices()) or "none: turn on a format that has one (ONNX, TorchScript, Core ML...)"
+            have = ", ".join(self.choices()) or f"none: turn on a format that has one ({_with_locator()})"
             raise WorkbenchError(f"{candidate!r} cannot be compared layer by layer here; choose among {have}")
         n = len(c.session.images)
         if not 0 <= image < n:
@@ -187,8 +187,7 @@ class LayersPanel:
 
     def _start(self) -> None:
         if not self.which.value:
-            raise WorkbenchError("no format here can be compared layer by layer: turn on ONNX, TorchScript, Core ML, "
-                                 "MNN, ncnn, LiteRT or ExecuTorch")
+            raise WorkbenchError(f"no format here can be compared layer by layer: turn on one of {_with_locator()}")
         self.run.start(self.which.value, self.image.value or 0)
 
     def refresh_choices(self) -> None:
@@ -282,6 +281,11 @@ class LayersPanel:
         # the strip says where the window is in a graph longer than it
         self.strip.value = strip_svg(found, picked, GRAPH_SIZE) if found.matched > GRAPH_SIZE else ""
         self.graph.value = graph_svg(found, picked, GRAPH_SIZE)
+
+
+def _with_locator() -> str:
+    """The formats that have a per-layer locator, by title."""
+    return ", ".join(f.title for f in _formats.registry().values() if f.locator)
 
 
 def _seconds(s: float) -> str:
