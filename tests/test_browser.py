@@ -136,7 +136,12 @@ def test_notebook_01_slider_export_and_graph_in_a_real_browser(lab):
         assert "FAIL" in metrics.inner_text()  # away from the matched values, parity visibly breaks
 
         page.get_by_role("button", name="Match PyTorch").click()
-        expect(metrics).not_to_contain_text("out of date")  # every column recomputed, fastest first
+        try:
+            expect(metrics).not_to_contain_text("out of date")  # every column recomputed, fastest first
+        except AssertionError as e:  # say what the widget said (a column once stayed out of date, cause unknown)
+            errors = page.locator(".workbench-errors").all_inner_texts()
+            busy = page.locator("text=/results below are out of date/").all_inner_texts()
+            raise AssertionError(f"{e}\nthe widget's error area: {errors}\nbusy line: {busy}") from e
         page.wait_for_timeout(1500)  # the sliders echo their displayed values back: they must not break the match
         expect(metrics).not_to_contain_text("out of date")
         assert "FAIL" not in metrics.inner_text() and "PASS" in metrics.inner_text()

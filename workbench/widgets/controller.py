@@ -12,10 +12,12 @@ Imports no Jupyter: it is tested as it is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -138,6 +140,7 @@ class Controller:
         self._listeners: list[Callable[[str], None]] = []
         self.dataset = DatasetRun(self)  # the Dataset tab's run: a whole folder, in the background
         self.layers = LayersRun(self)  # the Layers tab's: one format's per-layer comparison, on demand
+        self._recomputing = threading.RLock()
         self._workdir = Path(tempfile.mkdtemp(prefix="workbench-live-"))
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
         for fmt in self.formats:
@@ -493,6 +496,9 @@ class Controller:
         except Exception:
             self.preprocess, self.bake, self._unbaked = before
             self._tell("controls")
+            # the last good results drawn again: the columns a failed recompute had replaced showed its values
+            with contextlib.suppress(Exception):  # the error that stopped it is the one raised
+                self._tell("result")
             raise
 
     def edit(self, *, scale: float | None = None, bias: dict[int, float] | None = None,
@@ -599,8 +605,17 @@ class Controller:
     def recompute(self) -> None:
         """Run every live format on the sample images with the current preprocessing, fastest first, each
         column replaced as soon as its runtime finishes; then the locator (when the preprocessing is
-        PyTorch's and a format that has one fails) and the picture. On error the previous results stay."""
-        pre = self.preprocess
+        PyTorch's and a format that has one fails) and the picture. On error the previous results stay.
+        One at a time; when the preprocessing changed while it ran (a slider's echo handled meanwhile), it runs
+        again, so every column ends computed with the preprocessing in force."""
+        with self._recomputing:
+            for _ in range(8):
+                pre = self.preprocess
+                self._recompute(pre)
+                if self.preprocess == pre:
+                    return
+
+    def _recompute(self, pre: Preprocess) -> None:
         order = sorted(self.running, key=lambda f: self.run_seconds.get(f, 0.0))
         saved = (dict(self.comparison), dict(self.outputs), dict(self.computed))
         saved_variants = {k: (v.result.comparison, v.outputs, v.computed) for k, v in self.variants.items()

@@ -218,6 +218,7 @@ class Workbench(W.VBox):
     def _panels(self) -> list[W.Widget]:
         c = self.controller
         self._errors = W.HTML(layout=W.Layout(min_height="0px"))
+        self._errors.add_class("workbench-errors")
         self._warnings = W.HTML("".join(
             f"<div style='color:{AMBER};border:1px solid #eb8;padding:4px;background:#fff8e8;font-size:12px'>"
             f"{html.escape(w)}</div>" for w in c.warnings))
