@@ -20,7 +20,7 @@ nodes in order, each with its scope, and gives each node that ends a module's ru
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -239,6 +239,24 @@ def scope_outputs(scopes: Sequence[Sequence[str]]) -> list[str | None]:
             key = p if calls[p] == 1 else f"{p}#{calls[p]}"
         out.append(key if ends and ends[-1] == scope[-1] else None)
     return out
+
+
+def matched_inputs(inputs_of, matched) -> Callable:
+    """For a converted graph, `inputs_of(node)`: the nodes a node reads; `matched`: {node: torch key} of the
+    nodes compared. Returns `sources(node)`: the matched layers it is computed from, the nearest matched nodes up
+    its inputs (a `Candidate`'s `after`), each node walked once."""
+    memo: dict = {}
+
+    def sources(node) -> tuple[str, ...]:
+        if node not in memo:
+            memo[node] = ()
+            found = []
+            for j in inputs_of(node):
+                found += [matched[j]] if j in matched else list(sources(j))
+            memo[node] = tuple(dict.fromkeys(found))
+        return memo[node]
+
+    return sources
 
 
 @dataclass

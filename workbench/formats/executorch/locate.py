@@ -45,6 +45,7 @@ from ...layers import (
     Candidate,
     Layers,
     compare_layers,
+    matched_inputs,
     module_outputs,
     precision_of,
     reference_module,
@@ -110,19 +111,8 @@ def candidates(nodes: list[Node], values: dict) -> list[Candidate]:
     keys = module_keys(nodes)
     matched = {n.name: keys[n.name] for n in nodes if n.name in keys and values.get(n.name) is not None}
     by_name = {n.name: n for n in nodes}
-    memo: dict[str, tuple[str, ...]] = {}
-
-    def sources(name: str) -> tuple[str, ...]:
-        if name not in memo:
-            memo[name] = ()
-            found = []
-            for i in by_name[name].inputs:
-                if i in matched:
-                    found.append(matched[i])
-                elif i in by_name:
-                    found += sources(i)
-            memo[name] = tuple(dict.fromkeys(found))
-        return memo[name]
+    sources = matched_inputs(lambda name: [i for i in by_name[name].inputs if i in matched or i in by_name],
+                             matched)
 
     return [Candidate(i, n.name, n.op, n.name, matched[n.name], values[n.name], sources(n.name))
             for i, n in enumerate(nodes) if n.name in matched]

@@ -46,6 +46,7 @@ from ...layers import (
     Layers,
     align,
     compare_layers,
+    matched_inputs,
     module_outputs,
     precision_of,
     reference_module,
@@ -280,19 +281,7 @@ def locate(artifact, runner, pixels, preprocess=None, tolerance=None, *, module=
     matched = {i: k for i, k in matched.items() if k in reference and values.get(ops[i].outputs[0]) is not None
                and align(values[ops[i].outputs[0]], reference[k]) is not None}
     producer = {t: op.index for op in graph.ops for t in op.outputs}
-    memo: dict[int, tuple[str, ...]] = {}
-
-    def sources(i: int) -> tuple[str, ...]:
-        """The matched layers op i is computed from (the nearest ones up its inputs)."""
-        if i not in memo:
-            memo[i] = ()
-            found = []
-            for t in ops[i].inputs:
-                j = producer.get(t)
-                if j is not None:
-                    found += [matched[j]] if j in matched else list(sources(j))
-            memo[i] = tuple(dict.fromkeys(found))
-        return memo[i]
+    sources = matched_inputs(lambda i: [producer[t] for t in ops[i].inputs if t in producer], matched)
 
     candidates = []
     for i, key in matched.items():

@@ -16,7 +16,15 @@ import numpy as np
 
 from ... import layers as _layers
 from ...errors import WorkbenchError, first_line, require
-from ...layers import Candidate, Layers, compare_layers, module_outputs, precision_of, reference_module
+from ...layers import (
+    Candidate,
+    Layers,
+    compare_layers,
+    matched_inputs,
+    module_outputs,
+    precision_of,
+    reference_module,
+)
 
 SCOPES = "pkg.torch.onnx.name_scopes"
 
@@ -96,19 +104,7 @@ def locate(artifact, runner=None, pixels=None, preprocess=None, tolerance=None, 
     values = intermediate_values(model, list(wanted.values()), x, artifact.input_name, getattr(runner, "threads", None))
     producer = {o: i for i, n in enumerate(nodes) for o in n.output}
     matched = {i: keys[i] for i in wanted if wanted[i] in values}
-    memo: dict[int, tuple[str, ...]] = {}
-
-    def sources(i: int) -> tuple[str, ...]:
-        """The matched layers node i is computed from (the nearest ones up its inputs)."""
-        if i not in memo:
-            memo[i] = ()
-            found = []
-            for name in nodes[i].input:
-                j = producer.get(name)
-                if j is not None:
-                    found += [matched[j]] if j in matched else list(sources(j))
-            memo[i] = tuple(dict.fromkeys(found))
-        return memo[i]
+    sources = matched_inputs(lambda i: [producer[n] for n in nodes[i].input if n in producer], matched)
 
     candidates = [Candidate(i, nodes[i].name, nodes[i].op_type, wanted[i], key, values[wanted[i]], sources(i))
                   for i, key in matched.items()]
